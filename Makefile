@@ -1,0 +1,50 @@
+# mitogen-go. `make demo` and `make test` do all set-up on a fresh Debian machine.
+GO      ?= go
+BIN     := bin
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: all gen check-gen build test vet fmt-check demo bench deps clean fuzz
+
+all: build
+
+# Debian packages the tests and the demo use (needs root; skipped when present).
+deps:
+	@bash .ci/deps
+
+gen:
+	$(GO) run ./cmd/mitogen-gen -idl idl/mitogen.thrift -out gen
+
+# Fails when a fresh generation would add, remove or change any file under gen/.
+check-gen:
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(GO) run ./cmd/mitogen-gen -idl idl/mitogen.thrift -out $$tmp && \
+	if ! diff -r gen $$tmp >/dev/null; then \
+		echo "check-gen: gen/ differs from a fresh generation of idl/ (run 'make gen'):"; \
+		diff -r gen $$tmp | head -40; exit 1; \
+	else echo "check-gen: gen/ is up to date"; fi
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/mitogen ./cmd/mitogen
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: deps check-gen fmt-check vet
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+fuzz:
+	$(GO) test ./core/wire -run '^$$' -fuzz FuzzDecode -fuzztime 60s
+
+demo: deps build
+	@bash scripts/demo.sh
+
+bench: deps build
+	@bash scripts/bench.sh
+
+clean:
+	rm -rf $(BIN)
