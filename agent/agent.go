@@ -1,0 +1,185 @@
+// Package agent is what every context serves (the Agent service of
+// idl/mitogen.thrift) and how a master reaches contexts: Dial starts a
+// context directly or through a chain of others.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/cloudwego/gopkg/protocol/thrift"
+
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+	"github.com/seed-a176d0ab/mitogen-go/transport"
+	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
+)
+
+// Transports builds the transport for a spec. Options carry transport
+// settings (ssh options, passwords) from ConnectRequest.options.
+type Transports func(spec transport.Spec, options map[string]string) (transport.Transport, error)
+
+// DefaultTransports knows the local transport (this binary re-executed).
+func DefaultTransports(spec transport.Spec, _ map[string]string) (transport.Transport, error) {
+	switch spec.Kind {
+	case transport.KindLocal:
+		return &fd.Local{}, nil
+	}
+	return nil, fmt.Errorf("transport %s is not available in this build", spec)
+}
+
+// ProcessStarter starts a process for Agent.start_process.
+type ProcessStarter func(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error)
+
+// Service implements mitogen.Agent for one router.
+type Service struct {
+	Router     *core.Router
+	Transports Transports
+	Processes  ProcessStarter
+}
+
+var _ mitogen.Agent = (*Service)(nil)
+
+// Serve registers s as the router's Agent service.
+func (s *Service) Serve() {
+	s.Router.Serve("Agent", func(ctx context.Context, method string, args []byte) (thrift.FastCodec, error) {
+		return mitogen.DispatchAgent(ctx, s, method, args)
+	})
+}
+
+// Ping does nothing.
+func (s *Service) Ping(context.Context) error { return nil }
+
+// Echo returns data.
+func (s *Service) Echo(_ context.Context, data []byte) ([]byte, error) { return data, nil }
+
+// Sleep sleeps for millis or until ctx ends.
+func (s *Service) Sleep(ctx context.Context, millis int64) error {
+	t := time.NewTimer(time.Duration(millis) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ReadFile reads up to max bytes of path.
+func (s *Service) ReadFile(_ context.Context, path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &mitogen.CallError{Message: err.Error(), Code: "ENOENT"}
+	}
+	defer f.Close()
+	if max <= 0 || max > int64(s.Router.Config().MaxFrameSize/2) {
+		max = int64(s.Router.Config().MaxFrameSize / 2)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max))
+	if err != nil {
+		return nil, &mitogen.CallError{Message: err.Error()}
+	}
+	return b, nil
+}
+
+// StartProcess starts a process with its stdio relayed (see ProcessSpec).
+func (s *Service) StartProcess(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
+	if s.Processes == nil {
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("context %d cannot start processes", s.Router.ID())}
+	}
+	if spec == nil {
+		return nil, &mitogen.CallError{Message: "start_process: no ProcessSpec"}
+	}
+	return s.Processes(ctx, s.Router, spec)
+}
+
+// Connect starts a child context of this one.
+func (s *Service) Connect(ctx context.Context, req *mitogen.ConnectRequest) (*mitogen.ConnectReply, error) {
+	if req == nil {
+		return nil, &mitogen.CallError{Message: "connect: no ConnectRequest"}
+	}
+	spec, err := transport.ParseSpec(req.Spec)
+	if err != nil {
+		return nil, &mitogen.CallError{Message: err.Error()}
+	}
+	c, ready, err := StartLocalChild(ctx, s.Router, s.transports(), spec, req.Options, req.ContextId, req.Name)
+	if err != nil {
+		return nil, &mitogen.CallError{Message: err.Error()}
+	}
+	return &mitogen.ConnectReply{ContextId: c.ID(), Pid: ready.Pid}, nil
+}
+
+func (s *Service) transports() Transports {
+	if s.Transports != nil {
+		return s.Transports
+	}
+	return DefaultTransports
+}
+
+// StartLocalChild starts an agent over spec's transport and makes it a
+// child of r with ID id.
+func StartLocalChild(ctx context.Context, r *core.Router, ts Transports, spec transport.Spec, opts map[string]string, id int32, name string) (*core.Context, *mitogen.Ready, error) {
+	t, err := ts(spec, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := t.Start(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting %s: %w", spec, err)
+	}
+	c, ready, err := r.StartChild(ctx, conn, id, name)
+	if err != nil {
+		_ = conn.Kill()
+		return nil, nil, err
+	}
+	// Reap the agent when its stream ends; kill it if the router shuts down.
+	go func() {
+		select {
+		case <-r.Done():
+			_ = conn.Kill()
+		case <-waitChan(conn):
+		}
+	}()
+	return c, ready, nil
+}
+
+func waitChan(c transport.Conn) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() { _ = c.Wait(); close(ch) }()
+	return ch
+}
+
+// Dial starts a context at the end of a chain of hops: the first hop is
+// started by r itself, each next one by the context before it. It returns
+// every context of the chain, in order. r must be the master's router.
+func Dial(ctx context.Context, r *core.Router, ts Transports, hops []transport.Spec, opts map[string]string) ([]*core.Context, error) {
+	if ts == nil {
+		ts = DefaultTransports
+	}
+	var chain []*core.Context
+	var via *core.Context
+	for i, spec := range hops {
+		id := r.AllocateID()
+		name := fmt.Sprintf("%s.%d", spec, id)
+		var c *core.Context
+		if via == nil {
+			var err error
+			c, _, err = StartLocalChild(ctx, r, ts, spec, opts, id, name)
+			if err != nil {
+				return chain, fmt.Errorf("hop %d (%s): %w", i+1, spec, err)
+			}
+		} else {
+			_, err := via.Agent().Connect(ctx, &mitogen.ConnectRequest{ContextId: id, Spec: spec.String(), Name: name, Options: opts})
+			if err != nil {
+				return chain, fmt.Errorf("hop %d (%s) via %s: %w", i+1, spec, via, err)
+			}
+			c = r.Context(id, name)
+		}
+		chain = append(chain, c)
+		via = c
+	}
+	return chain, nil
+}

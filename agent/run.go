@@ -1,0 +1,31 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
+)
+
+// Run is the body of `mitogen agent`: it takes stdin/stdout as the stream to
+// its parent, boots, serves the Agent service and returns the process exit
+// code when the parent goes away or sends SHUTDOWN.
+func Run(ts Transports, ps ProcessStarter) int {
+	conn, err := fd.StdioConn()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mitogen agent: %v\n", err)
+		return 1
+	}
+	cfg := core.DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r, err := core.Boot(conn, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mitogen agent: %v (this command is started by a mitogen master, not by hand)\n", err)
+		return 1
+	}
+	(&Service{Router: r, Transports: ts, Processes: ps}).Serve()
+	<-r.Done()
+	return 0
+}

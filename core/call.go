@@ -1,0 +1,205 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cloudwego/gopkg/protocol/thrift"
+
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+)
+
+// ServiceFunc serves the methods of one IDL service: it decodes args for
+// method, runs it and returns the result struct (gen: Dispatch<Service>).
+type ServiceFunc func(ctx context.Context, method string, args []byte) (thrift.FastCodec, error)
+
+// Serve makes this context answer CALL_FUNCTION requests for "service:*".
+func (r *Router) Serve(service string, fn ServiceFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.services[service] = fn
+}
+
+// serveCall is the CALL_FUNCTION handler.
+func (r *Router) serveCall(m *wire.Message, in *Stream) {
+	method, typ, seq, n, err := thrift.Binary.ReadMessageBegin(m.Data)
+	if err != nil || typ != thrift.CALL && typ != thrift.ONEWAY {
+		if err == nil {
+			err = fmt.Errorf("message type %d is not CALL", typ)
+		}
+		r.replyException(m, method, seq, thrift.PROTOCOL_ERROR, fmt.Sprintf("malformed CALL_FUNCTION: %v", err))
+		return
+	}
+	svc, _, _ := strings.Cut(method, ":")
+	r.mu.Lock()
+	fn := r.services[svc]
+	r.mu.Unlock()
+	if fn == nil {
+		r.replyException(m, method, seq, thrift.UNKNOWN_METHOD, fmt.Sprintf("context %d serves no service %q (method %q)", r.id, svc, method))
+		return
+	}
+	select {
+	case r.calls <- struct{}{}:
+	default:
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_OVERFLOW, Message: fmt.Sprintf("context %d is serving %d calls already", r.id, cap(r.calls))})
+		return
+	}
+	args := m.Data[n:]
+	req := *m
+	req.Frame = nil
+	go func() {
+		defer func() { <-r.calls }()
+		res, err := fn(r.ctx, method, args)
+		if err != nil {
+			code := thrift.INTERNAL_ERROR
+			if mitogen.IsUnknownMethod(err) {
+				code = thrift.UNKNOWN_METHOD
+			} else if errors.As(err, new(*thrift.ProtocolException)) {
+				code = thrift.PROTOCOL_ERROR
+			}
+			r.replyException(&req, method, seq, int32(code), err.Error())
+			return
+		}
+		if req.ReplyTo == 0 || typ == thrift.ONEWAY {
+			return
+		}
+		size := thrift.Binary.MessageBeginLength(method) + res.BLength()
+		b := make([]byte, size)
+		i := thrift.Binary.WriteMessageBegin(b, method, thrift.REPLY, seq)
+		res.FastWriteNocopy(b[i:], nil)
+		r.Send(&wire.Message{Dst: req.Src, Handle: req.ReplyTo, Data: b})
+	}()
+}
+
+func (r *Router) replyException(m *wire.Message, method string, seq int32, code int32, text string) {
+	r.log.Debug("CALL_FUNCTION failed", "method", method, "from", m.Src, "err", text)
+	if m.ReplyTo == 0 {
+		return
+	}
+	ex := thrift.NewApplicationException(code, text)
+	b := make([]byte, thrift.Binary.MessageBeginLength(method)+ex.BLength())
+	i := thrift.Binary.WriteMessageBegin(b, method, thrift.EXCEPTION, seq)
+	ex.FastWrite(b[i:])
+	r.Send(&wire.Message{Dst: m.Src, Handle: m.ReplyTo, Data: b})
+}
+
+// Context is a handle on another context, for calls and sends.
+type Context struct {
+	r    *Router
+	id   int32
+	name string
+}
+
+// Context returns a handle on context id.
+func (r *Router) Context(id int32, name string) *Context {
+	return &Context{r: r, id: id, name: name}
+}
+
+// ID is the context's ID.
+func (c *Context) ID() int32 { return c.id }
+
+// Name is the context's name for humans.
+func (c *Context) Name() string { return c.name }
+
+// Router is the local router the context is reached through.
+func (c *Context) Router() *Router { return c.r }
+
+func (c *Context) String() string {
+	if c.name != "" {
+		return fmt.Sprintf("context %d (%s)", c.id, c.name)
+	}
+	return fmt.Sprintf("context %d", c.id)
+}
+
+// Agent returns a typed client for the Agent service of this context.
+func (c *Context) Agent() *mitogen.AgentClient { return &mitogen.AgentClient{Caller: c} }
+
+// Send sends data to a handle of the context.
+func (c *Context) Send(handle int32, data []byte) {
+	c.r.Send(&wire.Message{Dst: c.id, Handle: handle, Data: data})
+}
+
+// CallFunction implements mitogen.Caller: one CALL_FUNCTION round trip. It
+// returns when the reply arrives, ctx ends, the context disconnects or the
+// local router shuts down, whichever is first.
+func (c *Context) CallFunction(ctx context.Context, method string, args, result thrift.FastCodec) error {
+	return c.r.call(ctx, c, CallTarget{Context: c.id, Handle: mitogen.CALL_FUNCTION}, method, args, result)
+}
+
+// CallTarget is where a call is sent: CALL_FUNCTION of a context, or a
+// service served on a dynamic handle (see ServeOn).
+type CallTarget struct {
+	Context int32
+	Handle  int32
+}
+
+// CallAt makes a call to a service served on any handle.
+func (r *Router) CallAt(ctx context.Context, t CallTarget, method string, args, result thrift.FastCodec) error {
+	return r.call(ctx, r.Context(t.Context, ""), t, method, args, result)
+}
+
+func (r *Router) call(ctx context.Context, c *Context, t CallTarget, method string, args, result thrift.FastCodec) error {
+	rc := r.NewReceiver(WithPeer(t.Context), WithQueueLimit(1, r.cfg.MaxFrameSize))
+	defer rc.Close()
+	b := make([]byte, thrift.Binary.MessageBeginLength(method)+args.BLength())
+	i := thrift.Binary.WriteMessageBegin(b, method, thrift.CALL, 0)
+	args.FastWriteNocopy(b[i:], nil)
+	r.Send(&wire.Message{Dst: t.Context, Handle: t.Handle, ReplyTo: rc.Handle(), Data: b})
+	m, err := rc.Get(ctx)
+	if err != nil {
+		return fmt.Errorf("call %s on %s: %w", method, c, err)
+	}
+	if _, _, err := thrift.UnmarshalFastMsg(m.Data, result); err != nil {
+		return fmt.Errorf("call %s on %s: %w", method, c, err)
+	}
+	return nil
+}
+
+// ServeOn serves a service on a new dynamic handle whose policy decides who
+// may call, and returns the handle. Calls run on their own goroutines,
+// bounded like CALL_FUNCTION's.
+func (r *Router) ServeOn(policy Policy, fn ServiceFunc) int32 {
+	var h int32
+	h = r.AddHandler(0, policy, func(m *wire.Message, in *Stream) {
+		method, typ, seq, n, err := thrift.Binary.ReadMessageBegin(m.Data)
+		if err != nil || typ != thrift.CALL {
+			r.replyException(m, method, seq, thrift.PROTOCOL_ERROR, fmt.Sprintf("malformed call on handle %d", h))
+			return
+		}
+		select {
+		case r.calls <- struct{}{}:
+		default:
+			r.bounce(m, &DeadError{Reason: mitogen.DeadReason_OVERFLOW, Message: "too many calls"})
+			return
+		}
+		req := *m
+		req.Frame = nil
+		args := m.Data[n:]
+		go func() {
+			defer func() { <-r.calls }()
+			res, err := fn(r.ctx, method, args)
+			if err != nil {
+				r.replyException(&req, method, seq, thrift.INTERNAL_ERROR, err.Error())
+				return
+			}
+			if req.ReplyTo == 0 {
+				return
+			}
+			b := make([]byte, thrift.Binary.MessageBeginLength(method)+res.BLength())
+			i := thrift.Binary.WriteMessageBegin(b, method, thrift.REPLY, seq)
+			res.FastWriteNocopy(b[i:], nil)
+			r.Send(&wire.Message{Dst: req.Src, Handle: req.ReplyTo, Data: b})
+		}()
+	})
+	return h
+}
+
+// Go runs a call asynchronously; the returned channel yields its error.
+func (c *Context) Go(ctx context.Context, method string, args, result thrift.FastCodec) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- c.CallFunction(ctx, method, args, result) }()
+	return ch
+}

@@ -1,0 +1,90 @@
+// Package core is mitogen-go's message layer: a Router per context that
+// moves Envelopes between streams by destination, enforces the authority
+// rules of idl/mitogen.thrift, delivers messages to handles, makes and serves
+// CALL_FUNCTION calls, and carries flow-controlled byte streams.
+//
+// Every queue in this package has a bound, and every wait ends with its
+// context.Context, the death of the peer it waits on, or the router's
+// shutdown.
+package core
+
+import (
+	"log/slog"
+
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+)
+
+// Config holds a router's limits. Zero fields take DefaultConfig's values.
+type Config struct {
+	// MaxFrameSize is the largest frame accepted from a peer (length prefix
+	// excluded). Larger frames end the stream.
+	MaxFrameSize int
+	// StreamQueueBytes bounds the bytes queued for writing on one stream.
+	// A router forwarding into a full queue stops reading the stream the
+	// message came from: backpressure reaches the sender.
+	StreamQueueBytes int
+	// ReceiverQueueLen and ReceiverQueueBytes bound a Receiver's queue. A
+	// message arriving at a full receiver is dropped and its sender told
+	// with Dead{OVERFLOW}.
+	ReceiverQueueLen   int
+	ReceiverQueueBytes int
+	// MaxConcurrentCalls bounds CALL_FUNCTION requests served at once; more
+	// are refused with Dead{OVERFLOW}.
+	MaxConcurrentCalls int
+	// StreamWindow is the credit a ByteReader grants: the most bytes (plus
+	// ChunkOverhead per chunk) of one byte stream in flight at a time.
+	StreamWindow int64
+	// MaxChunk is the largest payload a ByteWriter puts in one message.
+	MaxChunk int
+	// Logger receives the router's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ChunkOverhead is charged against a byte stream's credit for each chunk on
+// top of its length, so that many tiny chunks cannot exceed a receiver's
+// message-count bound.
+const ChunkOverhead = 64
+
+// DefaultConfig returns the defaults: 128 MiB frames, 16 MiB per stream
+// queue, 4096 messages or 32 MiB per receiver, 256 concurrent calls, a
+// 2 MiB byte-stream window in 256 KiB chunks.
+func DefaultConfig() Config {
+	return Config{
+		MaxFrameSize:       mitogen.MAX_FRAME_SIZE,
+		StreamQueueBytes:   16 << 20,
+		ReceiverQueueLen:   4096,
+		ReceiverQueueBytes: 32 << 20,
+		MaxConcurrentCalls: 256,
+		StreamWindow:       2 << 20,
+		MaxChunk:           256 << 10,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxFrameSize <= 0 {
+		c.MaxFrameSize = d.MaxFrameSize
+	}
+	if c.StreamQueueBytes <= 0 {
+		c.StreamQueueBytes = d.StreamQueueBytes
+	}
+	if c.ReceiverQueueLen <= 0 {
+		c.ReceiverQueueLen = d.ReceiverQueueLen
+	}
+	if c.ReceiverQueueBytes <= 0 {
+		c.ReceiverQueueBytes = d.ReceiverQueueBytes
+	}
+	if c.MaxConcurrentCalls <= 0 {
+		c.MaxConcurrentCalls = d.MaxConcurrentCalls
+	}
+	if c.StreamWindow <= 0 {
+		c.StreamWindow = d.StreamWindow
+	}
+	if c.MaxChunk <= 0 {
+		c.MaxChunk = d.MaxChunk
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

@@ -1,0 +1,447 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+)
+
+// handler is what a handle is bound to.
+type handler struct {
+	deliver func(m *wire.Message, in *Stream)
+	policy  Policy
+	rc      *Receiver // when the handle belongs to a Receiver
+}
+
+// Router moves messages for one context: see the package doc and the
+// ROUTING and AUTHORITY sections of idl/mitogen.thrift.
+type Router struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.Mutex
+	id         int32
+	parentIDs  []int32 // nearest first; empty for the master
+	parent     *Stream
+	children   map[*Stream]struct{}
+	routes     map[int32]*Stream // context -> child stream it is reachable through
+	handlers   map[int32]*handler
+	nextHandle int32
+	watchers   map[int32]map[*Receiver]struct{} // context -> receivers waiting on it
+	gone       map[int32]string                 // contexts known to be dead, and why
+	closed     bool
+	nextID     int32 // master only: next context ID to allocate
+
+	calls     chan struct{} // semaphore bounding concurrent served calls
+	services  map[string]ServiceFunc
+	ctx       context.Context // cancelled at shutdown
+	cancel    context.CancelFunc
+	done      chan struct{}
+	onClosing []func()
+}
+
+func newRouter(id int32, parents []int32, cfg Config) *Router {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Router{
+		cfg:        cfg,
+		id:         id,
+		parentIDs:  parents,
+		children:   make(map[*Stream]struct{}),
+		routes:     make(map[int32]*Stream),
+		handlers:   make(map[int32]*handler),
+		nextHandle: mitogen.FIRST_DYNAMIC_HANDLE,
+		watchers:   make(map[int32]map[*Receiver]struct{}),
+		gone:       make(map[int32]string),
+		calls:      make(chan struct{}, cfg.MaxConcurrentCalls),
+		services:   make(map[string]ServiceFunc),
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		nextID:     1,
+	}
+	r.log = cfg.Logger.With("context", id)
+	r.installCoreHandlers()
+	return r
+}
+
+// NewMaster returns the router of a master process (context MASTER_ID).
+func NewMaster(cfg Config) *Router {
+	return newRouter(mitogen.MASTER_ID, nil, cfg)
+}
+
+// ID is this context's ID.
+func (r *Router) ID() int32 { return r.id }
+
+// IsMaster reports whether this is the master's router.
+func (r *Router) IsMaster() bool { return r.id == mitogen.MASTER_ID && len(r.parentIDs) == 0 }
+
+// ParentIDs lists this context's ancestors, nearest first.
+func (r *Router) ParentIDs() []int32 { return slices.Clone(r.parentIDs) }
+
+// Logger is the router's logger.
+func (r *Router) Logger() *slog.Logger { return r.log }
+
+// Config is the router's effective configuration.
+func (r *Router) Config() Config { return r.cfg }
+
+// Done is closed when the router has shut down.
+func (r *Router) Done() <-chan struct{} { return r.done }
+
+// Lifetime is a context cancelled when the router shuts down.
+func (r *Router) Lifetime() context.Context { return r.ctx }
+
+// OnShutdown registers f to run (once) when the router shuts down.
+func (r *Router) OnShutdown(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onClosing = append(r.onClosing, f)
+}
+
+func (r *Router) allocHandleLocked() int32 {
+	for {
+		h := r.nextHandle
+		r.nextHandle++
+		if r.nextHandle < mitogen.FIRST_DYNAMIC_HANDLE {
+			r.nextHandle = mitogen.FIRST_DYNAMIC_HANDLE
+		}
+		if _, used := r.handlers[h]; !used {
+			return h
+		}
+	}
+}
+
+func (r *Router) addHandlerLocked(h int32, hd *handler) { r.handlers[h] = hd }
+
+func (r *Router) removeHandlerLocked(h int32) { delete(r.handlers, h) }
+
+// AddHandler binds a function to a handle (a well-known one, or 0 to
+// allocate a dynamic one) and returns the handle. fn runs on the goroutine
+// of the stream that delivered the message and must not block.
+func (r *Router) AddHandler(h int32, policy Policy, fn func(m *wire.Message, in *Stream)) int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h == 0 {
+		h = r.allocHandleLocked()
+	}
+	r.handlers[h] = &handler{deliver: fn, policy: policy}
+	return h
+}
+
+// RemoveHandler unbinds a handle.
+func (r *Router) RemoveHandler(h int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.handlers, h)
+}
+
+func (r *Router) watchLocked(id int32, rc *Receiver) {
+	if why, dead := r.gone[id]; dead {
+		go rc.fail(&DeadError{Reason: mitogen.DeadReason_DISCONNECTED, Message: why, Context: id})
+		return
+	}
+	if id == r.id {
+		return
+	}
+	set := r.watchers[id]
+	if set == nil {
+		set = make(map[*Receiver]struct{})
+		r.watchers[id] = set
+	}
+	set[rc] = struct{}{}
+}
+
+func (r *Router) watch(id int32, rc *Receiver) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.handlers[rc.handle]; !ok {
+		return // closed meanwhile
+	}
+	r.watchLocked(id, rc)
+}
+
+func (r *Router) unwatchLocked(id int32, rc *Receiver) {
+	if set := r.watchers[id]; set != nil {
+		delete(set, rc)
+		if len(set) == 0 {
+			delete(r.watchers, id)
+		}
+	}
+}
+
+// streamForLocked returns the stream leading to dst, or nil.
+func (r *Router) streamForLocked(dst int32) *Stream {
+	if s, ok := r.routes[dst]; ok {
+		return s
+	}
+	if _, dead := r.gone[dst]; dead {
+		return nil
+	}
+	return r.parent
+}
+
+// authorized applies the AUTHORITY rules to a message that arrived on in.
+func (r *Router) authorizedLocked(m *wire.Message, in *Stream) bool {
+	reachable := func(id int32) bool {
+		if in.isParent {
+			_, viaChild := r.routes[id]
+			return !viaChild && id != r.id
+		}
+		return r.routes[id] == in
+	}
+	return reachable(m.Auth) && reachable(m.Src)
+}
+
+// Send sends a message from this context. Src and Auth are set to this
+// context's ID. It blocks while the outgoing stream's queue is full.
+func (r *Router) Send(m *wire.Message) {
+	m.Src = r.id
+	m.Auth = r.id
+	m.Frame = nil
+	r.route(m, nil)
+}
+
+// route delivers or forwards m, which arrived on in (nil: sent locally).
+func (r *Router) route(m *wire.Message, in *Stream) {
+	r.mu.Lock()
+	if in != nil && !r.authorizedLocked(m, in) {
+		r.mu.Unlock()
+		r.log.Error("dropping forged message", "stream", in.name, "msg", m.String())
+		return
+	}
+	if m.Dst == r.id {
+		h := r.handlers[m.Handle]
+		r.mu.Unlock()
+		r.deliver(m, in, h)
+		return
+	}
+	out := r.streamForLocked(m.Dst)
+	closed := r.closed
+	r.mu.Unlock()
+	if out == nil || out == in {
+		why := fmt.Sprintf("context %d has no route to context %d", r.id, m.Dst)
+		if closed {
+			why = fmt.Sprintf("context %d is shut down", r.id)
+		}
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_NO_ROUTE, Message: why, Context: m.Dst})
+		return
+	}
+	var err error
+	if m.Frame != nil {
+		err = out.enqueue(m.Frame)
+	} else if len(m.Data) < coalesceLimit {
+		err = out.enqueue(wire.Encode(m))
+	} else {
+		err = out.enqueue(wire.AppendHeader(make([]byte, 0, wire.LengthSize+wire.HeaderSize), m), m.Data, wire.Trailer)
+	}
+	if err != nil {
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_DISCONNECTED, Message: fmt.Sprintf("stream to context %d closed: %v", out.remoteID, err), Context: m.Dst})
+	}
+}
+
+func (r *Router) deliver(m *wire.Message, in *Stream, h *handler) {
+	if h == nil {
+		if !m.IsDead() {
+			r.log.Debug("message for unknown handle", "msg", m.String())
+		}
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_UNKNOWN_HANDLE, Message: fmt.Sprintf("context %d has no handle %d", r.id, m.Handle)})
+		return
+	}
+	if h.policy != nil && in != nil && !h.policy(m, in) {
+		r.log.Warn("message refused by handle policy", "stream", in.name, "msg", m.String())
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_REFUSED, Message: fmt.Sprintf("context %d refused %s from context %d", r.id, handleText(m.Handle), m.Auth)})
+		return
+	}
+	h.deliver(m, in)
+}
+
+func handleText(h int32) string {
+	if n := mitogen.HandleName(h); n != "" {
+		return n
+	}
+	return fmt.Sprintf("handle %d", h)
+}
+
+// bounce answers m with a dead message, unless m is itself dead or expects
+// no reply.
+func (r *Router) bounce(m *wire.Message, why *DeadError) {
+	if m.IsDead() || m.ReplyTo == 0 {
+		return
+	}
+	if why.Context == 0 && why.Reason != mitogen.DeadReason_NO_ROUTE {
+		why.Context = m.Dst
+	}
+	r.SendDead(m.Src, m.ReplyTo, why)
+}
+
+// SendDead sends a dead message to (dst, handle).
+func (r *Router) SendDead(dst, handle int32, why *DeadError) {
+	r.Send(&wire.Message{Dst: dst, Handle: handle, ReplyTo: mitogen.IS_DEAD, Data: encodeDead(why)})
+}
+
+// HasParentAuth is the policy of CALL_FUNCTION and SHUTDOWN: the message is
+// vouched for by this context or one of its parents.
+func (r *Router) HasParentAuth(m *wire.Message, _ *Stream) bool {
+	return m.Auth == r.id || slices.Contains(r.parentIDs, m.Auth)
+}
+
+// addStream registers a stream to a child whose context ID is id.
+func (r *Router) addChildStream(s *Stream) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return fmt.Errorf("router of context %d is shut down", r.id)
+	}
+	if old, ok := r.routes[s.remoteID]; ok {
+		return fmt.Errorf("context %d is already connected via %s", s.remoteID, old.name)
+	}
+	delete(r.gone, s.remoteID)
+	r.children[s] = struct{}{}
+	r.routes[s.remoteID] = s
+	return nil
+}
+
+// streamEnded cleans up after a stream: every context reached through it is
+// gone, and everyone waiting on one of them is told.
+func (r *Router) streamEnded(s *Stream) {
+	why := "stream closed"
+	if err := s.Err(); err != nil {
+		why = err.Error()
+	}
+	r.mu.Lock()
+	var lost []int32
+	if s.isParent {
+		r.parent = nil
+	} else {
+		delete(r.children, s)
+		for id, via := range r.routes {
+			if via == s {
+				lost = append(lost, id)
+				delete(r.routes, id)
+			}
+		}
+	}
+	closed := r.closed
+	r.mu.Unlock()
+	slices.Sort(lost)
+	for _, id := range lost {
+		r.contextGone(id, fmt.Sprintf("context %d disconnected: %s", id, why), true)
+	}
+	if s.isParent && !closed {
+		r.log.Debug("parent stream ended; shutting down", "why", why)
+		r.Shutdown()
+	}
+}
+
+// contextGone records that id is dead, fails its waiters and, when announce
+// is set, tells the parent and the children with DEL_ROUTE.
+func (r *Router) contextGone(id int32, why string, announce bool) {
+	r.mu.Lock()
+	if _, already := r.gone[id]; already {
+		r.mu.Unlock()
+		return
+	}
+	r.gone[id] = why
+	delete(r.routes, id)
+	waiters := r.watchers[id]
+	delete(r.watchers, id)
+	var targets []int32
+	if announce {
+		if r.parent != nil {
+			targets = append(targets, r.parent.remoteID)
+		}
+		for c := range r.children {
+			targets = append(targets, c.remoteID)
+		}
+	}
+	r.mu.Unlock()
+	for rc := range waiters {
+		rc.fail(&DeadError{Reason: mitogen.DeadReason_DISCONNECTED, Message: why, Context: id})
+	}
+	if len(waiters) > 0 || announce {
+		r.log.Debug("context gone", "id", id, "why", why, "waiters", len(waiters))
+	}
+	if !announce {
+		return
+	}
+	for _, t := range targets {
+		if t == id {
+			continue
+		}
+		r.Send(&wire.Message{Dst: t, Handle: mitogen.DEL_ROUTE, Data: marshal(&mitogen.RouteUpdate{TargetId: id, Reason: why})})
+	}
+}
+
+// Shutdown stops the router: every pending waiter fails with
+// Dead{SHUTDOWN}, every stream is closed. Safe to call more than once.
+func (r *Router) Shutdown() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	hooks := r.onClosing
+	r.onClosing = nil
+	streams := make([]*Stream, 0, len(r.children)+1)
+	for s := range r.children {
+		streams = append(streams, s)
+	}
+	if r.parent != nil {
+		streams = append(streams, r.parent)
+	}
+	var rcs []*Receiver
+	for _, h := range r.handlers {
+		if h.rc != nil {
+			rcs = append(rcs, h.rc)
+		}
+	}
+	r.mu.Unlock()
+	r.cancel()
+	for _, f := range hooks {
+		f()
+	}
+	for _, rc := range rcs {
+		rc.fail(&DeadError{Reason: mitogen.DeadReason_SHUTDOWN, Message: fmt.Sprintf("context %d is shutting down", r.id)})
+	}
+	for _, s := range streams {
+		s.close(fmt.Errorf("context %d shut down", r.id))
+	}
+	go func() {
+		for _, s := range streams {
+			<-s.Done()
+		}
+		close(r.done)
+	}()
+}
+
+// Close shuts down and waits until every stream has ended.
+func (r *Router) Close() error {
+	r.Shutdown()
+	<-r.done
+	return nil
+}
+
+// Children lists the child streams.
+func (r *Router) Children() []*Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Stream, 0, len(r.children))
+	for s := range r.children {
+		out = append(out, s)
+	}
+	return out
+}
+
+// compile-time check that a Stream's conn can be anything.
+var _ io.ReadWriteCloser = (*nopConn)(nil)
+
+type nopConn struct{ io.ReadWriter }
+
+func (nopConn) Close() error { return nil }

@@ -1,0 +1,197 @@
+package core
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+)
+
+// Stream is one byte-stream connection to a neighbouring context (the
+// parent, or a child), with a reader and a writer goroutine. Its write queue
+// is bounded by Config.StreamQueueBytes.
+type Stream struct {
+	r        *Router
+	conn     io.ReadWriteCloser
+	br       *bufio.Reader
+	remoteID int32
+	name     string
+	isParent bool
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when queue room appears or the stream closes
+	queue   [][]byte
+	queued  int
+	wake    chan struct{} // capacity 1: "queue not empty or closing"
+	closed  bool
+	err     error
+	done    chan struct{} // closed when both goroutines have ended
+	readEnd chan struct{}
+}
+
+func newStream(r *Router, conn io.ReadWriteCloser, br *bufio.Reader, remoteID int32, name string, isParent bool) *Stream {
+	if br == nil {
+		br = bufio.NewReaderSize(conn, 256<<10)
+	}
+	s := &Stream{r: r, conn: conn, br: br, remoteID: remoteID, name: name, isParent: isParent,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), readEnd: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// RemoteID is the ID of the context at the other end.
+func (s *Stream) RemoteID() int32 { return s.remoteID }
+
+// Name describes the stream for logs and errors.
+func (s *Stream) Name() string { return s.name }
+
+// IsParent reports whether the stream leads to this context's parent.
+func (s *Stream) IsParent() bool { return s.isParent }
+
+// Done is closed when the stream has ended.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Err is why the stream ended (nil before).
+func (s *Stream) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Stream) start() {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.readLoop() }()
+	go func() { defer wg.Done(); s.writeLoop() }()
+	go func() {
+		wg.Wait()
+		close(s.done)
+		s.r.streamEnded(s)
+	}()
+}
+
+func (s *Stream) readLoop() {
+	defer close(s.readEnd)
+	for {
+		m, err := wire.ReadFrame(s.br, s.r.cfg.MaxFrameSize)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
+				s.close(fmt.Errorf("stream %s closed by peer", s.name))
+			} else {
+				s.r.log.Error("stream read failed; closing it", "stream", s.name, "err", err)
+				s.close(fmt.Errorf("stream %s: %w", s.name, err))
+			}
+			return
+		}
+		s.r.route(&m, s)
+	}
+}
+
+// enqueue adds one frame (as buffers to write in order) to the write queue,
+// waiting for room while the queue is full. It fails once the stream closed.
+func (s *Stream) enqueue(bufs ...[]byte) error {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	s.mu.Lock()
+	for !s.closed && s.queued > 0 && s.queued+n > s.r.cfg.StreamQueueBytes {
+		s.cond.Wait()
+	}
+	if s.closed {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	s.queue = append(s.queue, bufs...)
+	s.queued += n
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// small buffers are coalesced into one write; larger ones go out as they are.
+const coalesceLimit = 16 << 10
+
+func (s *Stream) writeLoop() {
+	var scratch []byte
+	var batch net.Buffers
+	for {
+		s.mu.Lock()
+		for len(s.queue) == 0 && !s.closed {
+			s.mu.Unlock()
+			<-s.wake
+			s.mu.Lock()
+		}
+		if len(s.queue) == 0 && s.closed {
+			s.mu.Unlock()
+			return
+		}
+		q := s.queue
+		s.queue = nil
+		s.queued = 0
+		s.cond.Broadcast()
+		s.mu.Unlock()
+
+		batch = batch[:0]
+		scratch = scratch[:0]
+		for _, b := range q {
+			if len(b) < coalesceLimit {
+				if len(batch) == 0 || !sameTail(batch[len(batch)-1], scratch) {
+					start := len(scratch)
+					scratch = append(scratch, b...)
+					batch = append(batch, scratch[start:len(scratch):len(scratch)])
+				} else {
+					start := len(scratch) - len(batch[len(batch)-1])
+					scratch = append(scratch, b...)
+					batch[len(batch)-1] = scratch[start:len(scratch):len(scratch)]
+				}
+				continue
+			}
+			batch = append(batch, b)
+		}
+		// Earlier pieces keep pointing at the array they were copied into
+		// even when scratch grows, so the batch stays valid.
+		if _, err := batch.WriteTo(s.conn); err != nil {
+			s.close(fmt.Errorf("stream %s: write: %w", s.name, err))
+			return
+		}
+		if cap(scratch) > 4<<20 {
+			scratch = nil
+		}
+	}
+}
+
+// sameTail reports whether b is the last piece of scratch (so that the next
+// small buffer can be appended to the same write).
+func sameTail(b, scratch []byte) bool {
+	if len(b) == 0 || len(scratch) < len(b) {
+		return false
+	}
+	return &b[len(b)-1] == &scratch[len(scratch)-1]
+}
+
+// close ends the stream; the first error wins.
+func (s *Stream) close(err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.err = err
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	s.conn.Close()
+}
