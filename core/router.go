@@ -238,7 +238,7 @@ func (r *Router) route(m *wire.Message, in *Stream) {
 	} else if len(m.Data) < coalesceLimit {
 		err = out.enqueue(wire.Encode(m))
 	} else {
-		err = out.enqueue(wire.AppendHeader(make([]byte, 0, wire.LengthSize+wire.HeaderSize), m), m.Data, wire.Trailer)
+		err = out.enqueue(wire.AppendHeader(make([]byte, 0, wire.DataOffset), m), m.Data, wire.Trailer)
 	}
 	if err != nil {
 		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_DISCONNECTED, Message: fmt.Sprintf("stream to context %d closed: %v", out.remoteID, err), Context: m.Dst})

@@ -27,6 +27,10 @@ const LengthSize = 4
 // and the stop byte.
 const HeaderSize = 5*(3+4) + 3 + 4 + 1
 
+// DataOffset is where an encoded frame's data bytes start: the length
+// prefix and HeaderSize without the trailing stop byte.
+const DataOffset = LengthSize + HeaderSize - 1
+
 // Field IDs of mitogen.Envelope.
 const (
 	fieldDst     = 1

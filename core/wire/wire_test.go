@@ -142,3 +142,14 @@ func TestCleanEOF(t *testing.T) {
 		t.Fatalf("got %v, want io.EOF", err)
 	}
 }
+
+func TestDataOffset(t *testing.T) {
+	m := samples[0]
+	f := Encode(&m)
+	if got := f[DataOffset : DataOffset+len(m.Data)]; !bytes.Equal(got, m.Data) {
+		t.Fatalf("data not at DataOffset: %q", got)
+	}
+	if len(f) != DataOffset+len(m.Data)+len(Trailer) {
+		t.Fatalf("frame length %d", len(f))
+	}
+}
