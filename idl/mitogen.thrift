@@ -265,6 +265,12 @@ struct ProcessSpec {
   6: string dir
   /** Free text describing who asked, for logs (e.g. "fakessh ssh #3 from rsync"). */
   7: string origin
+  /**
+   * The only context allowed to drive the process (send Control and stdin);
+   * the default, 0, is the master. The master sets it when it starts a process on behalf
+   * of a fakessh context, which may then drive that process and nothing else.
+   */
+  8: i32 peer_id
 }
 
 /** Reply of Process.start: the handles of the started process. */

@@ -1237,6 +1237,10 @@ func (p *ProcessSpec) BLength() int {
 	// p.Origin ID:7 thrift.STRING
 	off += 3
 	off += 4 + len(p.Origin)
+
+	// p.PeerId ID:8 thrift.I32
+	off += 3
+	off += 4
 	return off + 1
 }
 
@@ -1297,6 +1301,10 @@ func (p *ProcessSpec) FastAppend(b []byte) []byte {
 	b = append(b, 11, 0, 7)
 	b = x.AppendI32(b, int32(len(p.Origin)))
 	b = append(b, p.Origin...)
+
+	// p.PeerId
+	b = append(b, 8, 0, 8)
+	b = x.AppendI32(b, int32(p.PeerId))
 
 	return append(b, 0)
 }
@@ -1380,6 +1388,12 @@ func (p *ProcessSpec) FastRead(b []byte) (off int, err error) {
 			}
 		case 0x70b: // p.Origin ID:7 thrift.STRING
 			p.Origin, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x808: // p.PeerId ID:8 thrift.I32
+			p.PeerId, l, err = x.ReadI32(b[off:])
 			off += l
 			if err != nil {
 				goto ReadFieldError

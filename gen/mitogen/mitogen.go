@@ -708,6 +708,12 @@ type ProcessSpec struct {
 	Dir string `thrift:"dir,6" json:"dir"`
 	/** Free text describing who asked, for logs (e.g. "fakessh ssh #3 from rsync"). */
 	Origin string `thrift:"origin,7" json:"origin"`
+	/**
+	 * The only context allowed to drive the process (send Control and stdin);
+	 * the default, 0, is the master. The master sets it when it starts a process on behalf
+	 * of a fakessh context, which may then drive that process and nothing else.
+	 */
+	PeerId int32 `thrift:"peer_id,8" json:"peer_id"`
 }
 
 func NewProcessSpec() *ProcessSpec {
@@ -745,6 +751,10 @@ func (p *ProcessSpec) GetOrigin() (v string) {
 	return p.Origin
 }
 
+func (p *ProcessSpec) GetPeerId() (v int32) {
+	return p.PeerId
+}
+
 func (p *ProcessSpec) String() string {
 	if p == nil {
 		return "<nil>"
@@ -760,6 +770,7 @@ var fieldIDToName_ProcessSpec = map[int16]string{
 	5: "env",
 	6: "dir",
 	7: "origin",
+	8: "peer_id",
 }
 
 /** Reply of Process.start: the handles of the started process. */

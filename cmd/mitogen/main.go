@@ -1,0 +1,60 @@
+// Command mitogen is mitogen-go's command-line interface.
+//
+//	mitogen exec [--via SPEC]... -- CMD [ARG...]
+//	mitogen run  [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]
+//	mitogen ping [--via SPEC]... [-n N]
+//	mitogen agent
+//
+// Invoked under the name "ssh" (as fakessh puts it on a program's PATH), it
+// is fakessh's ssh.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/seed-a176d0ab/mitogen-go/agent"
+	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+)
+
+const usage = `usage: mitogen COMMAND [OPTIONS]
+
+Commands:
+  exec   run a command in a context, with stdio relayed and its exit status
+  run    run a program whose ssh invocations are served by contexts (fakessh)
+  ping   measure the round trip of a no-op call to a context
+  agent  the entry point of a context's agent (started by mitogen itself)
+
+SPEC is one hop: local | ssh:[user@]host[:port] | sudo:[user]
+Run 'mitogen COMMAND --help' for a command's options.
+`
+
+func main() {
+	if filepath.Base(os.Args[0]) == "ssh" {
+		os.Exit(fakessh.SSHMain(os.Args[1:]))
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "agent":
+		return agent.Run(nil, fakessh.StartProcess)
+	case "exec":
+		return cmdExec(args[1:])
+	case "run":
+		return cmdRun(args[1:])
+	case "ping":
+		return cmdPing(args[1:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "mitogen: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
