@@ -41,18 +41,33 @@ func (r *Router) serveCall(m *wire.Message, in *Stream) {
 		r.replyException(m, method, seq, thrift.UNKNOWN_METHOD, fmt.Sprintf("context %d serves no service %q (method %q)", r.id, svc, method))
 		return
 	}
+	r.runCall(m, method, typ, seq, m.Data[n:], fn)
+}
+
+type callerKey struct{}
+
+// CallerID returns the context that vouched for (auth_id) the call being
+// served with ctx.
+func CallerID(ctx context.Context) (int32, bool) {
+	id, ok := ctx.Value(callerKey{}).(int32)
+	return id, ok
+}
+
+// runCall runs fn for the call in m on its own goroutine, bounded by
+// MaxConcurrentCalls, and sends the REPLY or EXCEPTION.
+func (r *Router) runCall(m *wire.Message, method string, typ thrift.TMessageType, seq int32, args []byte, fn ServiceFunc) {
 	select {
 	case r.calls <- struct{}{}:
 	default:
 		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_OVERFLOW, Message: fmt.Sprintf("context %d is serving %d calls already", r.id, cap(r.calls))})
 		return
 	}
-	args := m.Data[n:]
 	req := *m
 	req.Frame = nil
 	go func() {
 		defer func() { <-r.calls }()
-		res, err := fn(r.ctx, method, args)
+		ctx := context.WithValue(r.ctx, callerKey{}, req.Auth)
+		res, err := fn(ctx, method, args)
 		if err != nil {
 			code := thrift.INTERNAL_ERROR
 			if mitogen.IsUnknownMethod(err) {
@@ -66,8 +81,7 @@ func (r *Router) serveCall(m *wire.Message, in *Stream) {
 		if req.ReplyTo == 0 || typ == thrift.ONEWAY {
 			return
 		}
-		size := thrift.Binary.MessageBeginLength(method) + res.BLength()
-		b := make([]byte, size)
+		b := make([]byte, thrift.Binary.MessageBeginLength(method)+res.BLength())
 		i := thrift.Binary.WriteMessageBegin(b, method, thrift.REPLY, seq)
 		res.FastWriteNocopy(b[i:], nil)
 		r.Send(&wire.Message{Dst: req.Src, Handle: req.ReplyTo, Data: b})
@@ -169,30 +183,7 @@ func (r *Router) ServeOn(policy Policy, fn ServiceFunc) int32 {
 			r.replyException(m, method, seq, thrift.PROTOCOL_ERROR, fmt.Sprintf("malformed call on handle %d", h))
 			return
 		}
-		select {
-		case r.calls <- struct{}{}:
-		default:
-			r.bounce(m, &DeadError{Reason: mitogen.DeadReason_OVERFLOW, Message: "too many calls"})
-			return
-		}
-		req := *m
-		req.Frame = nil
-		args := m.Data[n:]
-		go func() {
-			defer func() { <-r.calls }()
-			res, err := fn(r.ctx, method, args)
-			if err != nil {
-				r.replyException(&req, method, seq, thrift.INTERNAL_ERROR, err.Error())
-				return
-			}
-			if req.ReplyTo == 0 {
-				return
-			}
-			b := make([]byte, thrift.Binary.MessageBeginLength(method)+res.BLength())
-			i := thrift.Binary.WriteMessageBegin(b, method, thrift.REPLY, seq)
-			res.FastWriteNocopy(b[i:], nil)
-			r.Send(&wire.Message{Dst: req.Src, Handle: req.ReplyTo, Data: b})
-		}()
+		r.runCall(m, method, typ, seq, m.Data[n:], fn)
 	})
 	return h
 }

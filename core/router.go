@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -445,3 +446,6 @@ var _ io.ReadWriteCloser = (*nopConn)(nil)
 type nopConn struct{ io.ReadWriter }
 
 func (nopConn) Close() error { return nil }
+
+// CloseStream ends a stream; the contexts behind it are treated as gone.
+func (r *Router) CloseStream(s *Stream, why string) { s.close(errors.New(why)) }

@@ -1,4 +1,137 @@
 package fakessh
 
-// SSHMain is the body of fakessh's ssh.
-func SSHMain(args []string) int { return 255 }
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cloudwego/gopkg/protocol/thrift"
+
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/fakessh/sshargs"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+)
+
+// SSHMain is the body of fakessh's ssh: it parses the command line as
+// OpenSSH does, becomes a context of the run's master and relays the
+// requested command. It returns the exit status for os.Exit.
+func SSHMain(args []string) int {
+	inv, err := sshargs.Parse(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 255
+	}
+	switch inv.Mode {
+	case sshargs.ModeVersion:
+		fmt.Fprintln(os.Stderr, sshargs.Version)
+		return 0
+	case sshargs.ModePrintConfig:
+		name := ""
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+		if err := sshargs.PrintConfig(os.Stdout, inv, name); err != nil {
+			return 255
+		}
+		return 0
+	}
+	sock, secret := os.Getenv(EnvSocket), os.Getenv(EnvSecret)
+	handle, herr := strconv.Atoi(os.Getenv(EnvHandle))
+	if sock == "" || len(secret) != secretLen || herr != nil {
+		fmt.Fprintln(os.Stderr, "ssh: this is mitogen's fakessh, which only works under 'mitogen run'")
+		return 255
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ssh: connecting to the mitogen master: %v\n", err)
+		return 255
+	}
+	if _, err := conn.Write([]byte(secret + "\n")); err != nil {
+		fmt.Fprintf(os.Stderr, "ssh: connecting to the mitogen master: %v\n", err)
+		return 255
+	}
+	cfg := core.DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r, err := core.Boot(conn, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ssh: joining the mitogen master: %v\n", err)
+		return 255
+	}
+	defer r.Close()
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP, os.Interrupt)
+	defer cancel()
+	spec := specFor(inv, os.Environ())
+	start := func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
+		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
+		return fc.StartSlave(ctx, &mitogen.StartSlaveRequest{Host: inv.Host, User: inv.User, Port: int32(inv.Port), Spec: spec})
+	}
+	stdio := Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	if inv.NoStdin {
+		stdio.Stdin = nil
+	}
+	res, _, err := Relay(ctx, r, start, spec, stdio)
+	if err != nil {
+		if res.Note != "" {
+			fmt.Fprintf(os.Stderr, "ssh: %s\n", res.Note)
+		} else {
+			fmt.Fprintf(os.Stderr, "ssh: %s: %v\n", inv.Host, err)
+		}
+		return 255
+	}
+	if res.Note != "" && !inv.Quiet {
+		fmt.Fprintf(os.Stderr, "ssh: %s: %s\n", inv.Host, res.Note)
+	}
+	return res.Status
+}
+
+// handleCaller makes calls to a service the master serves on a handle.
+type handleCaller struct {
+	r      *core.Router
+	handle int32
+}
+
+func (h handleCaller) CallFunction(ctx context.Context, method string, args, result thrift.FastCodec) error {
+	return h.r.CallAt(ctx, core.CallTarget{Context: mitogen.MASTER_ID, Handle: h.handle}, method, args, result)
+}
+
+// specFor turns an ssh invocation into the ProcessSpec sshd would run:
+// a subsystem, the command string through the user's shell, or a login
+// shell; in the home directory; with the environment ssh would send.
+func specFor(inv *sshargs.Invocation, environ []string) *mitogen.ProcessSpec {
+	spec := &mitogen.ProcessSpec{Dir: "~", Origin: "fakessh ssh " + inv.Host}
+	switch {
+	case inv.Subsystem:
+		spec.Subsystem = inv.Command[0]
+	case len(inv.Command) > 0:
+		spec.Command = inv.RemoteCommand()
+	default:
+		spec.Login = true
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		for _, pat := range inv.SendEnv {
+			for _, p := range strings.Fields(pat) {
+				if ok, _ := path.Match(p, k); ok && !strings.HasPrefix(p, "-") {
+					env[k] = v
+				}
+			}
+		}
+	}
+	for k, v := range inv.SetEnv {
+		env[k] = v
+	}
+	if len(env) > 0 {
+		spec.Env = env
+	}
+	return spec
+}

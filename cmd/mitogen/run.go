@@ -1,5 +1,70 @@
 package main
 
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/seed-a176d0ab/mitogen-go/agent"
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/transport"
+)
+
+// hostMap is the repeatable --host NAME=SPEC[,SPEC...] flag.
+type hostMap map[string][]transport.Spec
+
+func (h hostMap) String() string { return "" }
+
+func (h hostMap) Set(v string) error {
+	name, specs, ok := strings.Cut(v, "=")
+	if !ok || name == "" || specs == "" {
+		return fmt.Errorf("want NAME=SPEC[,SPEC...], got %q", v)
+	}
+	if _, dup := h[name]; dup {
+		return fmt.Errorf("host %q mapped twice", name)
+	}
+	var l specList
+	if err := l.Set(specs); err != nil {
+		return err
+	}
+	h[name] = l
+	return nil
+}
+
 func cmdRun(args []string) int {
-	return 2
+	var cf commonFlags
+	hosts := hostMap{}
+	fs := newFlagSet("run", "mitogen run [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]\n\nRuns PROGRAM with mitogen's ssh first on its PATH: every ssh it starts runs\nits command in a context instead (the --host context for that host name,\nelse the --via one), with no new connection. Exits with PROGRAM's status.\n\nExample: mitogen run --via local -- rsync -a src/ anyhost:/tmp/dst/")
+	cf.register(fs)
+	fs.Var(hosts, "host", "serve ssh destination NAME with its own chain of hops (repeatable)")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		fmt.Fprintln(os.Stderr, "mitogen run: no program given (usage: mitogen run [--via SPEC]... -- PROGRAM [ARG...])")
+		return 2
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	r, chain, err := cf.master(ctx)
+	if err != nil {
+		return fail(os.Stderr, "%v", err)
+	}
+	defer r.Close()
+	rn := &fakessh.Runner{Router: r, Default: chain[len(chain)-1], Hosts: map[string]*core.Context{},
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	for name, hops := range hosts {
+		c, err := agent.Dial(ctx, r, nil, hops, nil)
+		if err != nil {
+			return fail(os.Stderr, "--host %s: %v", name, err)
+		}
+		rn.Hosts[name] = c[len(c)-1]
+	}
+	status, err := rn.Run(ctx, argv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mitogen run: %v\n", err)
+	}
+	return status
 }

@@ -1,0 +1,358 @@
+package fakessh_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+)
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("MITOGEN_CI") != "" {
+				t.Fatalf("%s is not installed; CI must have it (.ci/deps)", tool)
+			}
+			t.Skipf("%s is not installed (Debian: see .ci/deps); skipping", tool)
+		}
+	}
+}
+
+// runUnder runs argv under fakessh with dest as the default destination.
+func runUnder(t *testing.T, dest *core.Context, hosts map[string]*core.Context, stdin []byte, argv ...string) (status int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Hosts: hosts, Exe: os.Args[0],
+		Stdin: bytes.NewReader(stdin), Stdout: &out, Stderr: &errb}
+	status, err := rn.Run(ctxT(t, 120*time.Second), argv)
+	if err != nil {
+		t.Fatalf("Run %q: %v (stderr: %s)", argv, err, errb.String())
+	}
+	return status, out.String(), errb.String()
+}
+
+// forChains runs f through one local context and through a local,local chain.
+func forChains(t *testing.T, f func(t *testing.T, dest *core.Context)) {
+	for _, hops := range []int{1, 2} {
+		t.Run(fmt.Sprintf("hops=%d", hops), func(t *testing.T) {
+			_, dest := chain(t, hops)
+			f(t, dest)
+		})
+	}
+}
+
+func TestExitStatusAndStderr(t *testing.T) {
+	forChains(t, func(t *testing.T, dest *core.Context) {
+		for _, code := range []int{0, 1, 7} {
+			st, out, errs := runUnder(t, dest, nil, nil, "ssh", "anyhost", fmt.Sprintf("echo out; echo err >&2; exit %d", code))
+			if st != code || out != "out\n" || errs != "err\n" {
+				t.Errorf("exit %d: got status %d, stdout %q, stderr %q", code, st, out, errs)
+			}
+		}
+		st, _, errs := runUnder(t, dest, nil, nil, "ssh", "anyhost", "kill -9 $$")
+		if st != 255 || !strings.Contains(errs, "signal KILL") {
+			t.Errorf("killed remote: status %d, stderr %q; want 255 and a note", st, errs)
+		}
+	})
+}
+
+func TestStdinToRemote(t *testing.T) {
+	forChains(t, func(t *testing.T, dest *core.Context) {
+		dir := t.TempDir()
+		data := make([]byte, 3<<20+17)
+		rand.Read(data)
+		f := filepath.Join(dir, "f")
+		st, _, errs := runUnder(t, dest, nil, data, "ssh", "h", "cat > '"+f+"'")
+		if st != 0 {
+			t.Fatalf("status %d: %s", st, errs)
+		}
+		got, err := os.ReadFile(f)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("remote file differs (%d bytes, %v)", len(got), err)
+		}
+		// And back, binary-safe, through stdout.
+		st, out, _ := runUnder(t, dest, nil, nil, "ssh", "h", "cat '"+f+"'")
+		if st != 0 || out != string(data) {
+			t.Fatalf("cat back: status %d, %d bytes", st, len(out))
+		}
+	})
+}
+
+func TestConcurrentInvocations(t *testing.T) {
+	_, dest := chain(t, 1)
+	script := `for i in 1 2 3 4 5 6 7 8; do ssh host$i "sleep 0.3; echo \$((i*0+$i))" > out.$i & done; wait; cat out.1 out.2 out.3 out.4 out.5 out.6 out.7 out.8`
+	dir := t.TempDir()
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir}
+	var out bytes.Buffer
+	rn.Stdout = &out
+	st, err := rn.Run(ctxT(t, 60*time.Second), []string{"sh", "-c", script})
+	if err != nil || st != 0 {
+		t.Fatalf("status %d, %v", st, err)
+	}
+	if got := out.String(); got != "1\n2\n3\n4\n5\n6\n7\n8\n" {
+		t.Fatalf("outputs %q", got)
+	}
+}
+
+func TestHostMapping(t *testing.T) {
+	r, a := chain(t, 1)
+	b := chainOn(t, r, 1)
+	st, out, errs := runUnder(t, a, map[string]*core.Context{"other": b}, nil, "sh", "-c",
+		"ssh other 'echo $PPID'; ssh other 'echo $PPID'; ssh x 'echo $PPID'")
+	lines := strings.Fields(out)
+	if st != 0 || len(lines) != 3 {
+		t.Fatalf("status %d out %q err %q", st, out, errs)
+	}
+	if lines[0] != lines[1] || lines[0] == lines[2] {
+		t.Fatalf("host 'other' and the default went to the wrong agents: %v", lines)
+	}
+}
+
+func TestOptionGrammar(t *testing.T) {
+	_, dest := chain(t, 1)
+	st, out, errs := runUnder(t, dest, nil, nil, "ssh", "-G", "example")
+	if st != 0 || !strings.Contains(out, "hostname example") {
+		t.Errorf("-G: status %d out %q err %q", st, out, errs)
+	}
+	st, _, errs = runUnder(t, dest, nil, nil, "ssh", "-V")
+	if st != 0 || !strings.Contains(errs, "OpenSSH") {
+		t.Errorf("-V: status %d err %q", st, errs)
+	}
+	st, _, errs = runUnder(t, dest, nil, nil, "ssh", "-Z", "h")
+	if st != 255 || errs == "" {
+		t.Errorf("-Z: status %d err %q", st, errs)
+	}
+	st, out, _ = runUnder(t, dest, nil, nil, "ssh", "-tt", "-o", "BatchMode=yes", "-p22", "-l", "u", "h", "-q", "echo", "a  b")
+	if st != 0 || out != "a b\n" {
+		t.Errorf("options after host: status %d out %q", st, out)
+	}
+}
+
+func TestRemoteCommandDiesWithRun(t *testing.T) {
+	_, dest := chain(t, 1)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0]}
+	ctx := ctxT(t, 60*time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rn.Run(ctx, []string{"ssh", "h", "echo $$ > " + pidFile + "; exec sleep 300"})
+	}()
+	var pid int
+	for i := 0; i < 500 && pid == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+		b, _ := os.ReadFile(pidFile)
+		fmt.Sscan(string(b), &pid)
+	}
+	if pid == 0 {
+		t.Fatal("remote command never started")
+	}
+	// Kill the program (our ssh): the remote command must go too.
+	exec.Command("pkill", "-KILL", "-f", "^ssh h echo").Run()
+	<-done
+	for i := 0; i < 500; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("remote command %d outlived its ssh", pid)
+}
+
+// makeTree builds a tree with the awkward cases rsync users have.
+func makeTree(t *testing.T, root string) {
+	t.Helper()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(root, "dir with spaces", "sub"), 0o755))
+	must(os.WriteFile(filepath.Join(root, "dir with spaces", "file name"), []byte("spaces\n"), 0o644))
+	must(os.WriteFile(filepath.Join(root, "new\nline"), []byte("newline in name\n"), 0o600))
+	must(os.WriteFile(filepath.Join(root, "empty"), nil, 0o644))
+	big := make([]byte, 8<<20+3)
+	rand.Read(big)
+	must(os.WriteFile(filepath.Join(root, "dir with spaces", "sub", "large.bin"), big, 0o644))
+	must(os.Symlink("dir with spaces/file name", filepath.Join(root, "link")))
+	must(os.Symlink("/nonexistent/target", filepath.Join(root, "dangling")))
+	must(os.WriteFile(filepath.Join(root, "hard1"), []byte("hardlinked\n"), 0o644))
+	must(os.Link(filepath.Join(root, "hard1"), filepath.Join(root, "hard2")))
+}
+
+// treeSig describes a tree: names, types, modes, contents, link targets,
+// and which names share an inode.
+func treeSig(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	inodes := map[uint64][]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%q %v", rel, info.Mode())
+		switch {
+		case info.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		case info.Mode().IsRegular():
+			b, _ := os.ReadFile(p)
+			line += fmt.Sprintf(" %d %x", len(b), b[:min(len(b), 16)])
+			st := info.Sys().(*syscall.Stat_t)
+			if st.Nlink > 1 {
+				inodes[st.Ino] = append(inodes[st.Ino], rel)
+			}
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, names := range inodes {
+		sort.Strings(names)
+		lines = append(lines, "hardlinks "+strings.Join(names, ","))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func TestRsync(t *testing.T) {
+	need(t, "rsync")
+	forChains(t, func(t *testing.T, dest *core.Context) {
+		src, dst := t.TempDir(), t.TempDir()
+		makeTree(t, src)
+		st, _, errs := runUnder(t, dest, nil, nil, "rsync", "-aH", src+"/", "anyhost:"+dst+"/")
+		if st != 0 {
+			t.Fatalf("rsync push: status %d: %s", st, errs)
+		}
+		if a, b := treeSig(t, src), treeSig(t, dst); a != b {
+			t.Fatalf("pushed tree differs:\n%s\n---\n%s", a, b)
+		}
+		back := t.TempDir()
+		st, _, errs = runUnder(t, dest, nil, nil, "rsync", "-aH", "anyhost:"+dst+"/", back+"/")
+		if st != 0 {
+			t.Fatalf("rsync pull: status %d: %s", st, errs)
+		}
+		if a, b := treeSig(t, src), treeSig(t, back); a != b {
+			t.Fatalf("pulled tree differs:\n%s\n---\n%s", a, b)
+		}
+	})
+}
+
+func TestScpBothModes(t *testing.T) {
+	need(t, "scp")
+	forChains(t, func(t *testing.T, dest *core.Context) {
+		src := filepath.Join(t.TempDir(), "src file")
+		data := make([]byte, 1<<20+5)
+		rand.Read(data)
+		if err := os.WriteFile(src, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range [][]string{{"-O"}, {}} {
+			dst := filepath.Join(t.TempDir(), "copy")
+			args := append([]string{"scp", "-q"}, mode...)
+			st, _, errs := runUnder(t, dest, nil, nil, append(args, src, "anyhost:"+dst)...)
+			if st != 0 {
+				t.Fatalf("scp %v: status %d: %s", mode, st, errs)
+			}
+			if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+				t.Fatalf("scp %v: copy differs", mode)
+			}
+		}
+	})
+}
+
+func TestSftpBatch(t *testing.T) {
+	need(t, "sftp")
+	forChains(t, func(t *testing.T, dest *core.Context) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "up"), []byte("uploaded\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		remote := t.TempDir()
+		batch := filepath.Join(dir, "batch")
+		os.WriteFile(batch, []byte(fmt.Sprintf("put %s %s/up\nmkdir %s/d\nls %s\nget %s/up %s/down\n",
+			filepath.Join(dir, "up"), remote, remote, remote, remote, dir)), 0o644)
+		st, out, errs := runUnder(t, dest, nil, nil, "sftp", "-b", batch, "anyhost")
+		if st != 0 {
+			t.Fatalf("sftp: status %d: %s %s", st, out, errs)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "down")); string(got) != "uploaded\n" {
+			t.Fatalf("sftp round trip: %q", got)
+		}
+		if _, err := os.Stat(filepath.Join(remote, "d")); err != nil {
+			t.Fatalf("mkdir: %v", err)
+		}
+	})
+}
+
+func TestGitCloneAndPush(t *testing.T) {
+	need(t, "git")
+	forChains(t, func(t *testing.T, dest *core.Context) {
+		base := t.TempDir()
+		bare := filepath.Join(base, "repo.git")
+		gitenv := []string{"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t", "HOME=" + base}
+		run := func(dir string, args ...string) {
+			t.Helper()
+			cmd := exec.Command("git", args...)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), gitenv...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("git %v: %v\n%s", args, err, out)
+			}
+		}
+		run(base, "init", "-q", "--bare", "-b", "main", bare)
+		seed := filepath.Join(base, "seed")
+		run(base, "init", "-q", "-b", "main", seed)
+		os.WriteFile(filepath.Join(seed, "README"), []byte("hello\n"), 0o644)
+		run(seed, "add", "README")
+		run(seed, "commit", "-qm", "first")
+		run(seed, "push", "-q", bare, "main")
+
+		clone := filepath.Join(base, "clone")
+		var mu sync.Mutex
+		mu.Lock()
+		defer mu.Unlock()
+		env := append(os.Environ(), gitenv...)
+		rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Env: env, Dir: base}
+		var errb bytes.Buffer
+		rn.Stderr = &errb
+		if st, err := rn.Run(ctxT(t, 60*time.Second), []string{"git", "clone", "-q", "ssh://anyhost" + bare, clone}); st != 0 || err != nil {
+			t.Fatalf("git clone: %d %v %s", st, err, errb.String())
+		}
+		if b, _ := os.ReadFile(filepath.Join(clone, "README")); string(b) != "hello\n" {
+			t.Fatalf("clone content %q", b)
+		}
+		os.WriteFile(filepath.Join(clone, "NEW"), []byte("pushed\n"), 0o644)
+		run(clone, "add", "NEW")
+		run(clone, "commit", "-qm", "second")
+		rn.Dir = clone
+		if st, err := rn.Run(ctxT(t, 60*time.Second), []string{"git", "push", "-q", "origin", "main"}); st != 0 || err != nil {
+			t.Fatalf("git push: %d %v %s", st, err, errb.String())
+		}
+		out, err := exec.Command("git", "--git-dir", bare, "log", "--format=%s", "main").Output()
+		if err != nil || string(out) != "second\nfirst\n" {
+			t.Fatalf("bare repo log %q %v", out, err)
+		}
+	})
+}

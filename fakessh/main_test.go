@@ -1,0 +1,58 @@
+package fakessh_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/seed-a176d0ab/mitogen-go/agent"
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/transport"
+)
+
+// The test binary doubles as the agent and as fakessh's ssh, so the tests
+// run the real thing without building the CLI first.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "ssh" {
+		os.Exit(fakessh.SSHMain(os.Args[1:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "agent" && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
+		os.Exit(agent.Run(nil, fakessh.StartProcess))
+	}
+	os.Setenv("MITOGEN_TEST_AGENT", "1")
+	os.Exit(m.Run())
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// chain starts a master and a chain of local contexts.
+func chain(t *testing.T, hops int) (*core.Router, *core.Context) {
+	t.Helper()
+	cfg := core.DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r := core.NewMaster(cfg)
+	t.Cleanup(func() { r.Close() })
+	return r, chainOn(t, r, hops)
+}
+
+// chainOn starts a chain of local contexts on an existing master.
+func chainOn(t *testing.T, r *core.Router, hops int) *core.Context {
+	t.Helper()
+	specs := make([]transport.Spec, hops)
+	for i := range specs {
+		specs[i] = transport.Spec{Kind: transport.KindLocal}
+	}
+	c, err := agent.Dial(ctxT(t, 30*time.Second), r, nil, specs, nil)
+	if err != nil {
+		t.Fatalf("starting %d local contexts: %v", hops, err)
+	}
+	return c[len(c)-1]
+}

@@ -1,0 +1,348 @@
+package fakessh
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cloudwego/gopkg/protocol/thrift"
+	"golang.org/x/sys/unix"
+
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+)
+
+// Environment of the program run under fakessh; our ssh reads it.
+const (
+	EnvSocket = "MITOGEN_FAKESSH_SOCKET" // path of the run's private socket
+	EnvSecret = "MITOGEN_FAKESSH_SECRET" // the run's secret, sent first on the socket
+	EnvHandle = "MITOGEN_FAKESSH_HANDLE" // the master's FakeSSH handle for this run
+)
+
+// secretLen is the length of the hex secret line (without its newline).
+const secretLen = 64
+
+// Runner runs one program under fakessh.
+type Runner struct {
+	// Router is the master's router.
+	Router *core.Router
+	// Default serves ssh destinations not named in Hosts.
+	Default *core.Context
+	// Hosts maps ssh destination host names to contexts.
+	Hosts map[string]*core.Context
+	// Exe is the binary to run as ssh (this one by default); it must call
+	// SSHMain when started under the name "ssh".
+	Exe string
+	// Stdio of the program; nil Stdin reads nothing, nil outputs discard.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Env is the program's base environment (default os.Environ()).
+	Env []string
+	// Dir is the program's working directory.
+	Dir string
+}
+
+// Run runs argv with fakessh's ssh first on its PATH, ssh destinations
+// served by dest, stdio inherited, and returns its exit status.
+func Run(ctx context.Context, dest *core.Context, argv []string) (int, error) {
+	rn := &Runner{Router: dest.Router(), Default: dest, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	return rn.Run(ctx, argv)
+}
+
+// run is the state of one Runner.Run.
+type run struct {
+	*Runner
+	mu      sync.Mutex
+	members map[int32]bool // fakessh contexts of this run
+	count   int
+	wg      sync.WaitGroup
+}
+
+// Run runs argv and returns its exit status (a signal gives 128+N, as a
+// shell reports it). Everything it created is removed when it returns, and
+// the program, its ssh processes and their remote commands are gone.
+func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
+	if len(argv) == 0 {
+		return 255, errors.New("fakessh: no program to run")
+	}
+	if rn.Router == nil || rn.Default == nil {
+		return 255, errors.New("fakessh: Runner needs a Router and a Default context")
+	}
+	exe := rn.Exe
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return 255, fmt.Errorf("fakessh: finding own executable: %w", err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "mitogen-fakessh-")
+	if err != nil {
+		return 255, fmt.Errorf("fakessh: private directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Symlink(exe, filepath.Join(dir, "ssh")); err != nil {
+		return 255, fmt.Errorf("fakessh: installing ssh: %w", err)
+	}
+	secretBytes := make([]byte, secretLen/2)
+	if _, err := rand.Read(secretBytes); err != nil {
+		return 255, err
+	}
+	secret := hex.EncodeToString(secretBytes)
+	sock := filepath.Join(dir, "master.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return 255, fmt.Errorf("fakessh: listening: %w", err)
+	}
+	ln.SetUnlinkOnClose(true)
+
+	st := &run{Runner: rn, members: make(map[int32]bool)}
+	r := rn.Router
+	handle := r.ServeOn(st.isMember, func(ctx context.Context, method string, args []byte) (thrift.FastCodec, error) {
+		return mitogen.DispatchFakeSSH(ctx, st, method, args)
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		ln.Close()
+		st.wg.Wait()
+		r.RemoveHandler(handle)
+		st.disconnectAll()
+	}()
+	st.wg.Add(1)
+	go func() { defer st.wg.Done(); st.accept(runCtx, ln, secret) }()
+
+	cmd := exec.Command(argv[0], programArgs(argv, filepath.Join(dir, "ssh"))[1:]...)
+	env := rn.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	cmd.Env = withPath(env, dir)
+	cmd.Env = append(cmd.Env, EnvSocket+"="+sock, EnvSecret+"="+secret, EnvHandle+"="+strconv.Itoa(int(handle)))
+	cmd.Dir = rn.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = rn.Stdin, rn.Stdout, rn.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Resolve the program on the PATH it will see, so that "ssh" is ours.
+	if p, err := lookPathIn(argv[0], cmd.Env); err == nil {
+		cmd.Path, cmd.Err = p, nil
+	}
+	if err := cmd.Start(); err != nil {
+		return 127, fmt.Errorf("fakessh: starting %s: %w", argv[0], err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-waited:
+	case <-ctx.Done():
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case werr = <-waited:
+		case <-time.After(2 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			werr = <-waited
+		}
+	}
+	// Whatever the program left behind in its process group goes too.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if werr == nil {
+		return 0, nil
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), ctx.Err()
+		}
+		return ee.ExitCode(), nil
+	}
+	return 255, werr
+}
+
+// programArgs adds "-S ssh" for scp and sftp, which run the ssh their build
+// names (/usr/bin/ssh) rather than the one on PATH, unless -S is given.
+func programArgs(argv []string, ssh string) []string {
+	// Option letters that take a value, from scp's and sftp's getopt strings.
+	valued := map[string]string{"scp": "cDFiJloPSX", "sftp": "bBcDFiJloPRsSX"}[filepath.Base(argv[0])]
+	if valued == "" {
+		return argv
+	}
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break
+		}
+		for j := 1; j < len(a); j++ {
+			if a[j] == 'S' {
+				return argv // the user chose an ssh program
+			}
+			if strings.IndexByte(valued, a[j]) >= 0 {
+				if j == len(a)-1 {
+					i++ // the value is the next argument
+				}
+				break
+			}
+		}
+	}
+	return append([]string{argv[0], "-S", ssh}, argv[1:]...)
+}
+
+// lookPathIn finds name in the PATH of env.
+func lookPathIn(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	pathList := ""
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathList = v
+		}
+	}
+	for _, d := range filepath.SplitList(pathList) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %w", name, exec.ErrNotFound)
+}
+
+// withPath puts dir first on PATH.
+func withPath(env []string, dir string) []string {
+	out := make([]string, 0, len(env)+1)
+	found := false
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			e = "PATH=" + dir + string(os.PathListSeparator) + e[len("PATH="):]
+			found = true
+		}
+		out = append(out, e)
+	}
+	if !found {
+		out = append(out, "PATH="+dir+":/usr/local/bin:/usr/bin:/bin")
+	}
+	return out
+}
+
+func (st *run) isMember(m *wire.Message, _ *core.Stream) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.members[m.Auth]
+}
+
+// accept serves connections from our ssh processes: each must come from
+// this user (peer credentials) and present the run's secret first.
+func (st *run) accept(ctx context.Context, ln *net.UnixListener, secret string) {
+	for {
+		conn, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			if err := st.admit(ctx, conn, secret); err != nil {
+				st.Router.Logger().Warn("fakessh: refused a connection", "err", err)
+				conn.Close()
+			}
+		}()
+	}
+}
+
+func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil || cerr != nil {
+		return fmt.Errorf("peer credentials: %v %v", err, cerr)
+	}
+	if int(cred.Uid) != os.Getuid() {
+		return fmt.Errorf("peer uid %d is not ours (%d)", cred.Uid, os.Getuid())
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line := make([]byte, secretLen+1)
+	if _, err := io.ReadFull(conn, line); err != nil {
+		return fmt.Errorf("reading secret: %w", err)
+	}
+	if subtle.ConstantTimeCompare(line[:secretLen], []byte(secret)) != 1 || line[secretLen] != '\n' {
+		return errors.New("wrong secret")
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	id := st.Router.AllocateID()
+	st.mu.Lock()
+	st.count++
+	n := st.count
+	st.members[id] = true
+	st.mu.Unlock()
+	bootCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, _, err = st.Router.StartChild(bootCtx, conn, id, fmt.Sprintf("fakessh.%d(pid %d)", n, cred.Pid))
+	if err != nil {
+		st.mu.Lock()
+		delete(st.members, id)
+		st.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// disconnectAll ends the streams of this run's ssh contexts.
+func (st *run) disconnectAll() {
+	st.mu.Lock()
+	ids := st.members
+	st.members = map[int32]bool{}
+	st.mu.Unlock()
+	for _, s := range st.Router.Children() {
+		if ids[s.RemoteID()] {
+			st.Router.CloseStream(s, "fakessh run ended")
+		}
+	}
+}
+
+// StartSlave implements mitogen.FakeSSH for the run's ssh contexts: it picks
+// the destination for req.Host and starts the process there on the master's
+// authority, driven only by the calling ssh context.
+func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (*mitogen.ProcessStarted, error) {
+	caller, ok := core.CallerID(ctx)
+	if !ok || req == nil || req.Spec == nil {
+		return nil, &mitogen.CallError{Message: "start_slave: malformed request"}
+	}
+	dest := st.Default
+	if c, ok := st.Hosts[req.Host]; ok {
+		dest = c
+	}
+	spec := *req.Spec
+	spec.PeerId = caller
+	spec.Argv = nil // a fakessh ssh runs commands the way sshd does, never raw argv
+	st.Router.Logger().Debug("fakessh start_slave", "host", req.Host, "dest", dest.String(), "caller", caller,
+		"command", spec.Command, "subsystem", spec.Subsystem, "login", spec.Login)
+	callCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	started, err := dest.Agent().StartProcess(callCtx, &spec)
+	if err != nil {
+		var ce *mitogen.CallError
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
+	}
+	return started, nil
+}
