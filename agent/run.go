@@ -20,12 +20,13 @@ func Run(ts Transports, ps ProcessStarter) int {
 	}
 	cfg := core.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r, err := core.Boot(conn, cfg)
+	r, err := core.Boot(conn, cfg, func(r *core.Router) {
+		(&Service{Router: r, Transports: ts, Processes: ps}).Serve()
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen agent: %v (this command is started by a mitogen master, not by hand)\n", err)
 		return 1
 	}
-	(&Service{Router: r, Transports: ts, Processes: ps}).Serve()
 	<-r.Done()
 	return 0
 }

@@ -66,8 +66,9 @@ func logLevel(r *Router) int {
 // Boot is the agent side of BOOTSTRAP: it reads the Boot frame from conn,
 // builds the router of the context it names, with conn as its parent
 // stream, and answers Ready. The router runs until its parent stream ends
-// or it is told to SHUTDOWN.
-func Boot(conn io.ReadWriteCloser, cfg Config) (*Router, error) {
+// or it is told to SHUTDOWN. setup, when not nil, runs before Ready is
+// sent, so that the services it registers are there for the first call.
+func Boot(conn io.ReadWriteCloser, cfg Config, setup func(*Router)) (*Router, error) {
 	cfg = cfg.withDefaults()
 	br := bufio.NewReaderSize(conn, 256<<10)
 	m, err := wire.ReadFrame(br, cfg.MaxFrameSize)
@@ -94,6 +95,9 @@ func Boot(conn io.ReadWriteCloser, cfg Config) (*Router, error) {
 	r.mu.Lock()
 	r.parent = s
 	r.mu.Unlock()
+	if setup != nil {
+		setup(r)
+	}
 	s.start()
 	r.Send(&wire.Message{Dst: b.ParentId, Handle: m.ReplyTo, Data: marshal(&mitogen.Ready{ContextId: b.ContextId, Pid: int32(os.Getpid()), Version: Version})})
 	return r, nil

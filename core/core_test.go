@@ -88,10 +88,7 @@ func startChild(t *testing.T, parent *core.Router, id int32) (*core.Router, *cor
 	go func() {
 		cfg := core.DefaultConfig()
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-		r, err := core.Boot(b, cfg)
-		if err == nil {
-			(&agent.Service{Router: r}).Serve()
-		}
+		r, err := core.Boot(b, cfg, func(r *core.Router) { (&agent.Service{Router: r}).Serve() })
 		ch <- res{r, err}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -235,11 +235,11 @@ func (r *Router) route(m *wire.Message, in *Stream) {
 	}
 	var err error
 	if m.Frame != nil {
-		err = out.enqueue(m.Frame)
+		err = out.enqueue(in == nil, m.Frame)
 	} else if len(m.Data) < coalesceLimit {
-		err = out.enqueue(wire.Encode(m))
+		err = out.enqueue(in == nil, wire.Encode(m))
 	} else {
-		err = out.enqueue(wire.AppendHeader(make([]byte, 0, wire.DataOffset), m), m.Data, wire.Trailer)
+		err = out.enqueue(in == nil, wire.AppendHeader(make([]byte, 0, wire.DataOffset), m), m.Data, wire.Trailer)
 	}
 	if err != nil {
 		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_DISCONNECTED, Message: fmt.Sprintf("stream to context %d closed: %v", out.remoteID, err), Context: m.Dst})

@@ -28,6 +28,7 @@ type Stream struct {
 	queued  int
 	wake    chan struct{} // capacity 1: "queue not empty or closing"
 	closed  bool
+	writing bool // a goroutine is writing to conn
 	err     error
 	done    chan struct{} // closed when both goroutines have ended
 	readEnd chan struct{}
@@ -93,7 +94,11 @@ func (s *Stream) readLoop() {
 
 // enqueue adds one frame (as buffers to write in order) to the write queue,
 // waiting for room while the queue is full. It fails once the stream closed.
-func (s *Stream) enqueue(bufs ...[]byte) error {
+//
+// When direct is set (a local sender, never a stream's reader) and nothing
+// is queued or being written, the caller writes the frame itself: a round
+// trip then costs no hand-off to the writer goroutine.
+func (s *Stream) enqueue(direct bool, bufs ...[]byte) error {
 	n := 0
 	for _, b := range bufs {
 		n += len(b)
@@ -107,14 +112,39 @@ func (s *Stream) enqueue(bufs ...[]byte) error {
 		s.mu.Unlock()
 		return err
 	}
+	if direct && !s.writing && len(s.queue) == 0 {
+		s.writing = true
+		s.mu.Unlock()
+		nb := net.Buffers(bufs)
+		_, err := nb.WriteTo(s.conn)
+		s.mu.Lock()
+		s.writing = false
+		pending := len(s.queue) > 0
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		if err != nil {
+			err = fmt.Errorf("stream %s: write: %w", s.name, err)
+			s.close(err)
+			return err
+		}
+		if pending {
+			s.kick()
+		}
+		return nil
+	}
 	s.queue = append(s.queue, bufs...)
 	s.queued += n
 	s.mu.Unlock()
+	s.kick()
+	return nil
+}
+
+// kick wakes the writer goroutine.
+func (s *Stream) kick() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // small buffers are coalesced into one write; larger ones go out as they are.
@@ -125,18 +155,19 @@ func (s *Stream) writeLoop() {
 	var batch net.Buffers
 	for {
 		s.mu.Lock()
-		for len(s.queue) == 0 && !s.closed {
+		for (len(s.queue) == 0 || s.writing) && !s.closed {
 			s.mu.Unlock()
 			<-s.wake
 			s.mu.Lock()
 		}
-		if len(s.queue) == 0 && s.closed {
+		if s.closed {
 			s.mu.Unlock()
 			return
 		}
 		q := s.queue
 		s.queue = nil
 		s.queued = 0
+		s.writing = true
 		s.cond.Broadcast()
 		s.mu.Unlock()
 
@@ -159,7 +190,11 @@ func (s *Stream) writeLoop() {
 		}
 		// Earlier pieces keep pointing at the array they were copied into
 		// even when scratch grows, so the batch stays valid.
-		if _, err := batch.WriteTo(s.conn); err != nil {
+		_, err := batch.WriteTo(s.conn)
+		s.mu.Lock()
+		s.writing = false
+		s.mu.Unlock()
+		if err != nil {
 			s.close(fmt.Errorf("stream %s: write: %w", s.name, err))
 			return
 		}

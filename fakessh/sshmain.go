@@ -60,7 +60,7 @@ func SSHMain(args []string) int {
 	}
 	cfg := core.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r, err := core.Boot(conn, cfg)
+	r, err := core.Boot(conn, cfg, nil)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ssh: joining the mitogen master: %v\n", err)
 		return 255
