@@ -47,7 +47,7 @@ const ChunkOverhead = 64
 
 // DefaultConfig returns the defaults: 128 MiB frames, 16 MiB per stream
 // queue, 4096 messages or 32 MiB per receiver, 256 concurrent calls, a
-// 2 MiB byte-stream window in 256 KiB chunks.
+// 4 MiB byte-stream window in chunks of up to 512 KiB.
 func DefaultConfig() Config {
 	return Config{
 		MaxFrameSize:       mitogen.MAX_FRAME_SIZE,
@@ -55,8 +55,8 @@ func DefaultConfig() Config {
 		ReceiverQueueLen:   4096,
 		ReceiverQueueBytes: 32 << 20,
 		MaxConcurrentCalls: 256,
-		StreamWindow:       2 << 20,
-		MaxChunk:           256 << 10,
+		StreamWindow:       4 << 20,
+		MaxChunk:           512 << 10,
 	}
 }
 

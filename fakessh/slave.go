@@ -55,6 +55,9 @@ var SlaveTable = Table{
 	},
 }
 
+// pipeSize is the capacity asked for the process's stdin and stdout pipes.
+const pipeSize = 1 << 20
+
 // StartTimeout bounds how long a started process waits for START.
 const StartTimeout = 60 * time.Second
 
@@ -256,6 +259,13 @@ func (s *slave) start(cmd *exec.Cmd) error {
 		outR.Close()
 		outW.Close()
 		return err
+	}
+	for _, f := range []*os.File{inW, outR} {
+		// Bigger pipes: fewer, larger chunks (the kernel caps this at
+		// /proc/sys/fs/pipe-max-size; failure just keeps the default).
+		if rc, err := f.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+		}
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	err = cmd.Start()

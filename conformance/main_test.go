@@ -1,0 +1,45 @@
+// Package conformance tests mitogen-go as a user and a peer see it: the
+// built `mitogen` CLI and real agent processes, over the wire protocol of
+// idl/mitogen.thrift.
+package conformance
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// mitogenBin is the CLI built for this test run.
+var mitogenBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mitogen-conformance-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	mitogenBin = filepath.Join(dir, "mitogen")
+	build := exec.Command("go", "build", "-o", mitogenBin, "github.com/seed-a176d0ab/mitogen-go/cmd/mitogen")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "building mitogen: %v\n", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("MITOGEN_CI") != "" {
+				t.Fatalf("%s is not installed; CI must have it (.ci/deps)", tool)
+			}
+			t.Skipf("%s is not installed (Debian: see .ci/deps); skipping", tool)
+		}
+	}
+}
