@@ -279,6 +279,10 @@ func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 	var total int64
 	size := bw.maxChunk()
+	head, tail := wire.DataOffset, len(wire.Trailer)
+	// Frames are carved from a slab, so that a short read (a pipe gives
+	// 64 KiB at a time) costs only the bytes it used.
+	var slab []byte
 	for {
 		// Wait for credit for a full chunk before reading, so that a slow
 		// reader stops us reading the source at all.
@@ -286,15 +290,18 @@ func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 			bw.err = err
 			return total, err
 		}
-		head := wire.DataOffset
-		buf := make([]byte, head+size+len(wire.Trailer))
-		n, err := src.Read(buf[head : head+size])
+		if len(slab) < head+size+tail {
+			slab = make([]byte, max(4*(head+size+tail), 4<<20))
+		}
+		n, err := src.Read(slab[head : head+size])
 		if n > 0 {
+			buf := slab[: head+n+tail : head+n+tail]
+			slab = slab[head+n+tail:]
 			m := &wire.Message{Dst: bw.dst, Src: bw.r.id, Auth: bw.r.id, Handle: bw.handle, ReplyTo: bw.credit.handle}
 			m.Data = buf[head : head+n]
 			wire.AppendHeader(buf[:0], m)
 			copy(buf[head+n:], wire.Trailer)
-			m.Frame = buf[:head+n+len(wire.Trailer)]
+			m.Frame = buf
 			bw.avail -= int64(n) + ChunkOverhead
 			bw.r.route(m, nil)
 			total += int64(n)

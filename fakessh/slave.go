@@ -58,6 +58,18 @@ var SlaveTable = Table{
 // pipeSize is the capacity asked for the process's stdin and stdout pipes.
 const pipeSize = 1 << 20
 
+// growPipe asks for a bigger pipe buffer on f, when f is a pipe: fewer,
+// larger chunks. The kernel caps it at /proc/sys/fs/pipe-max-size; any
+// failure keeps the default.
+func growPipe(f *os.File) {
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		return
+	}
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
+}
+
 // StartTimeout bounds how long a started process waits for START.
 const StartTimeout = 60 * time.Second
 
@@ -260,13 +272,8 @@ func (s *slave) start(cmd *exec.Cmd) error {
 		outW.Close()
 		return err
 	}
-	for _, f := range []*os.File{inW, outR} {
-		// Bigger pipes: fewer, larger chunks (the kernel caps this at
-		// /proc/sys/fs/pipe-max-size; failure just keeps the default).
-		if rc, err := f.SyscallConn(); err == nil {
-			_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
-		}
-	}
+	growPipe(inW)
+	growPipe(outR)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	err = cmd.Start()
 	inR.Close()

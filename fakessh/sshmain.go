@@ -74,6 +74,8 @@ func SSHMain(args []string) int {
 		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
 		return fc.StartSlave(ctx, &mitogen.StartSlaveRequest{Host: inv.Host, User: inv.User, Port: int32(inv.Port), Spec: spec})
 	}
+	growPipe(os.Stdin)
+	growPipe(os.Stdout)
 	stdio := Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	if inv.NoStdin {
 		stdio.Stdin = nil
