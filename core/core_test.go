@@ -161,6 +161,7 @@ func TestChildMayNotCallParent(t *testing.T) {
 		t.Fatalf("grandchild to parent: got %v, want refused", err)
 	}
 	// But the master may call the grandchild.
+	waitRoute(t, m, 2)
 	if err := m.Context(2, "").Agent().Ping(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
