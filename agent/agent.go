@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
@@ -15,20 +18,100 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
+	"github.com/seed-a176d0ab/mitogen-go/transport/bootstrap"
 	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
+	"github.com/seed-a176d0ab/mitogen-go/transport/ssh"
+	"github.com/seed-a176d0ab/mitogen-go/transport/sudo"
 )
 
 // Transports builds the transport for a spec. Options carry transport
 // settings (ssh options, passwords) from ConnectRequest.options.
 type Transports func(spec transport.Spec, options map[string]string) (transport.Transport, error)
 
-// DefaultTransports knows the local transport (this binary re-executed).
-func DefaultTransports(spec transport.Spec, _ map[string]string) (transport.Transport, error) {
+// DefaultTransports knows local, ssh and sudo hops, installing this
+// binary as the agent where one is needed.
+func DefaultTransports(spec transport.Spec, opts map[string]string) (transport.Transport, error) {
+	return (&Registry{}).Transport(spec, opts)
+}
+
+// Registry builds transports, sharing one agent binary (read, hashed and
+// compressed once) among them.
+type Registry struct {
+	mu    sync.Mutex
+	agent *bootstrap.Agent
+}
+
+// NewRegistry returns a registry that installs a as the agent.
+func NewRegistry(a *bootstrap.Agent) *Registry { return &Registry{agent: a} }
+
+func (g *Registry) self() (*bootstrap.Agent, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.agent == nil {
+		a, err := bootstrap.Self()
+		if err != nil {
+			return nil, err
+		}
+		g.agent = a
+	}
+	return g.agent, nil
+}
+
+// Option keys understood in ConnectRequest.options (and Dial's opts).
+const (
+	OptSSHConfig       = "ssh_config"
+	OptSSHOptions      = "ssh_options" // newline-separated KEY=VALUE
+	OptIdentity        = "identity"
+	OptConnectTimeout  = "connect_timeout"
+	OptHostKeyChecking = "host_key_checking"
+	OptSSHPassword     = "ssh_password"
+	OptSudoPassword    = "sudo_password"
+	OptSudoPreserveEnv = "sudo_preserve_env"
+	OptSudoLogin       = "sudo_login"
+	OptCacheDir        = "cache_dir"
+)
+
+// Transport implements Transports.
+func (g *Registry) Transport(spec transport.Spec, opts map[string]string) (transport.Transport, error) {
 	switch spec.Kind {
 	case transport.KindLocal:
 		return &fd.Local{}, nil
+	case transport.KindSSH:
+		a, err := g.self()
+		if err != nil {
+			return nil, err
+		}
+		o := ssh.Options{
+			ConfigFile:      opts[OptSSHConfig],
+			Identity:        opts[OptIdentity],
+			HostKeyChecking: opts[OptHostKeyChecking],
+			Password:        opts[OptSSHPassword],
+			CacheDir:        opts[OptCacheDir],
+		}
+		if v := opts[OptSSHOptions]; v != "" {
+			o.Options = strings.Split(v, "\n")
+		}
+		if v := opts[OptConnectTimeout]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("connect timeout %q: want seconds", v)
+			}
+			o.ConnectTimeout = n
+		}
+		return &ssh.Transport{Spec: spec, Opts: o, Agent: a}, nil
+	case transport.KindSudo:
+		a, err := g.self()
+		if err != nil {
+			return nil, err
+		}
+		return &sudo.Transport{User: spec.User, Agent: a, Opts: sudo.Options{
+			Password:    opts[OptSudoPassword],
+			PreserveEnv: opts[OptSudoPreserveEnv] == "1",
+			Login:       opts[OptSudoLogin] == "1",
+			CacheDir:    opts[OptCacheDir],
+		}}, nil
 	}
-	return nil, fmt.Errorf("transport %s is not available in this build", spec)
+	return nil, fmt.Errorf("unknown transport %s", spec)
 }
 
 // ProcessStarter starts a process for Agent.start_process.
@@ -116,7 +199,7 @@ func (s *Service) transports() Transports {
 	if s.Transports != nil {
 		return s.Transports
 	}
-	return DefaultTransports
+	return (&Registry{}).Transport
 }
 
 // StartLocalChild starts an agent over spec's transport and makes it a
@@ -157,7 +240,7 @@ func waitChan(c transport.Conn) <-chan struct{} {
 // every context of the chain, in order. r must be the master's router.
 func Dial(ctx context.Context, r *core.Router, ts Transports, hops []transport.Spec, opts map[string]string) ([]*core.Context, error) {
 	if ts == nil {
-		ts = DefaultTransports
+		ts = (&Registry{}).Transport
 	}
 	var chain []*core.Context
 	var via *core.Context

@@ -20,6 +20,9 @@ func Run(ts Transports, ps ProcessStarter) int {
 	}
 	cfg := core.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if ts == nil {
+		ts = (&Registry{}).Transport
+	}
 	r, err := core.Boot(conn, cfg, func(r *core.Router) {
 		(&Service{Router: r, Transports: ts, Processes: ps}).Serve()
 	})

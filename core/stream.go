@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
@@ -80,7 +81,13 @@ func (s *Stream) readLoop() {
 	for {
 		m, err := wire.ReadFrame(s.br, s.r.cfg.MaxFrameSize)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
+			s.mu.Lock()
+			closedHere := s.closed
+			s.mu.Unlock()
+			if closedHere {
+				return // closed by this side; the reason is already recorded
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed) {
 				s.close(fmt.Errorf("stream %s closed by peer", s.name))
 			} else {
 				s.r.log.Error("stream read failed; closing it", "stream", s.name, "err", err)

@@ -40,13 +40,95 @@ func (s *specList) Set(v string) error {
 
 // commonFlags are shared by the commands that reach contexts.
 type commonFlags struct {
-	via     specList
-	verbose bool
+	via              specList
+	verbose          bool
+	sshConfig        string
+	sshOptions       stringList
+	identity         string
+	connectTimeout   int
+	hostKeyChecking  string
+	sshPasswordFile  string
+	sudoPasswordFile string
+	sudoPreserveEnv  bool
+	sudoLogin        bool
+	cacheDir         string
+	opts             map[string]string // transport options, set by master()
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.Var(&c.via, "via", "a hop to the context to use: local, ssh:[user@]host[:port] or sudo:[user] (repeat, or comma-separate, for a chain; default: local)")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages of the master and its contexts to stderr")
+	fs.StringVar(&c.sshConfig, "ssh-config", "", "ssh: configuration file (ssh -F)")
+	fs.Var(&c.sshOptions, "ssh-option", "ssh: an option KEY=VALUE (ssh -o; repeatable)")
+	fs.StringVar(&c.identity, "identity", "", "ssh: identity file (ssh -i)")
+	fs.IntVar(&c.connectTimeout, "connect-timeout", 0, "ssh: connection timeout in seconds")
+	fs.StringVar(&c.hostKeyChecking, "host-key-checking", "enforce", "ssh: enforce, accept-new or ignore")
+	fs.StringVar(&c.sshPasswordFile, "ssh-password-file", "", "ssh: file holding the password or key passphrase (default: BatchMode, keys only)")
+	fs.StringVar(&c.sudoPasswordFile, "sudo-password-file", "", "sudo: file holding the password (default: ask on the terminal when sudo asks)")
+	fs.BoolVar(&c.sudoPreserveEnv, "sudo-preserve-env", false, "sudo: keep the environment (sudo -E)")
+	fs.BoolVar(&c.sudoLogin, "sudo-login", false, "sudo: run as a login shell of the target user (sudo -i)")
+	fs.StringVar(&c.cacheDir, "agent-cache-dir", "", "far side's agent cache directory (default ~/.cache/mitogen-go)")
+}
+
+// options turns the flags into transport options for every hop.
+func (c *commonFlags) options() (map[string]string, error) {
+	o := map[string]string{
+		agent.OptSSHConfig:       c.sshConfig,
+		agent.OptIdentity:        c.identity,
+		agent.OptHostKeyChecking: c.hostKeyChecking,
+		agent.OptCacheDir:        c.cacheDir,
+		agent.OptSSHOptions:      strings.Join(c.sshOptions, "\n"),
+	}
+	switch c.hostKeyChecking {
+	case "enforce", "accept-new", "ignore":
+	default:
+		return nil, fmt.Errorf("--host-key-checking %q: want enforce, accept-new or ignore", c.hostKeyChecking)
+	}
+	if c.connectTimeout > 0 {
+		o[agent.OptConnectTimeout] = fmt.Sprint(c.connectTimeout)
+	}
+	if c.sudoPreserveEnv {
+		o[agent.OptSudoPreserveEnv] = "1"
+	}
+	if c.sudoLogin {
+		o[agent.OptSudoLogin] = "1"
+	}
+	readSecret := func(file, what string) (string, error) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("reading the %s password file: %w", what, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	if c.sshPasswordFile != "" {
+		pw, err := readSecret(c.sshPasswordFile, "ssh")
+		if err != nil {
+			return nil, err
+		}
+		o[agent.OptSSHPassword] = pw
+	}
+	usesSudo := false
+	for _, h := range c.hops() {
+		usesSudo = usesSudo || h.Kind == transport.KindSudo
+	}
+	if c.sudoPasswordFile != "" {
+		pw, err := readSecret(c.sudoPasswordFile, "sudo")
+		if err != nil {
+			return nil, err
+		}
+		o[agent.OptSudoPassword] = pw
+	} else if usesSudo && os.Getuid() != 0 {
+		if pw, err := askPassword("[mitogen] sudo password (empty if none needed): "); err == nil {
+			o[agent.OptSudoPassword] = pw
+		}
+	}
+	return o, nil
 }
 
 func (c *commonFlags) hops() []transport.Spec {
@@ -85,8 +167,13 @@ func (c *commonFlags) master(ctx context.Context) (*core.Router, []*core.Context
 	}
 	cfg := core.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	opts, err := c.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	c.opts = opts
 	r := core.NewMaster(cfg)
-	chain, err := agent.Dial(ctx, r, nil, c.hops(), nil)
+	chain, err := agent.Dial(ctx, r, nil, c.hops(), opts)
 	if err != nil {
 		r.Close()
 		return nil, nil, err

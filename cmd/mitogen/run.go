@@ -56,7 +56,7 @@ func cmdRun(args []string) int {
 	rn := &fakessh.Runner{Router: r, Default: chain[len(chain)-1], Hosts: map[string]*core.Context{},
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	for name, hops := range hosts {
-		c, err := agent.Dial(ctx, r, nil, hops, nil)
+		c, err := agent.Dial(ctx, r, nil, hops, cf.opts)
 		if err != nil {
 			return fail(os.Stderr, "--host %s: %v", name, err)
 		}

@@ -1,0 +1,191 @@
+// Package testsshd starts real OpenSSH servers for tests: on 127.0.0.1 or
+// inside a network namespace, with generated host and user keys. Tests that
+// use it need root and /usr/sbin/sshd; Require skips them with a clear
+// message elsewhere (and fails them in CI, where MITOGEN_CI is set).
+package testsshd
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Require skips t unless the process is root and the tools exist.
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	skip := func(why string) {
+		if os.Getenv("MITOGEN_CI") != "" {
+			t.Fatalf("CI must be able to run this test: %s", why)
+		}
+		t.Skipf("skipping: %s", why)
+	}
+	if os.Getuid() != 0 {
+		skip("needs root (sshd, sudo, network namespaces)")
+	}
+	for _, tool := range append([]string{"/usr/sbin/sshd", "ssh", "ssh-keygen"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			skip(tool + " is not installed (Debian: see .ci/deps)")
+		}
+	}
+}
+
+// Keys is a user key pair and a known_hosts file for the servers that
+// share its host key.
+type Keys struct {
+	Dir        string
+	UserKey    string // private key file
+	HostKey    string
+	KnownHosts string
+}
+
+// NewKeys generates keys in a temporary directory.
+func NewKeys(t testing.TB) *Keys {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	k := &Keys{Dir: dir, UserKey: filepath.Join(dir, "user"), HostKey: filepath.Join(dir, "host"), KnownHosts: filepath.Join(dir, "known_hosts")}
+	for _, f := range []string{k.UserKey, k.HostKey} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v %s", err, out)
+		}
+	}
+	return k
+}
+
+// Server is a running sshd.
+type Server struct {
+	Addr string // IP address it listens on
+	Port int
+	Keys *Keys
+}
+
+// Start runs sshd on addr (in network namespace netns when not empty),
+// accepting Keys.UserKey for every user, and adds it to Keys.KnownHosts.
+func Start(t testing.TB, k *Keys, addr, netns string) *Server {
+	t.Helper()
+	os.MkdirAll("/run/sshd", 0o755)
+	port := freePort(t)
+	dir := t.TempDir()
+	auth := filepath.Join(dir, "authorized_keys")
+	pub, err := os.ReadFile(k.UserKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(auth, pub, 0o644)
+	os.Chmod(dir, 0o755)
+	cfg := filepath.Join(dir, "sshd_config")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`Port %d
+ListenAddress %s
+HostKey %s
+AuthorizedKeysFile %s
+PidFile none
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+MaxSessions 100
+MaxStartups 100
+Subsystem sftp internal-sftp
+`, port, addr, k.HostKey, auth)), 0o644)
+	args := []string{"/usr/sbin/sshd", "-D", "-e", "-f", cfg}
+	if netns != "" {
+		args = append([]string{"ip", "netns", "exec", netns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	logf, _ := os.Create(filepath.Join(dir, "sshd.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting sshd: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	hostPub, _ := os.ReadFile(k.HostKey + ".pub")
+	f, _ := os.OpenFile(k.KnownHosts, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	fmt.Fprintf(f, "[%s]:%d %s", addr, port, hostPub)
+	f.Close()
+	s := &Server{Addr: addr, Port: port, Keys: k}
+	// Wait until it accepts connections.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		probe := exec.Command("ssh", append(s.SSHArgs(), "-l", "root", addr, "true")...)
+		if netns != "" {
+			probe = exec.Command("ip", append([]string{"netns", "exec", netns, "ssh"}, append(s.SSHArgs(), "-l", "root", addr, "true")...)...)
+		}
+		if out, err := probe.CombinedOutput(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "sshd.log"))
+			t.Fatalf("sshd on %s:%d does not accept logins: %v %s\nsshd log:\n%s", addr, port, err, out, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+// SSHArgs are ssh options that reach this server with the test keys.
+func (s *Server) SSHArgs() []string {
+	return []string{"-p", fmt.Sprint(s.Port), "-i", s.Keys.UserKey, "-o", "UserKnownHostsFile=" + s.Keys.KnownHosts,
+		"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"}
+}
+
+// Spec is the mitogen hop spec for user on this server.
+func (s *Server) Spec(user string) string {
+	return fmt.Sprintf("ssh:%s@%s:%d", user, s.Addr, s.Port)
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Netns creates a network namespace for the test and removes it after.
+func Netns(t testing.TB, name string) {
+	t.Helper()
+	run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	run(t, "ip", "-n", name, "link", "set", "lo", "up")
+}
+
+// Veth links namespace a (or the host when "") and b with addresses aAddr
+// and bAddr (CIDR).
+func Veth(t testing.TB, a, aAddr, b, bAddr string) {
+	t.Helper()
+	ifa, ifb := "v"+short(a, b)+"a", "v"+short(a, b)+"b"
+	run(t, "ip", "link", "add", ifa, "type", "veth", "peer", "name", ifb)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", ifa).Run() })
+	place := func(ns, ifc, addr string) {
+		if ns != "" {
+			run(t, "ip", "link", "set", ifc, "netns", ns)
+			run(t, "ip", "-n", ns, "addr", "add", addr, "dev", ifc)
+			run(t, "ip", "-n", ns, "link", "set", ifc, "up")
+		} else {
+			run(t, "ip", "addr", "add", addr, "dev", ifc)
+			run(t, "ip", "link", "set", ifc, "up")
+		}
+	}
+	place(a, ifa, aAddr)
+	place(b, ifb, bAddr)
+}
+
+func short(a, b string) string {
+	s := strings.NewReplacer("-", "", "_", "").Replace(a + b)
+	if len(s) > 8 {
+		s = s[len(s)-8:]
+	}
+	return s
+}
+
+func run(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}

@@ -1,0 +1,187 @@
+// Package bootstrap installs and starts the agent on a host that has only a
+// POSIX shell: the master sends its own agent binary (gzip-compressed) over
+// the new stream, the far side keeps it in a per-user 0700 cache keyed by
+// its SHA-256, verifies it before every run, and execs it; the next
+// connection finds it cached and sends nothing.
+//
+// The exchange, after the transport (ssh, sudo) runs Script's command:
+//
+//	far side:  "MITOGEN0 cached\n"                  -> execs the agent
+//	       or: "MITOGEN0 need <uname -sm>\n"        -> reads <size> bytes
+//	master:    <size> bytes of gzip (only when asked, and only when the
+//	           far side's OS and architecture match the agent's)
+//
+// after which the agent expects the Boot frame.
+package bootstrap
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// Agent is an agent binary to install on other hosts.
+type Agent struct {
+	Path string
+
+	once sync.Once
+	gz   []byte
+	hash string
+	err  error
+}
+
+// Self is the running binary as an agent.
+func Self() (*Agent, error) {
+	p, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding own executable: %w", err)
+	}
+	return &Agent{Path: p}, nil
+}
+
+func (a *Agent) load() error {
+	a.once.Do(func() {
+		b, err := os.ReadFile(a.Path)
+		if err != nil {
+			a.err = fmt.Errorf("reading agent binary: %w", err)
+			return
+		}
+		sum := sha256.Sum256(b)
+		a.hash = hex.EncodeToString(sum[:])
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		zw.Write(b)
+		zw.Close()
+		a.gz = buf.Bytes()
+	})
+	return a.err
+}
+
+// Hash is the SHA-256 of the binary, hex.
+func (a *Agent) Hash() (string, error) {
+	err := a.load()
+	return a.hash, err
+}
+
+// CompressedSize is the number of bytes sent when the far side needs it.
+func (a *Agent) CompressedSize() (int, error) {
+	err := a.load()
+	return len(a.gz), err
+}
+
+// LocalPlatform is this binary's OS and architecture as `uname -sm` prints them.
+func LocalPlatform() string {
+	osName := map[string]string{"linux": "Linux", "darwin": "Darwin", "freebsd": "FreeBSD"}[runtime.GOOS]
+	if osName == "" {
+		osName = runtime.GOOS
+	}
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "arm": "armv7l"}[runtime.GOARCH]
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	return osName + " " + arch
+}
+
+// platformMatches compares `uname -sm` output with ours, allowing the usual
+// spellings of the same architecture.
+func platformMatches(remote string) bool {
+	norm := func(s string) string {
+		s = strings.TrimSpace(s)
+		s = strings.ReplaceAll(s, "amd64", "x86_64")
+		s = strings.ReplaceAll(s, "arm64", "aarch64")
+		return s
+	}
+	return norm(remote) == norm(LocalPlatform())
+}
+
+// Script returns the POSIX sh program that runs the cached agent or
+// installs it. cacheDir overrides the cache directory (default
+// ${XDG_CACHE_HOME:-$HOME/.cache}/mitogen-go).
+func (a *Agent) Script(cacheDir string) (string, error) {
+	if err := a.load(); err != nil {
+		return "", err
+	}
+	dir := `"${XDG_CACHE_HOME:-$HOME/.cache}/mitogen-go"`
+	if cacheDir != "" {
+		dir = ShellQuote(cacheDir)
+	}
+	return fmt.Sprintf(`umask 077
+H=%s
+D=%s
+F="$D/agent-$H"
+mkdir -p "$D" && chmod 700 "$D" || { echo "mitogen: cannot create agent cache $D" >&2; exit 97; }
+if [ -f "$F" ] && [ "$(sha256sum < "$F" | cut -c1-64)" = "$H" ]; then
+  echo "MITOGEN0 cached"
+else
+  echo "MITOGEN0 need $(uname -sm)"
+  T="$F.$$"
+  head -c %d | gzip -dc > "$T" || { rm -f "$T"; echo "mitogen: receiving the agent failed" >&2; exit 98; }
+  if [ "$(sha256sum < "$T" | cut -c1-64)" != "$H" ]; then rm -f "$T"; echo "mitogen: agent checksum mismatch" >&2; exit 99; fi
+  chmod 700 "$T" && mv -f "$T" "$F" || exit 99
+fi
+exec "$F" agent
+`, a.hash, dir, len(a.gz)), nil
+}
+
+// ShellQuote quotes s for a POSIX shell.
+func ShellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Handshake reads the far side's first line from r and, when it asks,
+// sends the compressed agent to w. It returns the agent bytes sent.
+func Handshake(ctx context.Context, r *bufio.Reader, w io.Writer, a *Agent) (int64, error) {
+	if err := a.load(); err != nil {
+		return 0, err
+	}
+	type res struct {
+		line string
+		err  error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		line, err := r.ReadString('\n')
+		ch <- res{line, err}
+	}()
+	var got res
+	select {
+	case got = <-ch:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("waiting for the remote shell: %w", ctx.Err())
+	}
+	if got.err != nil {
+		return 0, fmt.Errorf("remote shell ended before the agent started: %w", got.err)
+	}
+	line := strings.TrimSpace(got.line)
+	switch {
+	case line == "MITOGEN0 cached":
+		return 0, nil
+	case strings.HasPrefix(line, "MITOGEN0 need "):
+		platform := strings.TrimPrefix(line, "MITOGEN0 need ")
+		if !platformMatches(platform) {
+			return 0, &PlatformError{Remote: platform, Local: LocalPlatform()}
+		}
+		n, err := w.Write(a.gz)
+		if err != nil {
+			return int64(n), fmt.Errorf("sending the agent: %w", err)
+		}
+		return int64(n), nil
+	}
+	return 0, fmt.Errorf("unexpected output from the remote shell: %q (a login script printing to stdout?)", line)
+}
+
+// PlatformError says the far side cannot run this agent.
+type PlatformError struct{ Remote, Local string }
+
+func (e *PlatformError) Error() string {
+	return fmt.Sprintf("remote host is %q (uname -sm) but this agent is built for %q; run mitogen built for the remote platform", e.Remote, e.Local)
+}

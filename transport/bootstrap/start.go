@@ -1,0 +1,213 @@
+package bootstrap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/seed-a176d0ab/mitogen-go/transport"
+	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
+)
+
+// Prompt is a question a program asks on its terminal and the answer to
+// give. An empty Answer means "fail with Missing".
+type Prompt struct {
+	// Match is a substring of the prompt, matched case-insensitively.
+	Match string
+	// Answer is written, followed by a newline, the first time.
+	Answer string
+	// Missing is the error when the prompt comes and there is no answer.
+	Missing string
+	// Again is the error when the prompt comes a second time (a wrong
+	// password): the program is killed at once rather than left waiting.
+	Again string
+}
+
+// Command describes how a transport starts the far shell.
+type Command struct {
+	// Cmd runs the bootstrap script (see Agent.Script) on the far side.
+	Cmd *exec.Cmd
+	// Prompts, when any, give the command a pty as controlling terminal
+	// and answer what it asks there. Answers are never logged.
+	Prompts []Prompt
+	// Classify turns the command's last stderr lines into a clear error.
+	Classify func(stderr string, err error) error
+	// Agent is the binary installed when the far side needs it.
+	Agent *Agent
+	// Sent, when not nil, is increased by the agent bytes sent.
+	Sent *int64
+}
+
+// tail keeps the last bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 4096 {
+		t.buf = t.buf[len(t.buf)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) lastLines(n int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(string(t.buf), "\r", "")), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Start runs c, answers its prompts, performs the agent handshake and
+// returns the stream to the started agent.
+func Start(ctx context.Context, c Command) (transport.Conn, error) {
+	cmd := c.Cmd
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = stdoutW
+	errTail := &tail{}
+	var ptyMaster *os.File
+	if len(c.Prompts) > 0 {
+		m, s, err := fd.OpenPTY()
+		if err != nil {
+			stdoutR.Close()
+			stdoutW.Close()
+			return nil, err
+		}
+		ptyMaster = m
+		defer s.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 2 + len(cmd.ExtraFiles), Pdeathsig: syscall.SIGKILL}
+		cmd.Stderr = errTail
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.Stderr = errTail
+	}
+	if err := cmd.Start(); err != nil {
+		stdoutR.Close()
+		stdoutW.Close()
+		if ptyMaster != nil {
+			ptyMaster.Close()
+		}
+		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
+	}
+	stdoutW.Close()
+	conn := fd.NewProcConn(fd.Join(stdoutR, stdin), cmd)
+
+	promptErr := make(chan error, 1)
+	if ptyMaster != nil {
+		go answer(ptyMaster, c.Prompts, errTail, promptErr)
+		go func() { <-conn.Exited(); ptyMaster.Close() }()
+	}
+	fail := func(err error) (transport.Conn, error) {
+		_ = conn.Kill()
+		_ = conn.Wait()
+		conn.Close()
+		select {
+		case perr := <-promptErr:
+			return nil, perr
+		default:
+		}
+		if c.Classify != nil {
+			return nil, c.Classify(errTail.lastLines(5), err)
+		}
+		return nil, fmt.Errorf("%w; last output: %s", err, errTail.lastLines(5))
+	}
+
+	br := bufio.NewReaderSize(stdoutR, 64<<10)
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case perr := <-promptErr:
+			promptErr <- perr
+			cancel()
+		case <-conn.Exited():
+			// give the handshake a moment to read what was printed
+			time.Sleep(50 * time.Millisecond)
+			cancel()
+		case <-hctx.Done():
+		}
+	}()
+	sent, err := Handshake(hctx, br, stdin, c.Agent)
+	if c.Sent != nil {
+		*c.Sent += sent
+	}
+	if err != nil {
+		var pe *PlatformError
+		if errors.As(err, &pe) {
+			_ = conn.Kill()
+			return nil, err
+		}
+		return fail(err)
+	}
+	return &bufConn{ProcConn: conn, r: br}, nil
+}
+
+// bufConn reads through the buffered reader the handshake used.
+type bufConn struct {
+	*fd.ProcConn
+	r *bufio.Reader
+}
+
+func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// answer watches the pty for prompts.
+func answer(m *os.File, prompts []Prompt, echo io.Writer, errc chan<- error) {
+	seen := make([]int, len(prompts))
+	var acc []byte
+	buf := make([]byte, 1024)
+	for {
+		n, err := m.Read(buf)
+		if n > 0 {
+			echo.Write(buf[:n])
+			acc = append(acc, bytes.ToLower(buf[:n])...)
+			for i, p := range prompts {
+				for {
+					j := bytes.Index(acc, []byte(strings.ToLower(p.Match)))
+					if j < 0 {
+						break
+					}
+					acc = acc[j+len(p.Match):]
+					seen[i]++
+					switch {
+					case seen[i] > 1:
+						errc <- errors.New(p.Again)
+						return
+					case p.Answer == "":
+						errc <- errors.New(p.Missing)
+						return
+					}
+					m.Write([]byte(p.Answer + "\n"))
+				}
+			}
+			if len(acc) > 4096 {
+				acc = acc[len(acc)-1024:]
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

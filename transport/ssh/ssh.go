@@ -1,0 +1,139 @@
+// Package ssh starts agents on other hosts with the system's OpenSSH
+// client, so ~/.ssh/config, ProxyJump, ssh-agent keys and known_hosts work
+// as they do for ssh. Nothing need be installed on the far host beyond a
+// POSIX shell: see package bootstrap.
+package ssh
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/seed-a176d0ab/mitogen-go/transport"
+	"github.com/seed-a176d0ab/mitogen-go/transport/bootstrap"
+)
+
+// Options are the ssh settings of a hop.
+type Options struct {
+	// ConfigFile is passed as ssh -F.
+	ConfigFile string
+	// Options are extra -o KEY=VALUE settings.
+	Options []string
+	// Identity is passed as ssh -i.
+	Identity string
+	// ConnectTimeout in seconds (0: ssh's default).
+	ConnectTimeout int
+	// HostKeyChecking is enforce (default), accept-new or ignore.
+	HostKeyChecking string
+	// Password answers ssh's password or passphrase prompt; without one,
+	// ssh runs in BatchMode.
+	Password string
+	// CacheDir overrides the far side's agent cache directory.
+	CacheDir string
+	// Program is the ssh binary (default "ssh").
+	Program string
+}
+
+// Transport is an ssh hop.
+type Transport struct {
+	Spec  transport.Spec
+	Opts  Options
+	Agent *bootstrap.Agent
+	// AgentBytesSent counts agent bytes sent by this transport.
+	AgentBytesSent int64
+}
+
+func (t *Transport) String() string { return t.Spec.String() }
+
+// Args returns ssh's arguments for running command on the host.
+func (t *Transport) Args(command string) ([]string, error) {
+	args := []string{"-T", "-e", "none", "-o", "ServerAliveInterval=15"}
+	if t.Opts.Password == "" {
+		args = append(args, "-o", "BatchMode=yes")
+	} else {
+		args = append(args, "-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1")
+	}
+	switch t.Opts.HostKeyChecking {
+	case "", "enforce":
+		args = append(args, "-o", "StrictHostKeyChecking=yes")
+	case "accept-new":
+		args = append(args, "-o", "StrictHostKeyChecking=accept-new")
+	case "ignore":
+		args = append(args, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR")
+	default:
+		return nil, fmt.Errorf("host key checking %q: want enforce, accept-new or ignore", t.Opts.HostKeyChecking)
+	}
+	if t.Opts.ConfigFile != "" {
+		args = append(args, "-F", t.Opts.ConfigFile)
+	}
+	if t.Opts.Identity != "" {
+		args = append(args, "-i", t.Opts.Identity)
+	}
+	if t.Opts.ConnectTimeout > 0 {
+		args = append(args, "-o", "ConnectTimeout="+strconv.Itoa(t.Opts.ConnectTimeout))
+	}
+	for _, o := range t.Opts.Options {
+		if !strings.Contains(o, "=") {
+			return nil, fmt.Errorf("ssh option %q: want KEY=VALUE", o)
+		}
+		args = append(args, "-o", o)
+	}
+	if t.Spec.Port != 0 {
+		args = append(args, "-p", strconv.Itoa(t.Spec.Port))
+	}
+	if t.Spec.User != "" {
+		args = append(args, "-l", t.Spec.User)
+	}
+	return append(args, "--", t.Spec.Host, command), nil
+}
+
+// Start implements transport.Transport.
+func (t *Transport) Start(ctx context.Context) (transport.Conn, error) {
+	script, err := t.Agent.Script(t.Opts.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	args, err := t.Args("/bin/sh -c " + bootstrap.ShellQuote(script))
+	if err != nil {
+		return nil, err
+	}
+	prog := t.Opts.Program
+	if prog == "" {
+		prog = "ssh"
+	}
+	c := bootstrap.Command{
+		Cmd:      exec.Command(prog, args...),
+		Agent:    t.Agent,
+		Sent:     &t.AgentBytesSent,
+		Classify: t.classify,
+	}
+	if t.Opts.Password != "" {
+		c.Prompts = []bootstrap.Prompt{
+			{Match: "password:", Answer: t.Opts.Password, Again: fmt.Sprintf("ssh to %s: authentication failed: wrong password", t.Spec.Host)},
+			{Match: "passphrase for", Answer: t.Opts.Password, Again: fmt.Sprintf("ssh to %s: wrong key passphrase", t.Spec.Host)},
+		}
+	}
+	return bootstrap.Start(ctx, c)
+}
+
+// classify names what failed from what ssh printed.
+func (t *Transport) classify(stderr string, err error) error {
+	kind := "the agent did not start"
+	low := strings.ToLower(stderr)
+	switch {
+	case strings.Contains(low, "permission denied"), strings.Contains(low, "too many authentication failures"):
+		kind = "authentication failed"
+	case strings.Contains(low, "host key verification failed"), strings.Contains(low, "remote host identification has changed"), strings.Contains(low, "no matching host key"):
+		kind = "host key verification failed"
+	case strings.Contains(low, "could not resolve hostname"), strings.Contains(low, "connection refused"),
+		strings.Contains(low, "no route to host"), strings.Contains(low, "timed out"), strings.Contains(low, "network is unreachable"),
+		strings.Contains(low, "connection closed by"), strings.Contains(low, "connection reset"):
+		kind = "host unreachable"
+	}
+	if stderr == "" {
+		stderr = "(ssh printed nothing)"
+	}
+	return fmt.Errorf("ssh to %s: %s: %v\nssh said:\n%s", t.Spec, kind, err, stderr)
+}
