@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -256,6 +257,10 @@ func Dial(ctx context.Context, r *core.Router, ts Transports, hops []transport.S
 			}
 		} else {
 			_, err := via.Agent().Connect(ctx, &mitogen.ConnectRequest{ContextId: id, Spec: spec.String(), Name: name, Options: opts})
+			var ce *mitogen.CallError
+			if errors.As(err, &ce) {
+				return chain, fmt.Errorf("hop %d (%s) via %s: %s", i+1, spec, via, ce.Message)
+			}
 			if err != nil {
 				return chain, fmt.Errorf("hop %d (%s) via %s: %w", i+1, spec, via, err)
 			}

@@ -13,14 +13,14 @@ import (
 	"time"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
-	"github.com/seed-a176d0ab/mitogen-go/internal/testsshd"
+	"github.com/seed-a176d0ab/mitogen-go/internal/testhosts"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 	"github.com/seed-a176d0ab/mitogen-go/transport/bootstrap"
 	"github.com/seed-a176d0ab/mitogen-go/transport/ssh"
 )
 
 // sshFlags are the CLI options that reach test servers made with keys k.
-func sshFlags(k *testsshd.Keys, cache string) []string {
+func sshFlags(k *testhosts.Keys, cache string) []string {
 	return []string{"--identity", k.UserKey, "--ssh-option", "UserKnownHostsFile=" + k.KnownHosts, "--agent-cache-dir", cache}
 }
 
@@ -44,9 +44,9 @@ func runCLI(t *testing.T, stdin []byte, args ...string) (int, string, string) {
 }
 
 func TestSSHHopRunsCommandWithStatus(t *testing.T) {
-	testsshd.Require(t)
-	k := testsshd.NewKeys(t)
-	s := testsshd.Start(t, k, "127.0.0.1", "")
+	testhosts.Require(t)
+	k := testhosts.NewKeys(t)
+	s := testhosts.Start(t, k, "127.0.0.1", "")
 	args := append([]string{"exec", "--via", s.Spec("root")}, sshFlags(k, t.TempDir())...)
 	st, out, errs := runCLI(t, []byte("input\n"), append(args, "--", "sh", "-c", "cat; echo err >&2; exit 4")...)
 	if st != 4 || out != "input\n" || errs != "err\n" {
@@ -55,9 +55,9 @@ func TestSSHHopRunsCommandWithStatus(t *testing.T) {
 }
 
 func TestSecondConnectionSendsNoAgentBytes(t *testing.T) {
-	testsshd.Require(t)
-	k := testsshd.NewKeys(t)
-	s := testsshd.Start(t, k, "127.0.0.1", "")
+	testhosts.Require(t)
+	k := testhosts.NewKeys(t)
+	s := testhosts.Start(t, k, "127.0.0.1", "")
 	a := &bootstrap.Agent{Path: mitogenBin}
 	cache := t.TempDir()
 	size, _ := a.CompressedSize()
@@ -97,18 +97,18 @@ func TestSecondConnectionSendsNoAgentBytes(t *testing.T) {
 }
 
 func TestSSHErrorsSayWhatFailed(t *testing.T) {
-	testsshd.Require(t)
-	k := testsshd.NewKeys(t)
-	s := testsshd.Start(t, k, "127.0.0.1", "")
-	other := testsshd.NewKeys(t)
+	testhosts.Require(t)
+	k := testhosts.NewKeys(t)
+	s := testhosts.Start(t, k, "127.0.0.1", "")
+	other := testhosts.NewKeys(t)
 	cache := t.TempDir()
 	cases := []struct {
 		name, want string
 		args       []string
 	}{
 		{"unreachable", "unreachable", append([]string{"--via", "ssh:root@127.0.0.1:1"}, sshFlags(k, cache)...)},
-		{"authentication", "authentication failed", append([]string{"--via", s.Spec("root")}, sshFlags(&testsshd.Keys{UserKey: other.UserKey, KnownHosts: k.KnownHosts}, cache)...)},
-		{"host key", "host key", append([]string{"--via", s.Spec("root")}, sshFlags(&testsshd.Keys{UserKey: k.UserKey, KnownHosts: other.KnownHosts}, cache)...)},
+		{"authentication", "authentication failed", append([]string{"--via", s.Spec("root")}, sshFlags(&testhosts.Keys{UserKey: other.UserKey, KnownHosts: k.KnownHosts}, cache)...)},
+		{"host key", "host key", append([]string{"--via", s.Spec("root")}, sshFlags(&testhosts.Keys{UserKey: k.UserKey, KnownHosts: other.KnownHosts}, cache)...)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -123,15 +123,15 @@ func TestSSHErrorsSayWhatFailed(t *testing.T) {
 // Host B is reachable only from host A, each in its own network namespace:
 // rsync through --via ssh:A --via ssh:B copies a tree identically.
 func TestRsyncThroughNetnsBastion(t *testing.T) {
-	testsshd.Require(t, "ip", "rsync")
-	k := testsshd.NewKeys(t)
+	testhosts.Require(t, "ip", "rsync")
+	k := testhosts.NewKeys(t)
 	nsA, nsB := fmt.Sprintf("mgA%d", os.Getpid()%10000), fmt.Sprintf("mgB%d", os.Getpid()%10000)
-	testsshd.Netns(t, nsA)
-	testsshd.Netns(t, nsB)
-	testsshd.Veth(t, "", "10.231.1.1/24", nsA, "10.231.1.2/24")
-	testsshd.Veth(t, nsA, "10.231.2.1/24", nsB, "10.231.2.2/24")
-	a := testsshd.Start(t, k, "10.231.1.2", nsA)
-	b := testsshd.Start(t, k, "10.231.2.2", nsB)
+	testhosts.Netns(t, nsA)
+	testhosts.Netns(t, nsB)
+	testhosts.Veth(t, "", "10.231.1.1/24", nsA, "10.231.1.2/24")
+	testhosts.Veth(t, nsA, "10.231.2.1/24", nsB, "10.231.2.2/24")
+	a := testhosts.Start(t, k, "10.231.1.2", nsA)
+	b := testhosts.Start(t, k, "10.231.2.2", nsB)
 	// B is not reachable from here.
 	if out, err := exec.Command("ssh", append(b.SSHArgs(), "-o", "ConnectTimeout=2", "-l", "root", b.Addr, "true")...).CombinedOutput(); err == nil {
 		t.Fatalf("host B is reachable directly; the test would prove nothing (%s)", out)

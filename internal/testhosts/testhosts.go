@@ -1,8 +1,8 @@
-// Package testsshd starts real OpenSSH servers for tests: on 127.0.0.1 or
+// Package testhosts makes real test hosts: OpenSSH servers on 127.0.0.1 or
 // inside a network namespace, with generated host and user keys. Tests that
 // use it need root and /usr/sbin/sshd; Require skips them with a clear
 // message elsewhere (and fails them in CI, where MITOGEN_CI is set).
-package testsshd
+package testhosts
 
 import (
 	"fmt"
@@ -87,7 +87,8 @@ PidFile none
 StrictModes no
 UsePAM no
 PermitRootLogin prohibit-password
-PasswordAuthentication no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
 MaxSessions 100
 MaxStartups 100
 Subsystem sftp internal-sftp
@@ -187,5 +188,34 @@ func run(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// SudoUser makes sure a local user exists with a home directory and the
+// given password, and that sudo lets it run anything as anyone after
+// asking that password, under "Defaults requiretty" when requiretty is set.
+func SudoUser(t testing.TB, name, password string, requiretty bool) {
+	t.Helper()
+	if _, err := exec.LookPath("sudo"); err != nil {
+		Require(t, "sudo")
+	}
+	if exec.Command("id", name).Run() != nil {
+		run(t, "useradd", "-m", "-s", "/bin/sh", name)
+	}
+	chp := exec.Command("chpasswd")
+	chp.Stdin = strings.NewReader(name + ":" + password + "\n")
+	if out, err := chp.CombinedOutput(); err != nil {
+		t.Fatalf("chpasswd: %v %s", err, out)
+	}
+	rule := fmt.Sprintf("%s ALL=(ALL:ALL) ALL\n", name)
+	if requiretty {
+		rule = fmt.Sprintf("Defaults:%s requiretty\n", name) + rule
+	}
+	file := "/etc/sudoers.d/mitogen-test-" + name
+	if err := os.WriteFile(file, []byte(rule), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("visudo", "-c", "-f", file).CombinedOutput(); err != nil {
+		t.Fatalf("sudoers rule rejected: %v %s", err, out)
 	}
 }
