@@ -27,7 +27,13 @@ def main():
     router = mitogen.master.Router(broker)
     try:
         t0 = time.perf_counter()
-        ctx = router.local()
+        if len(sys.argv) > 2:
+            # ssh mode: HOST PORT IDENTITY
+            ctx = router.ssh(hostname=sys.argv[2], port=int(sys.argv[3]),
+                             username="root", identity_file=sys.argv[4],
+                             check_host_keys="ignore")
+        else:
+            ctx = router.local()
         ctx.call(noop)
         start_ms = (time.perf_counter() - t0) * 1000
 

@@ -5,3 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 go build -o bin/mitogen-bench ./cmd/mitogen-bench
 ./bin/mitogen-bench -anchor bench/mitogen_anchor.py "$@"
+bash scripts/bench-ssh.sh

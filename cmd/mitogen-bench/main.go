@@ -39,7 +39,16 @@ func main() {
 	anchor := flag.String("anchor", "bench/mitogen_anchor.py", "Python mitogen anchor script")
 	calls := flag.Int("calls", 5000, "no-op calls for the round trip")
 	streamMiB := flag.Int("stream-mib", 1024, "MiB relayed through a context for the stream row")
+	sshSpec := flag.String("ssh", "", "measure ssh rows against this hop (ssh:root@127.0.0.1:PORT) instead")
+	identity := flag.String("identity", "", "identity file for -ssh")
 	flag.Parse()
+	if *sshSpec != "" {
+		if err := runSSH(*anchor, *sshSpec, *identity, *calls); err != nil {
+			fmt.Fprintf(os.Stderr, "mitogen-bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*anchor, *calls, *streamMiB); err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen-bench: %v\n", err)
 		os.Exit(1)
@@ -147,6 +156,77 @@ func run(anchorScript string, calls, streamMiB int) error {
 	return nil
 }
 
+// runSSH prints the ssh rows: context start over ssh with an empty agent
+// cache and with the agent cached, and the no-op round trip, beside Python
+// mitogen over the same sshd.
+func runSSH(anchorScript, specText, identity string, calls int) error {
+	ctx := context.Background()
+	spec, err := transport.ParseSpec(specText)
+	if err != nil {
+		return err
+	}
+	py := map[string]float64{}
+	out, err := exec.Command("/usr/bin/python3", anchorScript, fmt.Sprint(calls), spec.Host, fmt.Sprint(spec.Port), identity).Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mitogen-bench: Python mitogen over ssh failed (%v)\n", err)
+	} else if err := json.Unmarshal(bytes.TrimSpace(out), &py); err != nil {
+		return fmt.Errorf("anchor output %q: %w", out, err)
+	}
+	cache, err := os.MkdirTemp("", "mitogen-bench-cache-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(cache)
+	opts := map[string]string{agent.OptIdentity: identity, agent.OptHostKeyChecking: "ignore", agent.OptCacheDir: cache}
+	start := func() (time.Duration, *core.Router, *core.Context, error) {
+		r := newMaster()
+		t := time.Now()
+		c, err := agent.Dial(ctx, r, nil, []transport.Spec{spec}, opts)
+		if err != nil {
+			r.Close()
+			return 0, nil, nil, err
+		}
+		if err := c[0].Agent().Ping(ctx); err != nil {
+			r.Close()
+			return 0, nil, nil, err
+		}
+		return time.Since(t), r, c[0], nil
+	}
+	first, r, _, err := start()
+	if err != nil {
+		return err
+	}
+	r.Close()
+	var cached []time.Duration
+	for i := 0; i < 5; i++ {
+		d, r, _, err := start()
+		if err != nil {
+			return err
+		}
+		cached = append(cached, d)
+		r.Close()
+	}
+	_, r, c, err := start()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rtts := make([]time.Duration, 0, calls)
+	for i := 0; i < calls; i++ {
+		t := time.Now()
+		if err := c.Agent().Ping(ctx); err != nil {
+			return err
+		}
+		rtts = append(rtts, time.Since(t))
+	}
+	printRows([]row{
+		{name: "ssh context start + first call, agent not cached", unit: "ms", ours: ms(first), anchor: py["start_ms"], anchorName: "mitogen over the same sshd", goal: "≤ 1/5"},
+		{name: "ssh context start + first call, agent cached", unit: "ms", ours: ms(median(cached)), anchor: py["start_ms"], anchorName: "mitogen over the same sshd", goal: "≤ 1/5"},
+		{name: "no-op call round trip over ssh", unit: "µs", ours: us(median(rtts)), anchor: py["rtt_us"], anchorName: "mitogen over the same sshd", goal: "≤ 1/10"},
+	})
+	return nil
+}
+
 func newMaster() *core.Router {
 	cfg := core.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -217,9 +297,13 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func printTable(rows []row) {
+	fmt.Println("| measure | mitogen-go | anchor | anchor value | ratio (ours/anchor) | goal |")
+	fmt.Println("|---|---|---|---|---|---|")
+	printRows(rows)
+}
+
+func printRows(rows []row) {
 	var b strings.Builder
-	fmt.Fprintln(&b, "| measure | mitogen-go | anchor | anchor value | ratio (ours/anchor) | goal |")
-	fmt.Fprintln(&b, "|---|---|---|---|---|---|")
 	for _, r := range rows {
 		anchor, ratio := "-", "-"
 		if r.anchor > 0 {

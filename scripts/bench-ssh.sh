@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# fakessh rows of `make bench`, measured side by side in one run:
-#   rsync --whole-file of 1 GiB through fakessh vs a local-exec shell (the
-#   limit: no network) vs OpenSSH to a loopback sshd, fresh and through a
-#   ControlMaster; and the latency of `ssh host true` through fakessh vs a
-#   ControlMaster. Needs root (to run sshd); prints Markdown rows.
+# The rows of `make bench` that need a loopback sshd, measured side by side
+# in one run:
+#   fakessh: rsync --whole-file of 1 GiB through fakessh vs a local-exec shell
+#   (the limit: no network) vs OpenSSH, fresh and through a ControlMaster;
+#   the latency of `ssh host true` through fakessh vs a ControlMaster.
+#   ssh contexts: start (agent not cached / cached) and round trip beside
+#   Python mitogen over the same sshd; rsync via fakessh over an ssh context
+#   vs plain rsync over ssh.
+# Needs root (to run sshd); prints Markdown rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MITOGEN=$PWD/bin/mitogen
@@ -12,7 +16,7 @@ REPS=${REPS:-3}
 LOOPS=${LOOPS:-50}
 
 if [ "$(id -u)" != 0 ] || [ ! -x /usr/sbin/sshd ]; then
-  echo "| fakessh rows skipped: they need root and openssh-server to run a loopback sshd | | | | | |"
+  echo "| fakessh and ssh rows skipped: they need root and openssh-server to run a loopback sshd | | | | | |"
   exit 0
 fi
 
@@ -79,3 +83,10 @@ echo "| rsync --whole-file ${SIZE_MIB} MiB via fakessh | ${t_fake} s | OpenSSH, 
 echo "| rsync --whole-file ${SIZE_MIB} MiB via fakessh | ${t_fake} s | OpenSSH via ControlMaster | ${t_cm} s | $(ratio "$t_fake" "$t_cm") | < 1× |"
 echo "| \`ssh host true\` via fakessh | ${lat_fake} ms | OpenSSH via ControlMaster | ${lat_cm} ms | $(ratio "$lat_fake" "$lat_cm") | ≤ 0.2× |"
 echo "| \`ssh host true\` via fakessh | ${lat_fake} ms | OpenSSH, fresh connection | ${lat_fresh} ms | $(ratio "$lat_fake" "$lat_fresh") | |"
+
+# ssh contexts beside Python mitogen over the same sshd.
+"$PWD/bin/mitogen-bench" -anchor bench/mitogen_anchor.py -calls 2000 -ssh "ssh:root@127.0.0.1:$port" -identity "$w/userkey"
+SSHFLAGS=(--via "ssh:root@127.0.0.1:$port" --identity "$w/userkey" --host-key-checking ignore --agent-cache-dir "$w/cache")
+"$MITOGEN" exec "${SSHFLAGS[@]}" -- true  # install the agent once
+t_sshctx=$(median_rsync "$MITOGEN" run "${SSHFLAGS[@]}" -- "${R[@]}" "$w/src/" "x:$w/dst/")
+echo "| rsync --whole-file ${SIZE_MIB} MiB via fakessh over an ssh context | ${t_sshctx} s | plain rsync over OpenSSH (fresh) | ${t_fresh} s | $(ratio "$t_sshctx" "$t_fresh") | |"
