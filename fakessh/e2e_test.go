@@ -356,3 +356,11 @@ func TestGitCloneAndPush(t *testing.T) {
 		}
 	})
 }
+
+func TestLoginModeRunsUserShell(t *testing.T) {
+	_, dest := chain(t, 1)
+	st, out, errs := runUnder(t, dest, nil, []byte("echo in-login-shell; exit 5\n"), "ssh", "h")
+	if st != 5 || out != "in-login-shell\n" {
+		t.Fatalf("status %d out %q err %q", st, out, errs)
+	}
+}
