@@ -30,6 +30,7 @@ import (
 )
 
 func main() {
+	agent.TuneRuntime()
 	if len(os.Args) > 1 && os.Args[1] == "agent" {
 		os.Exit(agent.Run(nil, fakessh.StartProcess))
 	}

@@ -31,6 +31,7 @@ Run 'mitogen COMMAND --help' for a command's options.
 `
 
 func main() {
+	agent.TuneRuntime()
 	if filepath.Base(os.Args[0]) == "ssh" {
 		os.Exit(fakessh.SSHMain(os.Args[1:]))
 	}
