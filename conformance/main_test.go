@@ -31,15 +31,3 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
-
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("MITOGEN_CI") != "" {
-				t.Fatalf("%s is not installed; CI must have it (.ci/deps)", tool)
-			}
-			t.Skipf("%s is not installed (Debian: see .ci/deps); skipping", tool)
-		}
-	}
-}

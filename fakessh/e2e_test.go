@@ -17,19 +17,8 @@ import (
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/internal/testhosts"
 )
-
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("MITOGEN_CI") != "" {
-				t.Fatalf("%s is not installed; CI must have it (.ci/deps)", tool)
-			}
-			t.Skipf("%s is not installed (Debian: see .ci/deps); skipping", tool)
-		}
-	}
-}
 
 // runUnder runs argv under fakessh with dest as the default destination.
 func runUnder(t *testing.T, dest *core.Context, hosts map[string]*core.Context, stdin []byte, argv ...string) (status int, stdout, stderr string) {
@@ -237,7 +226,7 @@ func treeSig(t *testing.T, root string) string {
 }
 
 func TestRsync(t *testing.T) {
-	need(t, "rsync")
+	testhosts.Need(t, "rsync")
 	forChains(t, func(t *testing.T, dest *core.Context) {
 		src, dst := t.TempDir(), t.TempDir()
 		makeTree(t, src)
@@ -260,7 +249,7 @@ func TestRsync(t *testing.T) {
 }
 
 func TestScpBothModes(t *testing.T) {
-	need(t, "scp")
+	testhosts.Need(t, "scp")
 	forChains(t, func(t *testing.T, dest *core.Context) {
 		src := filepath.Join(t.TempDir(), "src file")
 		data := make([]byte, 1<<20+5)
@@ -283,7 +272,7 @@ func TestScpBothModes(t *testing.T) {
 }
 
 func TestSftpBatch(t *testing.T) {
-	need(t, "sftp")
+	testhosts.Need(t, "sftp")
 	forChains(t, func(t *testing.T, dest *core.Context) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "up"), []byte("uploaded\n"), 0o644); err != nil {
@@ -307,7 +296,7 @@ func TestSftpBatch(t *testing.T) {
 }
 
 func TestGitCloneAndPush(t *testing.T) {
-	need(t, "git")
+	testhosts.Need(t, "git")
 	forChains(t, func(t *testing.T, dest *core.Context) {
 		base := t.TempDir()
 		bare := filepath.Join(base, "repo.git")

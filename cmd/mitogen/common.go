@@ -159,6 +159,20 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 	return 0, false
 }
 
+// parseCommand parses a command's flags and returns the arguments after
+// them, which must not be empty; done is true when the command should exit
+// with code.
+func parseCommand(fs *flag.FlagSet, args []string, synopsis string) (argv []string, code int, done bool) {
+	if code, done := parseFlags(fs, args); done {
+		return nil, code, true
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintf(os.Stderr, "mitogen %s: nothing to run (usage: %s)\n", fs.Name(), synopsis)
+		return nil, 2, true
+	}
+	return fs.Args(), 0, false
+}
+
 // master starts the master router and the chain of contexts.
 func (c *commonFlags) master(ctx context.Context) (*core.Router, []*core.Context, error) {
 	level := slog.LevelWarn

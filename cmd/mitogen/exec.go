@@ -14,13 +14,9 @@ func cmdExec(args []string) int {
 	fs := newFlagSet("exec", "mitogen exec [--via SPEC]... -- CMD [ARG...]\n\nRuns CMD in the last context of the chain with stdin, stdout and stderr\nrelayed, and exits with its exit status (255 if it was killed by a signal\nor the context was lost).")
 	cf.register(fs)
 	dir := fs.String("dir", "", "working directory of CMD (default: the agent's, which a local agent inherits from here)")
-	if code, done := parseFlags(fs, args); done {
+	argv, code, done := parseCommand(fs, args, "mitogen exec [--via SPEC]... -- CMD [ARG...]")
+	if done {
 		return code
-	}
-	argv := fs.Args()
-	if len(argv) == 0 {
-		fmt.Fprintln(os.Stderr, "mitogen exec: no command given (usage: mitogen exec [--via SPEC]... -- CMD [ARG...])")
-		return 2
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -36,6 +32,9 @@ func cmdExec(args []string) int {
 	}
 	spec := &mitogen.ProcessSpec{Argv: argv, Dir: *dir, Origin: "mitogen exec"}
 	res, _, err := fakessh.Relay(ctx, r, start, spec, fakessh.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	if err != nil && res.Note != "" {
+		return fail(os.Stderr, "exec %s in %s: %s", argv[0], dest, res.Note)
+	}
 	if err != nil {
 		return fail(os.Stderr, "exec %s in %s: %v", argv[0], dest, err)
 	}

@@ -38,13 +38,9 @@ func cmdRun(args []string) int {
 	fs := newFlagSet("run", "mitogen run [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]\n\nRuns PROGRAM with mitogen's ssh first on its PATH: every ssh it starts runs\nits command in a context instead (the --host context for that host name,\nelse the --via one), with no new connection. Exits with PROGRAM's status.\n\nExample: mitogen run --via local -- rsync -a src/ anyhost:/tmp/dst/")
 	cf.register(fs)
 	fs.Var(hosts, "host", "serve ssh destination NAME with its own chain of hops (repeatable)")
-	if code, done := parseFlags(fs, args); done {
+	argv, code, done := parseCommand(fs, args, "mitogen run [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]")
+	if done {
 		return code
-	}
-	argv := fs.Args()
-	if len(argv) == 0 {
-		fmt.Fprintln(os.Stderr, "mitogen run: no program given (usage: mitogen run [--via SPEC]... -- PROGRAM [ARG...])")
-		return 2
 	}
 	ctx, cancel := signalContext()
 	defer cancel()

@@ -27,9 +27,18 @@ func Require(t testing.TB, tools ...string) {
 	if os.Getuid() != 0 {
 		skip("needs root (sshd, sudo, network namespaces)")
 	}
-	for _, tool := range append([]string{"/usr/sbin/sshd", "ssh", "ssh-keygen"}, tools...) {
+	Need(t, append([]string{"/usr/sbin/sshd", "ssh", "ssh-keygen"}, tools...)...)
+}
+
+// Need skips t unless the tools are installed (and fails it in CI).
+func Need(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			skip(tool + " is not installed (Debian: see .ci/deps)")
+			if os.Getenv("MITOGEN_CI") != "" {
+				t.Fatalf("%s is not installed; CI must have it (.ci/deps)", tool)
+			}
+			t.Skipf("%s is not installed (Debian: see .ci/deps); skipping", tool)
 		}
 	}
 }
