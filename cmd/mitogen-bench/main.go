@@ -106,13 +106,9 @@ func run(anchorScript string, calls, streamMiB int) error {
 	for i := 0; i < 200; i++ {
 		c.Agent().Ping(ctx)
 	}
-	rtts := make([]time.Duration, 0, calls)
-	for i := 0; i < calls; i++ {
-		t := time.Now()
-		if err := c.Agent().Ping(ctx); err != nil {
-			return err
-		}
-		rtts = append(rtts, time.Since(t))
+	rtts, err := pingTimes(ctx, c, calls)
+	if err != nil {
+		return err
 	}
 	rttUs := us(median(rtts))
 	rawRtt, err := rawPipeRTT(calls)
@@ -212,13 +208,9 @@ func runSSH(anchorScript, specText, identity string, calls int) error {
 		return err
 	}
 	defer r.Close()
-	rtts := make([]time.Duration, 0, calls)
-	for i := 0; i < calls; i++ {
-		t := time.Now()
-		if err := c.Agent().Ping(ctx); err != nil {
-			return err
-		}
-		rtts = append(rtts, time.Since(t))
+	rtts, err := pingTimes(ctx, c, calls)
+	if err != nil {
+		return err
 	}
 	printRows([]row{
 		{name: "ssh context start + first call, agent not cached", unit: "ms", ours: ms(first), anchor: py["start_ms"], anchorName: "mitogen over the same sshd", goal: "≤ 1/5"},
@@ -226,6 +218,19 @@ func runSSH(anchorScript, specText, identity string, calls int) error {
 		{name: "no-op call round trip over ssh", unit: "µs", ours: us(median(rtts)), anchor: py["rtt_us"], anchorName: "mitogen over the same sshd", goal: "≤ 1/10"},
 	})
 	return nil
+}
+
+// pingTimes times n no-op calls.
+func pingTimes(ctx context.Context, c *core.Context, n int) ([]time.Duration, error) {
+	rtts := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		if err := c.Agent().Ping(ctx); err != nil {
+			return nil, err
+		}
+		rtts = append(rtts, time.Since(t))
+	}
+	return rtts, nil
 }
 
 func newMaster() *core.Router {
