@@ -366,3 +366,14 @@ func waitRoute(t *testing.T, m *core.Router, id int32) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A context may not make a sibling run anything either: only parents may.
+func TestSiblingMayNotCallSibling(t *testing.T) {
+	m, _ := testMaster(t)
+	a, _, _ := startChild(t, m, 1)
+	_, _, _ = startChild(t, m, 2)
+	err := a.Context(2, "sibling").Agent().Ping(ctxT(t))
+	if !errors.Is(err, core.ErrRefused) {
+		t.Fatalf("sibling call: got %v, want refused", err)
+	}
+}
