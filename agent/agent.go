@@ -12,7 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
@@ -156,7 +159,12 @@ func (s *Service) Sleep(ctx context.Context, millis int64) error {
 func (s *Service) ReadFile(_ context.Context, path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &mitogen.CallError{Message: err.Error(), Code: "ENOENT"}
+		code := ""
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			code = unix.ErrnoName(errno)
+		}
+		return nil, &mitogen.CallError{Message: err.Error(), Code: code}
 	}
 	defer f.Close()
 	if max <= 0 || max > int64(s.Router.Config().MaxFrameSize/2) {
