@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
@@ -36,15 +37,17 @@ type Router struct {
 	nextHandle int32
 	watchers   map[int32]map[*Receiver]struct{} // context -> receivers waiting on it
 	gone       map[int32]string                 // contexts known to be dead, and why
-	closed     bool
-	nextID     int32 // master only: next context ID to allocate
+	closing    bool                             // Shutdown has begun
+	closed     bool                             // streams are being cut; nothing more is routed
+	nextID     int32                            // master only: next context ID to allocate
 
 	calls     chan struct{} // semaphore bounding concurrent served calls
 	services  map[string]ServiceFunc
 	ctx       context.Context // cancelled at shutdown
 	cancel    context.CancelFunc
 	done      chan struct{}
-	onClosing []func()
+	onClosing map[int]func()
+	nextHook  int
 }
 
 func newRouter(id int32, parents []int32, cfg Config) *Router {
@@ -98,11 +101,28 @@ func (r *Router) Done() <-chan struct{} { return r.done }
 // Lifetime is a context cancelled when the router shuts down.
 func (r *Router) Lifetime() context.Context { return r.ctx }
 
-// OnShutdown registers f to run (once) when the router shuts down.
-func (r *Router) OnShutdown(f func()) {
+// OnShutdown registers f to run (once) when the router shuts down, before
+// its streams close; the returned function unregisters it. Called after
+// shutdown, it runs f at once.
+func (r *Router) OnShutdown(f func()) (remove func()) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.onClosing = append(r.onClosing, f)
+	if r.closing {
+		r.mu.Unlock()
+		f()
+		return func() {}
+	}
+	if r.onClosing == nil {
+		r.onClosing = make(map[int]func())
+	}
+	id := r.nextHook
+	r.nextHook++
+	r.onClosing[id] = f
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.onClosing, id)
+	}
 }
 
 func (r *Router) allocHandleLocked() int32 {
@@ -296,8 +316,8 @@ func (r *Router) HasParentAuth(m *wire.Message, _ *Stream) bool {
 func (r *Router) addChildStream(s *Stream) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
-		return fmt.Errorf("router of context %d is shut down", r.id)
+	if r.closing {
+		return fmt.Errorf("router of context %d is shutting down", r.id)
 	}
 	if old, ok := r.routes[s.remoteID]; ok {
 		return fmt.Errorf("context %d is already connected via %s", s.remoteID, old.name)
@@ -383,13 +403,39 @@ func (r *Router) contextGone(id int32, why string, announce bool) {
 // Dead{SHUTDOWN}, every stream is closed. Safe to call more than once.
 func (r *Router) Shutdown() {
 	r.mu.Lock()
-	if r.closed {
+	if r.closing {
 		r.mu.Unlock()
 		return
 	}
-	r.closed = true
+	r.closing = true
 	hooks := r.onClosing
 	r.onClosing = nil
+	var children []*Stream
+	for s := range r.children {
+		children = append(children, s)
+	}
+	r.mu.Unlock()
+	r.cancel()
+	// Local processes first, then the children: each is asked to SHUTDOWN
+	// (which it does the same way) and given ChildShutdownGrace to finish
+	// before its stream is cut, so nothing started below outlives us.
+	for _, f := range hooks {
+		f()
+	}
+	for _, c := range children {
+		r.Send(&wire.Message{Dst: c.remoteID, Handle: mitogen.SHUTDOWN})
+	}
+	grace := time.NewTimer(ChildShutdownGrace)
+	for _, c := range children {
+		select {
+		case <-c.Done():
+		case <-grace.C:
+		}
+	}
+	grace.Stop()
+
+	r.mu.Lock()
+	r.closed = true
 	streams := make([]*Stream, 0, len(r.children)+1)
 	for s := range r.children {
 		streams = append(streams, s)
@@ -404,10 +450,6 @@ func (r *Router) Shutdown() {
 		}
 	}
 	r.mu.Unlock()
-	r.cancel()
-	for _, f := range hooks {
-		f()
-	}
 	for _, rc := range rcs {
 		rc.fail(&DeadError{Reason: mitogen.DeadReason_SHUTDOWN, Message: fmt.Sprintf("context %d is shutting down", r.id)})
 	}
@@ -421,6 +463,10 @@ func (r *Router) Shutdown() {
 		close(r.done)
 	}()
 }
+
+// ChildShutdownGrace is how long a shutting-down router waits for its
+// children to finish their own shutdown before cutting their streams.
+const ChildShutdownGrace = 3 * time.Second
 
 // Close shuts down and waits until every stream has ended.
 func (r *Router) Close() error {

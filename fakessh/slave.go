@@ -96,6 +96,7 @@ type slave struct {
 	origin  string
 	ctx     context.Context
 	cancel  context.CancelFunc
+	unhook  func()
 }
 
 // StartProcess is Agent.start_process: it starts spec's command with its
@@ -116,6 +117,8 @@ func StartProcess(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec
 		return nil, &mitogen.CallError{Message: err.Error(), Code: errnoName(err)}
 	}
 	s.m.Fire(EvStarted)
+	// A context that shuts down takes its processes with it.
+	s.unhook = r.OnShutdown(s.kill)
 	onlyPeer := func(m *wire.Message, _ *core.Stream) bool { return m.Auth == peer }
 	s.control = r.NewReceiver(core.WithPeer(peer), core.WithPolicy(onlyPeer), core.WithQueueLimit(64, 1<<20))
 	s.stdin = r.NewByteReader(s.ctx, peer)
@@ -299,6 +302,7 @@ func (s *slave) kill() {
 
 func (s *slave) run() {
 	log := s.r.Logger().With("pid", s.cmd.Process.Pid, "origin", s.origin)
+	defer s.unhook()
 	defer s.cancel()
 	defer s.control.Close()
 	defer s.stdin.Close()
@@ -409,13 +413,12 @@ func (s *slave) run() {
 			<-outputsDone
 			done = true
 		case err := <-ctlMsgs:
-			if errors.Is(err, core.ErrDisconnected) || errors.Is(err, core.ErrShutdown) {
-				s.m.Fire(EvPeerGone)
-				s.kill()
-				<-waited
-				return
-			}
-			ctlMsgs = nil
+			// The client is gone, or this context is shutting down.
+			log.Debug("control ended; killing the process", "err", err)
+			s.m.Fire(EvPeerGone)
+			s.kill()
+			<-waited
+			return
 		}
 	}
 	s.m.Fire(EvExited)
