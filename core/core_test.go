@@ -377,3 +377,18 @@ func TestSiblingMayNotCallSibling(t *testing.T) {
 		t.Fatalf("sibling call: got %v, want refused", err)
 	}
 }
+
+// Shutdown waits a bounded time for children that do not answer SHUTDOWN,
+// however many there are.
+func TestShutdownWithUnresponsiveChildrenEnds(t *testing.T) {
+	m, _ := testMaster(t)
+	rawChild(t, m, 7)
+	rawChild(t, m, 8)
+	done := make(chan struct{})
+	go func() { m.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3*core.ChildShutdownGrace + 5*time.Second):
+		t.Fatal("Close hangs on children that ignore SHUTDOWN")
+	}
+}

@@ -425,11 +425,12 @@ func (r *Router) Shutdown() {
 	for _, c := range children {
 		r.Send(&wire.Message{Dst: c.remoteID, Handle: mitogen.SHUTDOWN})
 	}
-	grace := time.NewTimer(ChildShutdownGrace)
+	expired := make(chan struct{})
+	grace := time.AfterFunc(ChildShutdownGrace, func() { close(expired) })
 	for _, c := range children {
 		select {
 		case <-c.Done():
-		case <-grace.C:
+		case <-expired:
 		}
 	}
 	grace.Stop()

@@ -82,6 +82,9 @@ func StdioConn() (io.ReadWriteCloser, error) {
 	}
 	unix.CloseOnExec(in)
 	unix.CloseOnExec(out)
+	// Non-blocking, so Go's poller serves them and Close ends a blocked Read.
+	_ = unix.SetNonblock(in, true)
+	_ = unix.SetNonblock(out, true)
 	if null, err := unix.Open("/dev/null", unix.O_RDONLY, 0); err == nil {
 		_ = unix.Dup2(null, 0)
 		_ = unix.Close(null)
