@@ -41,6 +41,7 @@ type Router struct {
 	closed     bool                             // streams are being cut; nothing more is routed
 	nextID     int32                            // master only: next context ID to allocate
 
+	frames    framePool
 	calls     chan struct{} // semaphore bounding concurrent served calls
 	services  map[string]ServiceFunc
 	ctx       context.Context // cancelled at shutdown
@@ -255,7 +256,9 @@ func (r *Router) route(m *wire.Message, in *Stream) {
 	}
 	var err error
 	if m.Frame != nil {
-		err = out.enqueue(in == nil, m.Frame)
+		// A frame read off a stream (in != nil) came from the pool and
+		// goes back to it once written; a locally built one does not.
+		err = out.enqueueFrame(in == nil, in != nil, m.Frame)
 	} else if len(m.Data) < coalesceLimit {
 		err = out.enqueue(in == nil, wire.Encode(m))
 	} else {

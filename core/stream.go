@@ -26,6 +26,7 @@ type Stream struct {
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when queue room appears or the stream closes
 	queue   [][]byte
+	recycle [][]byte // forwarded frames to give back to the pool once written
 	queued  int
 	wake    chan struct{} // capacity 1: "queue not empty or closing"
 	closed  bool
@@ -79,7 +80,7 @@ func (s *Stream) start() {
 func (s *Stream) readLoop() {
 	defer close(s.readEnd)
 	for {
-		m, err := wire.ReadFrame(s.br, s.r.cfg.MaxFrameSize)
+		m, err := wire.ReadFrameInto(s.br, s.r.cfg.MaxFrameSize, s.r.frames.get)
 		if err != nil {
 			s.mu.Lock()
 			closedHere := s.closed
@@ -106,6 +107,12 @@ func (s *Stream) readLoop() {
 // is queued or being written, the caller writes the frame itself: a round
 // trip then costs no hand-off to the writer goroutine.
 func (s *Stream) enqueue(direct bool, bufs ...[]byte) error {
+	return s.enqueueFrame(direct, false, bufs...)
+}
+
+// enqueueFrame is enqueue; with recycle set, bufs belong to the router's
+// frame pool and go back to it once written.
+func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 	n := 0
 	for _, b := range bufs {
 		n += len(b)
@@ -140,6 +147,9 @@ func (s *Stream) enqueue(direct bool, bufs ...[]byte) error {
 		return nil
 	}
 	s.queue = append(s.queue, bufs...)
+	if recycle {
+		s.recycle = append(s.recycle, bufs...)
+	}
 	s.queued += n
 	s.mu.Unlock()
 	s.kick()
@@ -172,7 +182,9 @@ func (s *Stream) writeLoop() {
 			return
 		}
 		q := s.queue
+		done := s.recycle
 		s.queue = nil
+		s.recycle = nil
 		s.queued = 0
 		s.writing = true
 		s.cond.Broadcast()
@@ -204,6 +216,9 @@ func (s *Stream) writeLoop() {
 		if err != nil {
 			s.close(fmt.Errorf("stream %s: write: %w", s.name, err))
 			return
+		}
+		for _, b := range done {
+			s.r.frames.put(b)
 		}
 		if cap(scratch) > 4<<20 {
 			scratch = nil

@@ -172,6 +172,12 @@ func Decode(body []byte) (Message, error) {
 // allocating, and returns the decoded message with Frame set to the whole
 // frame. io.EOF is returned only for a clean end between frames.
 func ReadFrame(r io.Reader, max int) (Message, error) {
+	return ReadFrameInto(r, max, func(n int) []byte { return make([]byte, n) })
+}
+
+// ReadFrameInto is ReadFrame with the frame's buffer (of length n, the
+// whole frame) taken from alloc, once its size has passed the check.
+func ReadFrameInto(r io.Reader, max int, alloc func(n int) []byte) (Message, error) {
 	var hdr [LengthSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -186,7 +192,7 @@ func ReadFrame(r io.Reader, max int) (Message, error) {
 	if n < 1 {
 		return Message{}, fmt.Errorf("%w: empty frame", ErrMalformed)
 	}
-	frame := make([]byte, LengthSize+int(n))
+	frame := alloc(LengthSize + int(n))
 	copy(frame, hdr[:])
 	if _, err := io.ReadFull(r, frame[LengthSize:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
