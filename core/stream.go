@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 )
@@ -88,7 +89,11 @@ func (s *Stream) readLoop() {
 			if closedHere {
 				return // closed by this side; the reason is already recorded
 			}
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed) {
+			s.r.mu.Lock()
+			routerClosing := s.r.closing
+			s.r.mu.Unlock()
+			if routerClosing || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) ||
+				errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 				s.close(fmt.Errorf("stream %s closed by peer", s.name))
 			} else {
 				s.r.log.Error("stream read failed; closing it", "stream", s.name, "err", err)
