@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -371,6 +370,12 @@ func (r *Router) contextGone(id int32, why string, announce bool) {
 		r.mu.Unlock()
 		return
 	}
+	if len(r.gone) >= maxGone {
+		for old := range r.gone { // forget one: the record is bounded
+			delete(r.gone, old)
+			break
+		}
+	}
 	r.gone[id] = why
 	delete(r.routes, id)
 	waiters := r.watchers[id]
@@ -468,6 +473,10 @@ func (r *Router) Shutdown() {
 	}()
 }
 
+// maxGone bounds how many dead contexts a router remembers (to answer
+// waiters on them at once, and to stop routing to them upward).
+const maxGone = 4096
+
 // ChildShutdownGrace is how long a shutting-down router waits for its
 // children to finish their own shutdown before cutting their streams.
 const ChildShutdownGrace = 3 * time.Second
@@ -489,13 +498,6 @@ func (r *Router) Children() []*Stream {
 	}
 	return out
 }
-
-// compile-time check that a Stream's conn can be anything.
-var _ io.ReadWriteCloser = (*nopConn)(nil)
-
-type nopConn struct{ io.ReadWriter }
-
-func (nopConn) Close() error { return nil }
 
 // CloseStream ends a stream; the contexts behind it are treated as gone.
 func (r *Router) CloseStream(s *Stream, why string) { s.close(errors.New(why)) }

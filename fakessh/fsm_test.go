@@ -2,6 +2,7 @@ package fakessh
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -80,7 +81,7 @@ func TestDescribeListsEveryTransition(t *testing.T) {
 	for _, evs := range SlaveTable {
 		n += len(evs)
 	}
-	if got := len(splitLines(SlaveTable.Describe())); got != n {
+	if got := len(strings.Split(SlaveTable.Describe(), "\n")); got != n {
 		t.Fatalf("Describe has %d lines for %d transitions", got, n)
 	}
 }

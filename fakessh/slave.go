@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -190,68 +191,33 @@ func buildCommand(spec *mitogen.ProcessSpec) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// userShell returns the current user's login shell and home directory.
+// userShell returns the current user's login shell (from /etc/passwd, as
+// sshd uses it) and home directory; /bin/sh and / when unknown.
 func userShell() (shell, home string) {
 	shell, home = "/bin/sh", "/"
-	if u, err := user.Current(); err == nil && u.HomeDir != "" {
+	u, err := user.Current()
+	if err == nil && u.HomeDir != "" {
 		home = u.HomeDir
 	}
 	if h := os.Getenv("HOME"); h != "" {
 		home = h
 	}
-	if s := lookupShell(); s != "" {
-		shell = s
-	}
-	return shell, home
-}
-
-// lookupShell reads the user's shell from /etc/passwd.
-func lookupShell() string {
-	u, err := user.Current()
 	if err != nil {
-		return ""
+		return shell, home
 	}
 	b, err := os.ReadFile("/etc/passwd")
 	if err != nil {
-		return ""
+		return shell, home
 	}
-	for _, line := range splitLines(string(b)) {
-		f := splitColon(line)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
 		if len(f) >= 7 && f[2] == u.Uid && f[6] != "" {
 			if _, err := os.Stat(f[6]); err == nil {
-				return f[6]
+				return f[6], home
 			}
 		}
 	}
-	return ""
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		out = append(out, s[:i])
-		if i < len(s) {
-			i++
-		}
-		s = s[i:]
-	}
-	return out
-}
-
-func splitColon(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
+	return shell, home
 }
 
 // start starts cmd with its stdio on pipes whose far ends this side owns
@@ -318,7 +284,7 @@ func (s *slave) run() {
 		<-waited
 		log.Debug("process abandoned", "why", reason)
 	}
-	go func() { waited <- s.waitAfterStart() }()
+	go func() { waited <- s.cmd.Wait() }()
 
 	// AwaitStart.
 	startCtx, cancelStart := context.WithTimeout(s.ctx, StartTimeout)
@@ -424,11 +390,6 @@ func (s *slave) run() {
 	s.m.Fire(EvExited)
 	status, sig, note := exitStatus(waitErr)
 	exitWith(status, sig, note)
-}
-
-// waitAfterStart waits for the process and returns how it ended.
-func (s *slave) waitAfterStart() error {
-	return s.cmd.Wait()
 }
 
 // exitStatus maps a process's end to ssh's exit status: the code, or 255
