@@ -68,7 +68,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.Var(&c.sshOptions, "ssh-option", "ssh: an option KEY=VALUE (ssh -o; repeatable)")
 	fs.StringVar(&c.identity, "identity", "", "ssh: identity file (ssh -i)")
 	fs.IntVar(&c.connectTimeout, "connect-timeout", 0, "ssh: connection timeout in seconds")
-	fs.StringVar(&c.hostKeyChecking, "host-key-checking", "enforce", "ssh: enforce, accept-new or ignore")
+	fs.StringVar(&c.hostKeyChecking, "host-key-checking", "", "ssh: enforce, accept-new or ignore (default: as the ssh_config's StrictHostKeyChecking says)")
 	fs.StringVar(&c.sshPasswordFile, "ssh-password-file", "", "ssh: file holding the password or key passphrase (default: BatchMode, keys only)")
 	fs.StringVar(&c.sudoPasswordFile, "sudo-password-file", "", "sudo: file holding the password (default: ask on the terminal when sudo asks)")
 	fs.BoolVar(&c.sudoPreserveEnv, "sudo-preserve-env", false, "sudo: keep the environment (sudo -E)")
@@ -86,7 +86,7 @@ func (c *commonFlags) options() (map[string]string, error) {
 		agent.OptSSHOptions:      strings.Join(c.sshOptions, "\n"),
 	}
 	switch c.hostKeyChecking {
-	case "enforce", "accept-new", "ignore":
+	case "", "enforce", "accept-new", "ignore":
 	default:
 		return nil, fmt.Errorf("--host-key-checking %q: want enforce, accept-new or ignore", c.hostKeyChecking)
 	}

@@ -25,7 +25,10 @@ type Options struct {
 	Identity string
 	// ConnectTimeout in seconds (0: ssh's default).
 	ConnectTimeout int
-	// HostKeyChecking is enforce (default), accept-new or ignore.
+	// HostKeyChecking is enforce, accept-new or ignore; empty leaves the
+	// choice to ssh, so the user's ssh_config (StrictHostKeyChecking, per
+	// host) applies as it does for a plain ssh. In BatchMode ssh's own
+	// default ("ask") refuses unknown and changed host keys.
 	HostKeyChecking string
 	// Password answers ssh's password or passphrase prompt; without one,
 	// ssh runs in BatchMode.
@@ -56,7 +59,9 @@ func (t *Transport) Args(command string) ([]string, error) {
 		args = append(args, "-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1")
 	}
 	switch t.Opts.HostKeyChecking {
-	case "", "enforce":
+	case "":
+		// ssh_config decides.
+	case "enforce":
 		args = append(args, "-o", "StrictHostKeyChecking=yes")
 	case "accept-new":
 		args = append(args, "-o", "StrictHostKeyChecking=accept-new")
