@@ -35,4 +35,3 @@ func TestSSHConfigHostKeyCheckingApplies(t *testing.T) {
 		t.Fatalf("--host-key-checking enforce with an unknown host key: status %d, stderr %q; want a host key error", st, errs)
 	}
 }
-
