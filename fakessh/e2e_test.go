@@ -82,17 +82,24 @@ func TestStdinToRemote(t *testing.T) {
 
 func TestConcurrentInvocations(t *testing.T) {
 	_, dest := chain(t, 1)
-	script := `for i in 1 2 3 4 5 6 7 8; do ssh host$i "sleep 0.3; echo \$((i*0+$i))" > out.$i & done; wait; cat out.1 out.2 out.3 out.4 out.5 out.6 out.7 out.8`
+	// Each ssh's stderr goes to its own file, so a failure says which ssh
+	// failed and why.
+	script := `for i in 1 2 3 4 5 6 7 8; do ssh host$i "sleep 0.3; echo \$((i*0+$i))" > out.$i 2> err.$i & done; wait; cat out.1 out.2 out.3 out.4 out.5 out.6 out.7 out.8`
 	dir := t.TempDir()
 	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir}
-	var out bytes.Buffer
-	rn.Stdout = &out
-	st, err := rn.Run(ctxT(t, 60*time.Second), []string{"sh", "-c", script})
-	if err != nil || st != 0 {
-		t.Fatalf("status %d, %v", st, err)
-	}
-	if got := out.String(); got != "1\n2\n3\n4\n5\n6\n7\n8\n" {
-		t.Fatalf("outputs %q", got)
+	var out, errb bytes.Buffer
+	rn.Stdout, rn.Stderr = &out, &errb
+	st, err := rn.Run(ctxT(t, 120*time.Second), []string{"sh", "-c", script})
+	if got := out.String(); err != nil || st != 0 || got != "1\n2\n3\n4\n5\n6\n7\n8\n" {
+		var why strings.Builder
+		for i := 1; i <= 8; i++ {
+			o, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("out.%d", i)))
+			e, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("err.%d", i)))
+			if len(e) > 0 || string(o) != fmt.Sprintf("%d\n", i) {
+				fmt.Fprintf(&why, "\nssh host%d: stdout %q, stderr %q", i, o, e)
+			}
+		}
+		t.Fatalf("status %d, %v, outputs %q, program stderr %q%s", st, err, got, errb.String(), why.String())
 	}
 }
 
@@ -351,5 +358,29 @@ func TestLoginModeRunsUserShell(t *testing.T) {
 	st, out, errs := runUnder(t, dest, nil, []byte("echo in-login-shell; exit 5\n"), "ssh", "h")
 	if st != 5 || out != "in-login-shell\n" {
 		t.Fatalf("status %d out %q err %q", st, out, errs)
+	}
+}
+
+// Many short ssh invocations at once: contexts end (and are announced
+// with DEL_ROUTE) while others are still booting. Every one must work.
+func TestManyShortInvocations(t *testing.T) {
+	_, dest := chain(t, 1)
+	const n = 48
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do i=$((i+1)); ssh host$i "echo \$((0+$i))" > out.$i 2> err.$i & done; wait`, n)
+	dir := t.TempDir()
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir}
+	var errb bytes.Buffer
+	rn.Stderr = &errb
+	st, err := rn.Run(ctxT(t, 180*time.Second), []string{"sh", "-c", script})
+	var why strings.Builder
+	for i := 1; i <= n; i++ {
+		o, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("out.%d", i)))
+		e, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("err.%d", i)))
+		if len(e) > 0 || string(o) != fmt.Sprintf("%d\n", i) {
+			fmt.Fprintf(&why, "\nssh host%d: stdout %q, stderr %q", i, o, e)
+		}
+	}
+	if err != nil || st != 0 || why.Len() > 0 {
+		t.Fatalf("status %d, %v, program stderr %q%s", st, err, errb.String(), why.String())
 	}
 }
