@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -382,5 +384,111 @@ func TestManyShortInvocations(t *testing.T) {
 	}
 	if err != nil || st != 0 || why.Len() > 0 {
 		t.Fatalf("status %d, %v, program stderr %q%s", st, err, errb.String(), why.String())
+	}
+}
+
+// processesWith lists the processes whose command line has argv[0] named
+// name (a base name) and contains every one of words.
+func processesWith(name string, words ...string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		if filepath.Base(args[0]) != name {
+			continue
+		}
+		all := true
+		for _, w := range words {
+			all = all && slices.Contains(args, w)
+		}
+		if all {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// alive reports whether pid is a live process (a zombie is not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// When the fake ssh dies mid-transfer, the remote rsync ends the way it
+// would under sshd (stdin EOF, SIGHUP) and removes its temporary file,
+// rather than being SIGKILLed and leaving it behind.
+func TestRsyncSurvivesSSHDeath(t *testing.T) {
+	testhosts.Need(t, "rsync")
+	_, dest := chain(t, 1)
+	src, dst := t.TempDir(), t.TempDir()
+	// 300 MB, sparse: nothing to write here; rate-limited so that it is
+	// still in flight when its ssh is killed.
+	f, err := os.Create(filepath.Join(src, "file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(300 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0]}
+	var errb bytes.Buffer
+	rn.Stderr = &errb
+	done := make(chan int, 1)
+	go func() {
+		st, _ := rn.Run(ctxT(t, 300*time.Second), []string{"rsync", "--bwlimit=20000", filepath.Join(src, "file"), "anyhost:" + dst + "/"})
+		done <- st
+	}()
+	temps := func() []string {
+		m, _ := filepath.Glob(filepath.Join(dst, ".file.*"))
+		return m
+	}
+	var sshPIDs, remotePIDs []int
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if len(temps()) > 0 {
+			sshPIDs = processesWith("ssh", "anyhost", dst+"/")
+			remotePIDs = processesWith("rsync", "--server", dst+"/")
+			break
+		}
+		select {
+		case st := <-done:
+			t.Fatalf("rsync ended (status %d) before its temporary file appeared: %s", st, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("rsync's temporary file never appeared")
+		}
+	}
+	if len(sshPIDs) != 1 || len(remotePIDs) == 0 {
+		t.Fatalf("found ssh processes %v and remote rsyncs %v; want one and some", sshPIDs, remotePIDs)
+	}
+	if err := syscall.Kill(sshPIDs[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-done; st == 0 {
+		t.Fatal("rsync succeeded although its ssh was killed")
+	}
+	for _, pid := range remotePIDs {
+		for deadline := time.Now().Add(60 * time.Second); alive(pid); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("remote rsync %d still running", pid)
+			}
+		}
+	}
+	if left := temps(); len(left) > 0 {
+		t.Fatalf("the remote rsync left %v behind", left)
 	}
 }
