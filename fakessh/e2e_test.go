@@ -492,3 +492,22 @@ func TestRsyncSurvivesSSHDeath(t *testing.T) {
 		t.Fatalf("the remote rsync left %v behind", left)
 	}
 }
+
+// A process of the run that opens more connections to the run's socket
+// than the pre-authentication cap and sends nothing does not keep the
+// run's ssh out: it gets in once the idle ones time out.
+func TestSSHGetsPastIdleConnections(t *testing.T) {
+	_, dest := chain(t, 1)
+	dir := t.TempDir()
+	script := `mkfifo hold; "$HOG" < hold > hog.out & exec 3> hold
+while [ ! -s hog.out ]; do sleep 0.05; done
+ssh h echo ok; st=$?; exec 3>&-; wait; exit $st`
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir,
+		Env: append(os.Environ(), "HOG="+os.Args[0], fakessh.EnvTestHog+"=100")}
+	var out, errb bytes.Buffer
+	rn.Stdout, rn.Stderr = &out, &errb
+	st, err := rn.Run(ctxT(t, 120*time.Second), []string{"sh", "-c", script})
+	if err != nil || st != 0 || out.String() != "ok\n" {
+		t.Fatalf("status %d, %v, stdout %q, stderr %q", st, err, out.String(), errb.String())
+	}
+}

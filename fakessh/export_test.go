@@ -3,6 +3,7 @@ package fakessh
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,6 +44,30 @@ func SignalRecorder(file, exitOn string) int {
 		if name == exitOn {
 			return 3
 		}
+	}
+	return 0
+}
+
+// EnvTestHog makes the test binary a process that opens that many
+// connections to the run's socket, sends nothing, prints "ready" and holds
+// them until its stdin ends.
+const EnvTestHog = "FAKESSH_TEST_HOG"
+
+// Hog is the body of that process.
+func Hog(n int) int {
+	var conns []net.Conn
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("unix", os.Getenv(EnvSocket))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hog:", err)
+			return 1
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
 	}
 	return 0
 }

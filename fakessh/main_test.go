@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,6 +23,9 @@ func TestMain(m *testing.M) {
 	}
 	if f := os.Getenv(fakessh.EnvTestSignalRecorder); f != "" {
 		os.Exit(fakessh.SignalRecorder(f, os.Getenv(fakessh.EnvTestSignalRecorderExitOn)))
+	}
+	if n, err := strconv.Atoi(os.Getenv(fakessh.EnvTestHog)); err == nil {
+		os.Exit(fakessh.Hog(n))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "agent" && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
 		os.Exit(agent.Run(nil, fakessh.StartProcess))

@@ -36,6 +36,19 @@ const (
 // secretLen is the length of the hex secret line (without its newline).
 const secretLen = 64
 
+// Admission of connections to a run's socket. A connection is
+// "pre-authentication" from accept until it has presented the secret; at
+// most maxPreauth may be so at once, each for at most preauthTimeout. Over
+// the cap a connection gets busyLine and is closed at once (our ssh then
+// retries for a while); one warning is logged per burst of such refusals.
+const (
+	maxPreauth = 64
+	busyLine   = "busy\n"
+)
+
+// preauthTimeout is how long a connection has to present the secret.
+const preauthTimeout = 5 * time.Second
+
 // Runner runs one program under fakessh.
 type Runner struct {
 	// Router is the master's router.
@@ -70,6 +83,11 @@ type run struct {
 	members map[int32]bool // fakessh contexts of this run
 	count   int
 	wg      sync.WaitGroup
+	// preauth overrides preauthTimeout (tests).
+	preauth time.Duration
+	// Refusal warnings: when the last one was logged, how many since.
+	lastWarn time.Time
+	unwarned int
 }
 
 // Run runs argv and returns its exit status (a signal gives 128+N, as a
@@ -248,23 +266,66 @@ func (st *run) isMember(m *wire.Message, _ *core.Stream) bool {
 // accept serves connections from our ssh processes: each must come from
 // this user (peer credentials) and present the run's secret first.
 func (st *run) accept(ctx context.Context, ln *net.UnixListener, secret string) {
+	slots := make(chan struct{}, maxPreauth)
+	refused := 0 // in the current burst
 	for {
 		conn, err := ln.AcceptUnix()
 		if err != nil {
 			return
 		}
+		select {
+		case slots <- struct{}{}:
+			if refused > 0 {
+				st.Router.Logger().Warn("fakessh: accepting connections again", "refused", refused)
+				refused = 0
+			}
+		default:
+			if refused == 0 {
+				st.Router.Logger().Warn("fakessh: too many connections have not presented the secret; refusing new ones", "limit", maxPreauth)
+			}
+			refused++
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = conn.Write([]byte(busyLine))
+			conn.Close()
+			continue
+		}
 		st.wg.Add(1)
 		go func() {
 			defer st.wg.Done()
-			if err := st.admit(ctx, conn, secret); err != nil {
-				st.Router.Logger().Warn("fakessh: refused a connection", "err", err)
+			if err := st.admit(ctx, conn, secret, func() { <-slots }); err != nil {
+				st.warnRefused(err)
 				conn.Close()
 			}
 		}()
 	}
 }
 
-func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string) error {
+// warnRefused logs a refused connection: at most one warning a second,
+// counting the ones it leaves out.
+func (st *run) warnRefused(err error) {
+	st.mu.Lock()
+	now := time.Now()
+	if now.Sub(st.lastWarn) < time.Second {
+		st.unwarned++
+		st.mu.Unlock()
+		return
+	}
+	n := st.unwarned
+	st.lastWarn, st.unwarned = now, 0
+	st.mu.Unlock()
+	if n > 0 {
+		st.Router.Logger().Warn("fakessh: refused a connection", "err", err, "more_refused_before", n)
+		return
+	}
+	st.Router.Logger().Warn("fakessh: refused a connection", "err", err)
+}
+
+// admit checks a connection and boots the ssh context behind it; release
+// frees its pre-authentication slot (called once, when the secret was
+// checked or the connection refused).
+func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, release func()) error {
+	var once sync.Once
+	defer once.Do(release)
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		return err
@@ -277,7 +338,11 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string) err
 	if int(cred.Uid) != os.Getuid() {
 		return fmt.Errorf("peer uid %d is not ours (%d)", cred.Uid, os.Getuid())
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	timeout := preauthTimeout
+	if st.preauth > 0 {
+		timeout = st.preauth
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	line := make([]byte, secretLen+1)
 	if _, err := io.ReadFull(conn, line); err != nil {
 		return fmt.Errorf("reading secret: %w", err)
@@ -286,6 +351,7 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string) err
 		return errors.New("wrong secret")
 	}
 	_ = conn.SetReadDeadline(time.Time{})
+	once.Do(release)
 	id := st.Router.AllocateID()
 	st.mu.Lock()
 	st.count++
