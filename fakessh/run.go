@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -107,11 +109,15 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 			return 255, fmt.Errorf("fakessh: finding own executable: %w", err)
 		}
 	}
-	dir, err := os.MkdirTemp("", "mitogen-fakessh-")
+	removeStaleDirs(os.TempDir(), rn.Router.Logger())
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return 255, fmt.Errorf("fakessh: private directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(ownerLine()), 0o600); err != nil {
+		return 255, fmt.Errorf("fakessh: private directory: %w", err)
+	}
 	if err := os.Symlink(exe, filepath.Join(dir, "ssh")); err != nil {
 		return 255, fmt.Errorf("fakessh: installing ssh: %w", err)
 	}
@@ -187,6 +193,93 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 		return ee.ExitCode(), nil
 	}
 	return 255, werr
+}
+
+// A run's private directory is dirPrefix* in the temporary directory. It
+// names its owner (the master process) in ownerFile, so that a later run can
+// remove the directories of masters that died without cleaning up.
+const (
+	dirPrefix = "mitogen-fakessh-"
+	ownerFile = "owner"
+)
+
+// ownerLine describes this process: PID, start time (/proc/PID/stat field
+// 22, which tells a reused PID apart) and PID namespace.
+func ownerLine() string {
+	pid := os.Getpid()
+	start, _ := procStart(pid)
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return fmt.Sprintf("pid=%d start=%s pidns=%s\n", pid, start, ns)
+}
+
+// procStart returns field 22 (starttime) of /proc/pid/stat.
+func procStart(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	f := strings.Fields(s[i+1:]) // from field 3 (state) on
+	if len(f) < 20 {
+		return "", fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	return f[19], nil
+}
+
+// ownerDead reports whether the owner line names a process of this PID
+// namespace that is gone (no such PID, or a PID reused by a process started
+// at another time). Anything it cannot judge counts as alive.
+func ownerDead(line string) bool {
+	var pid int
+	var start, ns string
+	if n, _ := fmt.Sscanf(strings.TrimSpace(line), "pid=%d start=%s pidns=%s", &pid, &start, &ns); n != 3 || pid <= 0 || start == "" {
+		return false
+	}
+	if own, err := os.Readlink("/proc/self/ns/pid"); err != nil || own != ns {
+		return false
+	}
+	cur, err := procStart(pid)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	return err == nil && cur != start
+}
+
+// removeStaleDirs removes the private directories in tmp that belong to
+// this user and whose owner is dead. Directories of other users, without an
+// owner, of live or unknown owners, and anything not a plain directory are
+// left alone.
+func removeStaleDirs(tmp string, log *slog.Logger) {
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), dirPrefix) || !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(tmp, e.Name())
+		st, err := os.Lstat(dir)
+		if err != nil || !st.IsDir() {
+			continue
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); !ok || int(sys.Uid) != os.Getuid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil || !ownerDead(string(b)) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			log.Debug("fakessh: removing a stale directory", "dir", dir, "err", err)
+			continue
+		}
+		log.Debug("fakessh: removed the directory of a dead run", "dir", dir, "owner", strings.TrimSpace(string(b)))
+	}
 }
 
 // programArgs adds "-S ssh" for scp and sftp, which run the ssh their build
