@@ -160,7 +160,11 @@ func TestRemoteCommandDiesWithRun(t *testing.T) {
 		t.Fatal("remote command never started")
 	}
 	// Kill the program (our ssh): the remote command must go too.
-	exec.Command("pkill", "-KILL", "-f", "^ssh h echo").Run()
+	ssh := processesWith("ssh", "h", "echo $$ > "+pidFile+"; exec sleep 300")
+	if len(ssh) != 1 {
+		t.Fatalf("found ssh processes %v; want one", ssh)
+	}
+	syscall.Kill(ssh[0], syscall.SIGKILL)
 	<-done
 	for i := 0; i < 500; i++ {
 		if syscall.Kill(pid, 0) != nil {
@@ -509,5 +513,31 @@ ssh h echo ok; st=$?; exec 3>&-; wait; exit $st`
 	st, err := rn.Run(ctxT(t, 120*time.Second), []string{"sh", "-c", script})
 	if err != nil || st != 0 || out.String() != "ok\n" {
 		t.Fatalf("status %d, %v, stdout %q, stderr %q", st, err, out.String(), errb.String())
+	}
+}
+
+// Our ssh killed by SIGTERM says so as OpenSSH does, and nothing with -q;
+// it exits 255 either way.
+func TestSSHKilledBySignal(t *testing.T) {
+	_, dest := chain(t, 1)
+	for _, quiet := range []bool{false, true} {
+		q := ""
+		want := "Killed by signal 15.\n"
+		if quiet {
+			q, want = "-q", ""
+		}
+		dir := t.TempDir()
+		script := `ssh ` + q + ` h 'echo started; exec sleep 300' > out 2> err & pid=$!
+while [ ! -s out ]; do sleep 0.05; done
+kill -TERM $pid; wait $pid; echo $? > status`
+		rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir}
+		if st, err := rn.Run(ctxT(t, 120*time.Second), []string{"sh", "-c", script}); err != nil || st != 0 {
+			t.Fatalf("%s: status %d, %v", q, st, err)
+		}
+		status, _ := os.ReadFile(filepath.Join(dir, "status"))
+		errs, _ := os.ReadFile(filepath.Join(dir, "err"))
+		if string(status) != "255\n" || string(errs) != want {
+			t.Errorf("ssh %s killed by SIGTERM: status %q, stderr %q; want 255 and %q", q, status, errs, want)
+		}
 	}
 }

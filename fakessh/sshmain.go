@@ -67,8 +67,22 @@ func SSHMain(args []string) int {
 	}
 	defer r.Close()
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP, os.Interrupt)
+	// A signal ends the relay (and so the remote command, the way sshd ends
+	// a session); ssh then says "Killed by signal N." unless -q.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, os.Interrupt)
+	defer signal.Stop(sigs)
+	caught := make(chan os.Signal, 1)
+	go func() {
+		select {
+		case sig := <-sigs:
+			caught <- sig
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	spec := specFor(inv, os.Environ())
 	start := func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
@@ -82,6 +96,14 @@ func SSHMain(args []string) int {
 	}
 	res, _, err := Relay(ctx, r, start, spec, stdio)
 	if err != nil {
+		select {
+		case sig := <-caught:
+			if !inv.Quiet {
+				fmt.Fprintf(os.Stderr, "Killed by signal %d.\n", sig.(syscall.Signal))
+			}
+			return 255
+		default:
+		}
 		if res.Note != "" {
 			fmt.Fprintf(os.Stderr, "ssh: %s\n", res.Note)
 		} else {
