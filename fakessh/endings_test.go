@@ -201,6 +201,7 @@ func TestHostileStart(t *testing.T) {
 			c.StdinCredit = &mitogen.StreamEnd{ContextId: p.master.ID(), Handle: victim.Handle()}
 		},
 		"no stdout": func(c *mitogen.Control) { c.Stdout = nil },
+		"no window": func(c *mitogen.Control) { c.Stderr.Window = 0 },
 	}
 	for name, spoil := range cases {
 		t.Run(name, func(t *testing.T) {

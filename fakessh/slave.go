@@ -375,6 +375,8 @@ func checkStart(c *mitogen.Control, peer int32) error {
 			return fmt.Errorf("START %s names context %d, not the client %d", e.name, e.end.ContextId, peer)
 		case !handleOK(e.end.Handle):
 			return fmt.Errorf("START %s names handle %d, not a dynamic handle", e.name, e.end.Handle)
+		case e.name != "stdin_credit" && e.end.Window <= 0:
+			return fmt.Errorf("START %s grants no window (%d)", e.name, e.end.Window)
 		}
 	}
 	if !handleOK(c.ControlHandle) {
