@@ -19,6 +19,7 @@ import (
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/internal/testhosts"
 )
 
@@ -539,5 +540,38 @@ kill -TERM $pid; wait $pid; echo $? > status`
 		if string(status) != "255\n" || string(errs) != want {
 			t.Errorf("ssh %s killed by SIGTERM: status %q, stderr %q; want 255 and %q", q, status, errs, want)
 		}
+	}
+}
+
+// A context shutting down ends its processes as sshd would, and within the
+// time its parent grants: a process that ignores SIGHUP and SIGTERM sees
+// both and is still killed, not orphaned.
+func TestAgentShutdownEndsProcesses(t *testing.T) {
+	r, dest := chain(t, 1)
+	rec := filepath.Join(t.TempDir(), "record")
+	started, err := dest.Agent().StartProcess(ctxT(t, 60*time.Second), &mitogen.ProcessSpec{Argv: []string{os.Args[0]},
+		Env: map[string]string{fakessh.EnvTestSignalRecorder: rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := int(started.Pid)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(rec); strings.Contains(string(b), "ready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the process never became ready")
+		}
+	}
+	r.Close()
+	for deadline := time.Now().Add(60 * time.Second); alive(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(rec)
+			t.Fatalf("process %d outlived its context (it saw %q)", pid, b)
+		}
+	}
+	if b, _ := os.ReadFile(rec); !strings.Contains(string(b), "HUP\n") || !strings.Contains(string(b), "TERM\n") {
+		t.Fatalf("the process saw %q; want HUP and TERM before SIGKILL", b)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -123,6 +124,7 @@ type slave struct {
 	exited    chan struct{} // closed when the process (group leader) was reaped
 	waitErr   error         // its Wait result, valid once exited is closed
 	ended     chan struct{} // closed when run is done with the process
+	shutdown  atomic.Bool   // this context is shutting down
 }
 
 // StartProcess is Agent.start_process: it starts spec's command with its
@@ -333,7 +335,7 @@ func (s *slave) end(log *slog.Logger, why string) {
 	s.signalGroup(syscall.SIGHUP)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		step := HangupGrace
-		if s.r.Lifetime().Err() != nil {
+		if s.shutdown.Load() || s.r.Lifetime().Err() != nil {
 			step = min(step, ShutdownGrace)
 		}
 		if s.groupGone(step) {
@@ -345,10 +347,12 @@ func (s *slave) end(log *slog.Logger, why string) {
 	<-s.exited
 }
 
-// onShutdown runs when this context shuts down. Its lifetime ended first,
-// so run is already ending the process (in ShutdownGrace steps); wait for
-// that, bounded, so that the context does not exit before its processes.
+// onShutdown runs when this context shuts down: run ends the process (in
+// ShutdownGrace steps, as the router's lifetime is over); wait for that,
+// bounded, so that the context does not exit before its processes.
 func (s *slave) onShutdown() {
+	s.shutdown.Store(true)
+	s.cancel() // normally done already: the router's lifetime ended first
 	t := time.NewTimer(2*ShutdownGrace + shutdownSlack)
 	defer t.Stop()
 	select {
