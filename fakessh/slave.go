@@ -452,8 +452,8 @@ func (s *slave) run() {
 	stdout := s.r.NewByteWriter(s.ctx)
 	stderr := s.r.NewByteWriter(s.ctx)
 	if err := errors.Join(stdout.Connect(ctl.Stdout), stderr.Connect(ctl.Stderr)); err != nil {
+		// Not reached: checkStart vouched for both ends.
 		s.m.Fire(EvPeerGone)
-		exitWith(255, "", "fakessh: "+err.Error())
 		started = false
 		finish(err.Error())
 		return
@@ -492,6 +492,9 @@ func (s *slave) run() {
 			var c mitogen.Control
 			if _, err := c.FastRead(m.Data); err != nil || c.Kind != mitogen.ControlKind_SIGNAL {
 				_, perr := s.m.Fire(Event(fmt.Sprint(c.Kind)))
+				if perr == nil {
+					perr = fmt.Errorf("unexpected control message %v", c.Kind)
+				}
 				log.Error("relay protocol error; ending the process", "err", perr)
 				ctlMsgs <- perr
 				return
