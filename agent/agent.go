@@ -325,6 +325,9 @@ func (d *Dialer) Dial(ctx context.Context, r *core.Router, hops []Hop) ([]*core.
 		if d.Sent != nil {
 			d.Sent(i, spec, wire[i])
 		}
+		if lg := r.Config().Logger; lg != nil {
+			lg.Debug("dialing hop", "hop", i+1, "spec", spec.String(), "options", methods.Redact(spec.Kind, wire[i]))
+		}
 		var c *core.Context
 		if via == nil {
 			var err error
