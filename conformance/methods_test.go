@@ -283,3 +283,30 @@ func TestSetnsFindsContainerProcess(t *testing.T) {
 		t.Fatalf("docker argv %q", argv)
 	}
 }
+
+// The CLI lists the registered methods, and an unknown kind names them.
+func TestMethodsListedAndUnknownKindNamesThem(t *testing.T) {
+	st, out, errs := runCLIWithin(t, time.Minute, "methods")
+	if st != 0 {
+		t.Fatalf("mitogen methods: status %d stderr %q", st, errs)
+	}
+	for _, want := range []string{"local", "ssh:[user@]host[:port]", "sudo[:user]", "su[:user]", "doas[:user]", "setns:pid=PID", "docker:[user@]container", "podman:", "kubectl:pod", "lxc:container", "lxd:container", "password (string, secret)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("mitogen methods does not list %q:\n%s", want, out)
+		}
+	}
+	st, _, errs = runCLIWithin(t, time.Minute, "exec", "--via", "ftp:host", "--", "true")
+	if st == 0 || !strings.Contains(errs, "want one of doas, docker, kubectl, local, lxc, lxd, podman, setns, ssh, su, sudo") {
+		t.Fatalf("unknown kind: status %d stderr %q", st, errs)
+	}
+	// A secret on the command line is refused; an option another method
+	// owns is refused for this one.
+	st, _, errs = runCLIWithin(t, time.Minute, "exec", "--hop-option", "sudo.password=hunter2", "--", "true")
+	if st == 0 || !strings.Contains(errs, "@FILE") {
+		t.Fatalf("secret on the command line: status %d stderr %q", st, errs)
+	}
+	st, _, errs = runCLIWithin(t, time.Minute, "exec", "--hop-option", "docker.identity=/k", "--", "true")
+	if st == 0 || !strings.Contains(errs, `unknown option "identity"`) {
+		t.Fatalf("ssh's option for docker: status %d stderr %q", st, errs)
+	}
+}
