@@ -254,7 +254,15 @@ func Dial(ctx context.Context, r *core.Router, ts Transports, hops []transport.S
 	var chain []*core.Context
 	var via *core.Context
 	for i, spec := range hops {
-		id := r.AllocateID()
+		var id int32
+		if via == nil {
+			id = r.AllocateID()
+		} else {
+			var err error
+			if id, err = r.AllocateIDFor(via.ID()); err != nil { // granted to via's subtree
+				return chain, fmt.Errorf("hop %d (%s) via %s: %w", i+1, spec, via, err)
+			}
+		}
 		name := fmt.Sprintf("%s.%d", spec, id)
 		var c *core.Context
 		if via == nil {
