@@ -107,7 +107,7 @@ func (a *rawAgent) exit() (int, string) {
 		}
 		return a.cmd.ProcessState.ExitCode(), a.stderr.String()
 	case <-time.After(30 * time.Second):
-		a.t.Fatalf("agent still running 30 s after its parent stream ended (stderr %q)", a.stderr.String())
+		a.t.Fatalf("agent still running after 30 s (stderr %q)", a.stderr.String())
 	}
 	return 0, ""
 }
