@@ -82,30 +82,29 @@ func (r *Router) onDelRoute(m *wire.Message, in *Stream) {
 		return
 	}
 	t := u.TargetId
-	r.mu.Lock()
-	via, routed := r.routes[t]
-	var why string
-	switch {
-	case r.reservedLocked(t):
-		why = "the target is this context, an ancestor or the master"
-	case in == nil:
-	case in.isParent:
-		if routed {
-			why = "the target is routed via child " + via.name
+	// Checked and applied in one step, so no route added meanwhile is lost.
+	why := r.contextGoneIf(t, u.Reason, in, true, func() string {
+		via, routed := r.routes[t]
+		switch {
+		case r.reservedLocked(t):
+			return "the target is this context, an ancestor or the master"
+		case in == nil:
+		case in.isParent:
+			if routed {
+				return "the target is routed via child " + via.name
+			}
+		case in.leaf:
+			return "a leaf has nothing behind it"
+		case t == in.remoteID:
+			return "a context's own end is its stream ending"
+		case !routed || via != in:
+			return "the target is not routed via this stream"
 		}
-	case in.leaf:
-		why = "a leaf has nothing behind it"
-	case t == in.remoteID:
-		why = "a context's own end is its stream ending"
-	case !routed || via != in:
-		why = "the target is not routed via this stream"
-	}
-	r.mu.Unlock()
+		return ""
+	})
 	if why != "" {
 		r.log.Error("refusing DEL_ROUTE", "stream", streamName(in), "target", t, "why", why)
-		return
 	}
-	r.contextGone(t, u.Reason, in, true)
 }
 
 func streamName(s *Stream) string {

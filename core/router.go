@@ -397,10 +397,22 @@ func (r *Router) streamEnded(s *Stream) {
 // is set, tells the parent and the children with DEL_ROUTE, except on from,
 // the stream the news came from (nil: none).
 func (r *Router) contextGone(id int32, why string, from *Stream, announce bool) {
+	r.contextGoneIf(id, why, from, announce, nil)
+}
+
+// contextGoneIf is contextGone when refuse, called under the router's lock,
+// says nothing against it; it returns what refuse said.
+func (r *Router) contextGoneIf(id int32, why string, from *Stream, announce bool, refuse func() string) string {
 	r.mu.Lock()
+	if refuse != nil {
+		if no := refuse(); no != "" {
+			r.mu.Unlock()
+			return no
+		}
+	}
 	if _, already := r.gone[id]; already {
 		r.mu.Unlock()
-		return
+		return ""
 	}
 	if len(r.gone) >= maxGone {
 		for old := range r.gone { // forget one: the record is bounded
@@ -431,7 +443,7 @@ func (r *Router) contextGone(id int32, why string, from *Stream, announce bool) 
 		r.log.Debug("context gone", "id", id, "why", why, "waiters", len(waiters))
 	}
 	if !announce {
-		return
+		return ""
 	}
 	for _, t := range targets {
 		if t == id {
@@ -439,6 +451,7 @@ func (r *Router) contextGone(id int32, why string, from *Stream, announce bool) 
 		}
 		r.Send(&wire.Message{Dst: t, Handle: mitogen.DEL_ROUTE, Data: marshal(&mitogen.RouteUpdate{TargetId: id, Reason: why})})
 	}
+	return ""
 }
 
 // Shutdown stops the router: every pending waiter fails with
