@@ -320,7 +320,15 @@ func (d *Dialer) Dial(ctx context.Context, r *core.Router, hops []Hop) ([]*core.
 	var via *core.Context
 	for i, h := range hops {
 		spec := h.Spec
-		id := r.AllocateID()
+		var id int32
+		if via == nil {
+			id = r.AllocateID()
+		} else {
+			var err error
+			if id, err = r.AllocateIDFor(via.ID()); err != nil { // granted to via's subtree
+				return chain, fmt.Errorf("hop %d (%s) via %s: %w", i+1, spec, via, err)
+			}
+		}
 		name := fmt.Sprintf("%s.%d", spec, id)
 		if d.Sent != nil {
 			d.Sent(i, spec, wire[i])

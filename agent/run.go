@@ -11,7 +11,8 @@ import (
 
 // Run is the body of `mitogen agent`: it takes stdin/stdout as the stream to
 // its parent, boots, serves the Agent service and returns the process exit
-// code when the parent goes away or sends SHUTDOWN.
+// code: 0 when the parent sent SHUTDOWN, 1 (with a line on stderr) when the
+// Boot was refused or the parent stream ended without SHUTDOWN.
 func Run(ts Transports, ps ProcessStarter) int {
 	conn, err := fd.StdioConn()
 	if err != nil {
@@ -31,5 +32,11 @@ func Run(ts Transports, ps ProcessStarter) int {
 		return 1
 	}
 	<-r.Done()
+	if err := r.Err(); err != nil {
+		// The only clean end is SHUTDOWN (see idl/mitogen.thrift): say
+		// why this one was not, on one line, and fail.
+		fmt.Fprintf(os.Stderr, "mitogen agent: context %d: %v; exiting\n", r.ID(), err)
+		return 1
+	}
 	return 0
 }

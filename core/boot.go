@@ -3,6 +3,7 @@ package core
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,9 +19,16 @@ const Version = "mitogen-go/0.1"
 
 // StartChild makes conn, the byte stream of a freshly started agent, a child
 // stream of this router: it sends Boot, waits for Ready (or ctx), adds the
-// route and, below the master, announces it upward with ADD_ROUTE.
-func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int32, name string) (*Context, *mitogen.Ready, error) {
+// route and, below the master, announces it upward with ADD_ROUTE. Below the
+// master, id must have been granted to this context (Router.AllocateIDFor at
+// the master, or AllocateIDs here).
+func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int32, name string, opts ...ChildOption) (*Context, *mitogen.Ready, error) {
+	var o childOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	s := newStream(r, conn, nil, id, name, false)
+	s.leaf = o.leaf
 	if err := r.addChildStream(s); err != nil {
 		conn.Close()
 		return nil, nil, err
@@ -82,8 +90,8 @@ func Boot(conn io.ReadWriteCloser, cfg Config, setup func(*Router)) (*Router, er
 	if _, err := b.FastRead(m.Data); err != nil {
 		return nil, fmt.Errorf("malformed Boot: %w", err)
 	}
-	if len(b.ParentIds) == 0 || b.ParentIds[0] != b.ParentId || m.Src != b.ParentId || m.Dst != b.ContextId {
-		return nil, fmt.Errorf("inconsistent Boot: %+v from %d to %d", &b, m.Src, m.Dst)
+	if err := checkBoot(&m, &b); err != nil {
+		return nil, fmt.Errorf("refusing Boot: %w", err)
 	}
 	if b.MaxFrameSize > 0 && int(b.MaxFrameSize) < cfg.MaxFrameSize {
 		cfg.MaxFrameSize = int(b.MaxFrameSize)
@@ -101,4 +109,39 @@ func Boot(conn io.ReadWriteCloser, cfg Config, setup func(*Router)) (*Router, er
 	s.start()
 	r.Send(&wire.Message{Dst: b.ParentId, Handle: m.ReplyTo, Data: marshal(&mitogen.Ready{ContextId: b.ContextId, Pid: int32(os.Getpid()), Version: Version})})
 	return r, nil
+}
+
+// checkBoot applies the rules of BOOTSTRAP (idl/mitogen.thrift) to a Boot
+// frame: the IDs it names must describe a possible place in the tree.
+func checkBoot(m *wire.Message, b *mitogen.Boot) error {
+	switch {
+	case m.Dst != b.ContextId:
+		return fmt.Errorf("frame is addressed to context %d but Boot.context_id is %d", m.Dst, b.ContextId)
+	case m.Src != b.ParentId || m.Auth != b.ParentId:
+		return fmt.Errorf("frame comes from context %d (vouched for by %d) but Boot.parent_id is %d", m.Src, m.Auth, b.ParentId)
+	case m.ReplyTo == 0 || m.ReplyTo == mitogen.IS_DEAD:
+		return fmt.Errorf("frame has reply_to %d: nowhere to send Ready", m.ReplyTo)
+	case b.ContextId == mitogen.MASTER_ID:
+		return fmt.Errorf("context_id is MASTER_ID (%d): the master is never booted", mitogen.MASTER_ID)
+	case b.ContextId == b.ParentId:
+		return fmt.Errorf("context_id %d equals parent_id", b.ContextId)
+	case len(b.ParentIds) == 0:
+		return errors.New("parent_ids is empty")
+	case b.ParentIds[0] != b.ParentId:
+		return fmt.Errorf("parent_ids %v does not start with parent_id %d", b.ParentIds, b.ParentId)
+	case b.ParentIds[len(b.ParentIds)-1] != mitogen.MASTER_ID:
+		return fmt.Errorf("parent_ids %v does not end with MASTER_ID (%d)", b.ParentIds, mitogen.MASTER_ID)
+	case slices.Contains(b.ParentIds, b.ContextId):
+		return fmt.Errorf("context_id %d is among its own parent_ids %v", b.ContextId, b.ParentIds)
+	case b.MaxFrameSize < 0:
+		return fmt.Errorf("max_frame_size %d is negative", b.MaxFrameSize)
+	}
+	seen := make(map[int32]bool, len(b.ParentIds))
+	for _, p := range b.ParentIds {
+		if seen[p] {
+			return fmt.Errorf("parent_ids %v holds %d twice", b.ParentIds, p)
+		}
+		seen[p] = true
+	}
+	return nil
 }

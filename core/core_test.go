@@ -126,9 +126,9 @@ func TestCallAndEcho(t *testing.T) {
 
 func TestChainRoutesThroughMiddleHops(t *testing.T) {
 	m, _ := testMaster(t)
-	a, ca, _ := startChild(t, m, 1)
-	b, _, _ := startChild(t, a, 2)
-	_, _, _ = startChild(t, b, 3)
+	a, ca, _ := startChild(t, m, m.AllocateID())
+	b, _, _ := startChild(t, a, grantTo(t, m, a))
+	_, _, _ = startChild(t, b, grantTo(t, m, b))
 	waitRoute(t, m, 3)
 	// The master reaches 2 and 3 only through 1.
 	for _, id := range []int32{1, 2, 3} {
@@ -147,7 +147,7 @@ func TestChainRoutesThroughMiddleHops(t *testing.T) {
 func TestChildMayNotCallParent(t *testing.T) {
 	m, sink := testMaster(t)
 	(&agent.Service{Router: m}).Serve()
-	child, _, _ := startChild(t, m, 1)
+	child, _, _ := startChild(t, m, m.AllocateID())
 	err := child.Context(mitogen.MASTER_ID, "master").Agent().Ping(ctxT(t))
 	if !errors.Is(err, core.ErrRefused) {
 		t.Fatalf("child's CALL_FUNCTION to master: got %v, want refused", err)
@@ -156,7 +156,7 @@ func TestChildMayNotCallParent(t *testing.T) {
 		t.Errorf("refusal not logged: %v", sink.recs)
 	}
 	// A grandchild may not call its parent either.
-	gc, _, _ := startChild(t, child, 2)
+	gc, _, _ := startChild(t, child, grantTo(t, m, child))
 	if err := gc.Context(1, "").Agent().Ping(ctxT(t)); !errors.Is(err, core.ErrRefused) {
 		t.Fatalf("grandchild to parent: got %v, want refused", err)
 	}
@@ -236,8 +236,8 @@ func TestMalformedFrameEndsStreamNamingPeer(t *testing.T) {
 
 func TestKilledContextFailsEveryWaiter(t *testing.T) {
 	m, _ := testMaster(t)
-	child, c, conn := startChild(t, m, 1)
-	_, _, _ = startChild(t, child, 2)
+	child, c, conn := startChild(t, m, m.AllocateID())
+	_, _, _ = startChild(t, child, grantTo(t, m, child))
 	waitRoute(t, m, 2)
 	// Calls pending on the child and on the grandchild behind it.
 	var pend []<-chan error
@@ -268,7 +268,7 @@ func TestKilledContextFailsEveryWaiter(t *testing.T) {
 		t.Errorf("plain receiver: got %v, want disconnected", err)
 	}
 	// The master carries on with other contexts.
-	_, c2, _ := startChild(t, m, 3)
+	_, c2, _ := startChild(t, m, m.AllocateID())
 	if err := c2.Agent().Ping(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}

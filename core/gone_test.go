@@ -7,7 +7,7 @@ func TestGoneIsBounded(t *testing.T) {
 	r := NewMaster(DefaultConfig())
 	defer r.Close()
 	for id := int32(1); id <= maxGone+100; id++ {
-		r.contextGone(id, "test", false)
+		r.contextGone(id, "test", nil, false)
 	}
 	r.mu.Lock()
 	n := len(r.gone)

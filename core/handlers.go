@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -19,8 +20,14 @@ func (r *Router) installCoreHandlers() {
 	r.AddHandler(mitogen.CALL_FUNCTION, r.HasParentAuth, r.serveCall)
 	r.AddHandler(mitogen.ADD_ROUTE, fromChild, r.onAddRoute)
 	r.AddHandler(mitogen.DEL_ROUTE, nil, r.onDelRoute)
+	r.AddHandler(mitogen.GRANT_IDS, fromParent, r.onGrantIDs)
 	r.AddHandler(mitogen.SHUTDOWN, r.HasParentAuth, func(*wire.Message, *Stream) {
 		r.log.Debug("SHUTDOWN received")
+		// Recorded before the next frame is read: a parent that closes
+		// the stream right after SHUTDOWN has ended it cleanly.
+		r.mu.Lock()
+		r.stopAsked = true
+		r.mu.Unlock()
 		go r.Shutdown()
 	})
 	if r.IsMaster() {
@@ -32,84 +39,141 @@ func (r *Router) installCoreHandlers() {
 // fromChild accepts messages that arrived on a child stream.
 func fromChild(_ *wire.Message, in *Stream) bool { return !in.isParent }
 
+// onAddRoute applies the rules of ADD_ROUTE (idl/mitogen.thrift).
 func (r *Router) onAddRoute(m *wire.Message, in *Stream) {
 	var u mitogen.RouteUpdate
 	if _, err := u.FastRead(m.Data); err != nil {
-		r.log.Error("malformed ADD_ROUTE", "stream", in.name, "err", err)
+		r.log.Error("refusing malformed ADD_ROUTE", "stream", in.name, "err", err)
 		return
 	}
+	t := u.TargetId
 	r.mu.Lock()
-	if old, ok := r.routes[u.TargetId]; ok || u.TargetId == r.id || u.TargetId == mitogen.MASTER_ID {
-		r.mu.Unlock()
-		r.log.Error("refusing ADD_ROUTE for a context routed elsewhere", "target", u.TargetId, "stream", in.name, "existing", old)
-		return
+	var why string
+	switch old, routed := r.routes[t]; {
+	case in.isParent || in.leaf:
+		why = "not from a child that may have children"
+	case r.reservedLocked(t):
+		why = "the target is this context, an ancestor or the master"
+	case routed:
+		why = "the target is already routed via " + old.name
+	case !r.grantedLocked(in, t):
+		why = "the target's ID was not granted to this stream's subtree"
+	default:
+		delete(r.gone, t)
+		r.routes[t] = in
 	}
-	delete(r.gone, u.TargetId)
-	r.routes[u.TargetId] = in
 	parent := r.parent
 	r.mu.Unlock()
-	r.log.Debug("route added", "target", u.TargetId, "via", in.name)
+	if why != "" {
+		r.log.Error("refusing ADD_ROUTE", "stream", in.name, "target", t, "why", why)
+		return
+	}
+	r.log.Debug("route added", "target", t, "via", in.name)
 	if parent != nil {
 		r.Send(&wire.Message{Dst: parent.remoteID, Handle: mitogen.ADD_ROUTE, Data: m.Data})
 	}
 }
 
+// onDelRoute applies the rules of DEL_ROUTE (idl/mitogen.thrift).
 func (r *Router) onDelRoute(m *wire.Message, in *Stream) {
 	var u mitogen.RouteUpdate
 	if _, err := u.FastRead(m.Data); err != nil {
-		r.log.Error("malformed DEL_ROUTE", "err", err)
+		r.log.Error("refusing malformed DEL_ROUTE", "stream", streamName(in), "err", err)
 		return
 	}
-	r.mu.Lock()
-	via, routed := r.routes[u.TargetId]
-	r.mu.Unlock()
-	if in != nil && routed && via != in {
-		// Only the side a context was reached through may say it is gone.
-		r.log.Error("ignoring DEL_ROUTE from the wrong stream", "target", u.TargetId, "stream", in.name)
-		return
+	t := u.TargetId
+	// Checked and applied in one step, so no route added meanwhile is lost.
+	why := r.contextGoneIf(t, u.Reason, in, true, func() string {
+		via, routed := r.routes[t]
+		switch {
+		case r.reservedLocked(t):
+			return "the target is this context, an ancestor or the master"
+		case in == nil:
+		case in.isParent:
+			if routed {
+				return "the target is routed via child " + via.name
+			}
+		case in.leaf:
+			return "a leaf has nothing behind it"
+		case t == in.remoteID:
+			return "a context's own end is its stream ending"
+		case !routed || via != in:
+			return "the target is not routed via this stream"
+		}
+		return ""
+	})
+	if why != "" {
+		r.log.Error("refusing DEL_ROUTE", "stream", streamName(in), "target", t, "why", why)
 	}
-	r.contextGone(u.TargetId, u.Reason, true)
 }
 
-// idBlock is the number of IDs ALLOCATE_ID hands out when asked for none in particular.
-const idBlock = 32
+func streamName(s *Stream) string {
+	if s == nil {
+		return "local"
+	}
+	return s.name
+}
 
-// AllocateID returns a fresh context ID (master only).
+// defaultIDBlock is the number of IDs ALLOCATE_ID hands out when asked for none in particular.
+const defaultIDBlock = 32
+
+// AllocateID returns a fresh context ID for a child of the master itself
+// (master only). For a child started by another context, see AllocateIDFor.
 func (r *Router) AllocateID() int32 {
-	first, _ := r.allocateIDs(1)
-	return first
-}
-
-func (r *Router) allocateIDs(n int32) (int32, int32) {
-	if n <= 0 || n > 1<<16 {
-		n = idBlock
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	first := r.nextID
-	r.nextID += n
-	return first, n
+	id := r.nextID
+	r.nextID++
+	return id
 }
 
+// onAllocateID serves ALLOCATE_ID (master only): the block goes to the
+// child stream the request came on; GRANT_IDS then the reply follow it down.
 func (r *Router) onAllocateID(m *wire.Message, in *Stream) {
 	var req mitogen.AllocateIDRequest
 	if _, err := req.FastRead(m.Data); err != nil {
 		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_MALFORMED, Message: err.Error()})
 		return
 	}
-	first, n := r.allocateIDs(req.Count)
-	r.log.Debug("allocated IDs", "to", m.Src, "first", first, "count", n)
-	if m.ReplyTo != 0 {
-		go r.Send(&wire.Message{Dst: m.Src, Handle: m.ReplyTo, Data: marshal(&mitogen.AllocateIDReply{First: first, Count: n})})
+	r.mu.Lock()
+	b, err := r.grantIDsLocked(in, req.Count)
+	r.mu.Unlock()
+	if err != nil {
+		r.log.Error("refusing ALLOCATE_ID", "stream", in.name, "from", m.Src, "err", err)
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_REFUSED, Message: fmt.Sprintf("allocating IDs for context %d: %v", m.Src, err)})
+		return
 	}
+	r.log.Debug("allocated IDs", "to", m.Src, "via", in.name, "first", b.first, "count", b.count)
+	grant := &wire.Message{Dst: in.remoteID, Handle: mitogen.GRANT_IDS, Data: marshal(&mitogen.IDGrant{First: b.first, Count: b.count, HolderId: m.Src})}
+	var reply *wire.Message
+	if m.ReplyTo != 0 {
+		reply = &wire.Message{Dst: m.Src, Handle: m.ReplyTo, Data: marshal(&mitogen.AllocateIDReply{First: b.first, Count: b.count})}
+	}
+	// Not on this stream's reader: the writes go back down the same stream.
+	// In this order, so that every hop knows the grant before the reply.
+	go func() {
+		r.Send(grant)
+		if reply != nil {
+			r.Send(reply)
+		}
+	}()
 }
 
 // AllocateIDs asks the master for a block of count context IDs; the master
 // answers directly. Used by contexts that start children of their own.
 func (r *Router) AllocateIDs(ctx context.Context, count int32) (first, n int32, err error) {
 	if r.IsMaster() {
-		first, n = r.allocateIDs(count)
-		return first, n, nil
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if count <= 0 || count > maxGrantCount {
+			count = defaultIDBlock
+		}
+		if int64(r.nextID)+int64(count)-1 > int64(^uint32(0)>>1) {
+			return 0, 0, errors.New("allocating context IDs: exhausted")
+		}
+		first = r.nextID
+		r.nextID += count
+		return first, count, nil
 	}
 	rc := r.NewReceiver(WithPeer(mitogen.MASTER_ID), WithQueueLimit(1, 1024))
 	defer rc.Close()

@@ -39,6 +39,9 @@ type Router struct {
 	closing    bool                             // Shutdown has begun
 	closed     bool                             // streams are being cut; nothing more is routed
 	nextID     int32                            // master only: next context ID to allocate
+	grants     map[*Stream]*grantSet            // ID blocks granted to a child stream's subtree (nil key: this context)
+	stopAsked  bool                             // SHUTDOWN arrived: the parent stream may end cleanly
+	exitErr    error                            // why the parent stream broke (nil: a clean end)
 
 	frames    framePool
 	calls     chan struct{} // semaphore bounding concurrent served calls
@@ -63,6 +66,7 @@ func newRouter(id int32, parents []int32, cfg Config) *Router {
 		nextHandle: mitogen.FIRST_DYNAMIC_HANDLE,
 		watchers:   make(map[int32]map[*Receiver]struct{}),
 		gone:       make(map[int32]string),
+		grants:     make(map[*Stream]*grantSet),
 		calls:      make(chan struct{}, cfg.MaxConcurrentCalls),
 		services:   make(map[string]ServiceFunc),
 		ctx:        ctx,
@@ -97,6 +101,15 @@ func (r *Router) Config() Config { return r.cfg }
 
 // Done is closed when the router has shut down.
 func (r *Router) Done() <-chan struct{} { return r.done }
+
+// Err reports why the router stopped once Done is closed: nil when it was
+// told to SHUTDOWN or shut down locally (a clean end), else the error of the
+// parent stream that ended first (a broken parent stream).
+func (r *Router) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.exitErr
+}
 
 // Lifetime is a context cancelled when the router shuts down.
 func (r *Router) Lifetime() context.Context { return r.ctx }
@@ -236,6 +249,12 @@ func (r *Router) route(m *wire.Message, in *Stream) {
 		r.log.Error("dropping forged message", "stream", in.name, "msg", m.String())
 		return
 	}
+	if in != nil && in.leaf && isRouteHandle(m.Handle) {
+		r.mu.Unlock()
+		r.log.Error("refusing a route update from a leaf context", "stream", in.name, "msg", m.String())
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_REFUSED, Message: fmt.Sprintf("context %d refused %s from leaf context %d", r.id, handleText(m.Handle), m.Src)})
+		return
+	}
 	if m.Dst == r.id {
 		h := r.handlers[m.Handle]
 		r.mu.Unlock()
@@ -314,12 +333,20 @@ func (r *Router) HasParentAuth(m *wire.Message, _ *Stream) bool {
 	return m.Auth == r.id || slices.Contains(r.parentIDs, m.Auth)
 }
 
-// addStream registers a stream to a child whose context ID is id.
+// addChildStream registers a stream to a child whose context ID is
+// s.remoteID. Below the master, that ID must have been granted to this
+// context (see GRANT_IDS), or no router above would accept its route.
 func (r *Router) addChildStream(s *Stream) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
 		return fmt.Errorf("router of context %d is shutting down", r.id)
+	}
+	if r.reservedLocked(s.remoteID) {
+		return fmt.Errorf("context %d cannot start a child with ID %d: it is its own or an ancestor's", r.id, s.remoteID)
+	}
+	if !r.IsMaster() && !r.grantedLocked(nil, s.remoteID) {
+		return fmt.Errorf("context %d cannot start a child with ID %d: the master did not grant it that ID", r.id, s.remoteID)
 	}
 	if old, ok := r.routes[s.remoteID]; ok {
 		return fmt.Errorf("context %d is already connected via %s", s.remoteID, old.name)
@@ -341,8 +368,12 @@ func (r *Router) streamEnded(s *Stream) {
 	var lost []int32
 	if s.isParent {
 		r.parent = nil
+		if !r.closing && !r.stopAsked && r.exitErr == nil {
+			r.exitErr = fmt.Errorf("parent stream ended without SHUTDOWN: %s", why)
+		}
 	} else {
 		delete(r.children, s)
+		delete(r.grants, s)
 		for id, via := range r.routes {
 			if via == s {
 				lost = append(lost, id)
@@ -354,7 +385,7 @@ func (r *Router) streamEnded(s *Stream) {
 	r.mu.Unlock()
 	slices.Sort(lost)
 	for _, id := range lost {
-		r.contextGone(id, fmt.Sprintf("context %d disconnected: %s", id, why), true)
+		r.contextGone(id, fmt.Sprintf("context %d disconnected: %s", id, why), s, true)
 	}
 	if s.isParent && !closed {
 		r.log.Debug("parent stream ended; shutting down", "why", why)
@@ -363,12 +394,25 @@ func (r *Router) streamEnded(s *Stream) {
 }
 
 // contextGone records that id is dead, fails its waiters and, when announce
-// is set, tells the parent and the children with DEL_ROUTE.
-func (r *Router) contextGone(id int32, why string, announce bool) {
+// is set, tells the parent and the children with DEL_ROUTE, except on from,
+// the stream the news came from (nil: none).
+func (r *Router) contextGone(id int32, why string, from *Stream, announce bool) {
+	r.contextGoneIf(id, why, from, announce, nil)
+}
+
+// contextGoneIf is contextGone when refuse, called under the router's lock,
+// says nothing against it; it returns what refuse said.
+func (r *Router) contextGoneIf(id int32, why string, from *Stream, announce bool, refuse func() string) string {
 	r.mu.Lock()
+	if refuse != nil {
+		if no := refuse(); no != "" {
+			r.mu.Unlock()
+			return no
+		}
+	}
 	if _, already := r.gone[id]; already {
 		r.mu.Unlock()
-		return
+		return ""
 	}
 	if len(r.gone) >= maxGone {
 		for old := range r.gone { // forget one: the record is bounded
@@ -382,11 +426,13 @@ func (r *Router) contextGone(id int32, why string, announce bool) {
 	delete(r.watchers, id)
 	var targets []int32
 	if announce {
-		if r.parent != nil {
+		if r.parent != nil && r.parent != from {
 			targets = append(targets, r.parent.remoteID)
 		}
 		for c := range r.children {
-			targets = append(targets, c.remoteID)
+			if c != from {
+				targets = append(targets, c.remoteID)
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -397,7 +443,7 @@ func (r *Router) contextGone(id int32, why string, announce bool) {
 		r.log.Debug("context gone", "id", id, "why", why, "waiters", len(waiters))
 	}
 	if !announce {
-		return
+		return ""
 	}
 	for _, t := range targets {
 		if t == id {
@@ -405,6 +451,7 @@ func (r *Router) contextGone(id int32, why string, announce bool) {
 		}
 		r.Send(&wire.Message{Dst: t, Handle: mitogen.DEL_ROUTE, Data: marshal(&mitogen.RouteUpdate{TargetId: id, Reason: why})})
 	}
+	return ""
 }
 
 // Shutdown stops the router: every pending waiter fails with

@@ -23,6 +23,7 @@ type Stream struct {
 	remoteID int32
 	name     string
 	isParent bool
+	leaf     bool // a child admitted with Leaf: nothing is routed through it
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when queue room appears or the stream closes

@@ -453,7 +453,7 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, rel
 	st.mu.Unlock()
 	bootCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	_, _, err = st.Router.StartChild(bootCtx, conn, id, fmt.Sprintf("fakessh.%d(pid %d)", n, cred.Pid))
+	_, _, err = st.Router.StartChild(bootCtx, conn, id, fmt.Sprintf("fakessh.%d(pid %d)", n, cred.Pid), core.Leaf())
 	if err != nil {
 		st.mu.Lock()
 		delete(st.members, id)

@@ -83,6 +83,8 @@ def main():
     assert res.err is not None and "no such file" in res.err.message, res
     print("declared exception ok:", res.err.message)
 
+    # SHUTDOWN is the clean end; closing without it is a broken stream.
+    stream.send(Envelope(dst_id=5, src_id=0, auth_id=0, handle=constants.SHUTDOWN))
     proc.stdin.close()
     proc.wait(timeout=10)
     print("agent exited with", proc.returncode)

@@ -19,6 +19,7 @@ func WellKnownHandles() []int32 {
 		ALLOCATE_ID,
 		SHUTDOWN,
 		BOOTSTRAP,
+		GRANT_IDS,
 		IS_DEAD,
 	}
 }
@@ -40,6 +41,8 @@ func HandleName(h int32) string {
 		return "SHUTDOWN"
 	case BOOTSTRAP:
 		return "BOOTSTRAP"
+	case GRANT_IDS:
+		return "GRANT_IDS"
 	case IS_DEAD:
 		return "IS_DEAD"
 	}

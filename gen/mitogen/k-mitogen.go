@@ -794,6 +794,109 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *IDGrant) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.First ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Count ID:2 thrift.I32
+	off += 3
+	off += 4
+
+	// p.HolderId ID:3 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *IDGrant) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *IDGrant) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *IDGrant) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.First
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.First))
+
+	// p.Count
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Count))
+
+	// p.HolderId
+	b = append(b, 8, 0, 3)
+	b = x.AppendI32(b, int32(p.HolderId))
+
+	return append(b, 0)
+}
+
+func (p *IDGrant) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.First ID:1 thrift.I32
+			p.First, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Count ID:2 thrift.I32
+			p.Count, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x308: // p.HolderId ID:3 thrift.I32
+			p.HolderId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_IDGrant[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *LogAttr) BLength() int {
 	if p == nil {
 		return 1

@@ -36,36 +36,112 @@ const (
 	FORWARD_LOG = 102
 	/**
 	 * ADD_ROUTE: a RouteUpdate sent by a context to its parent when a new context
-	 * becomes reachable through it; the parent records "target via this stream"
-	 * and passes the update on to its own parent. Accepted only on a child
-	 * stream, and only for a target not already routed elsewhere.
+	 * (target_id) becomes reachable through it; the parent records "target via
+	 * this stream" and passes the update on to its own parent, unchanged, so
+	 * that every router up to the master learns the route.
+	 *
+	 * A receiver R accepts ADD_ROUTE arriving on stream S only when all hold:
+	 *  - S is a child stream and not a leaf (see LEAF STREAMS);
+	 *  - target_id is not R's own ID, not in R's parent_ids, not MASTER_ID, and
+	 *    not the ID of S's own context (that route exists since Boot);
+	 *  - target_id is not already routed (through S or any other stream);
+	 *  - target_id lies in a block of IDs granted to S (see GRANT_IDS): the
+	 *    master records the blocks it grants per child stream, and every router
+	 *    below learns its share from GRANT_IDS, so every hop can check.
+	 * Otherwise R refuses it (logged once with S's name; routes unchanged; not
+	 * passed on). A peer starting a child below the master therefore uses only
+	 * an ID the master granted to itself: from ALLOCATE_ID, or one the master
+	 * granted it with GRANT_IDS before asking it (Agent.connect) to start a child.
 	 */
 	ADD_ROUTE = 103
 	/**
-	 * DEL_ROUTE: a RouteUpdate announcing that a context is gone. Sent upward to
-	 * the parent and downward to every child. Each receiver removes the route and
-	 * tells every local receiver waiting on that context (Dead{DISCONNECTED}).
+	 * DEL_ROUTE: a RouteUpdate announcing that a context (target_id) is gone.
+	 * The router that sees it go (the stream to it ended) records it dead, tells
+	 * every local receiver waiting on it (Dead{DISCONNECTED}) and sends DEL_ROUTE
+	 * to its parent and to every child but the one the target was behind. Each
+	 * router that accepts it does the same, never sending it back on the stream
+	 * it came from, and forwards it at most once per target.
+	 *
+	 * A receiver R accepts DEL_ROUTE arriving on stream S only when all hold:
+	 *  - target_id is not R's own ID, not in R's parent_ids, not MASTER_ID;
+	 *  - when S is a child stream: target_id is currently routed through S and
+	 *    is not the ID of S's own context (a context's own end is signalled by
+	 *    its stream ending, never by itself); S is not a leaf;
+	 *  - when S is the parent stream: target_id is not routed through any of
+	 *    R's children (only the side a context is reached through may say it is
+	 *    gone).
+	 * Otherwise R refuses it: logged once with S's name, no route removed, no
+	 * waiter told, never passed on.
 	 */
 	DEL_ROUTE = 104
 	/**
 	 * ALLOCATE_ID: an AllocateIDRequest sent to the master by a context that
-	 * needs IDs for children it starts itself; the master replies to reply_to
-	 * with an AllocateIDReply holding a block of fresh IDs. Only the master
-	 * serves it; descendants of the master may ask.
+	 * needs IDs for children it starts itself. Only the master serves it, and
+	 * only from a context reached through a child stream that is not a leaf.
+	 * count 0 (or outside 1..65536) asks for the default block of 32.
+	 *
+	 * The master allocates the block and grants it to the child stream the
+	 * request arrived on (see GRANT_IDS), then, in this order, sends GRANT_IDS
+	 * {holder_id: src_id} down that stream and replies to (src_id, reply_to)
+	 * with an AllocateIDReply. Because frames on one stream keep their order,
+	 * every router between the master and the asker has recorded the grant
+	 * before the asker sees the reply. The master grants at most 4096 blocks and
+	 * 1048576 IDs in all to one child stream; a request beyond that is answered
+	 * with Dead{REFUSED}.
 	 */
 	ALLOCATE_ID = 105
 	/**
 	 * SHUTDOWN: an empty message asking the receiving context to stop: it kills
 	 * the processes it started, shuts its children down, answers every pending
 	 * waiter with Dead{SHUTDOWN} and exits. Accepted only from a parent.
+	 *
+	 * It is the only clean end of a context: a parent ends a child by sending
+	 * SHUTDOWN (then, after the child closed its end or a grace period, closing
+	 * the stream). A parent stream that ends before SHUTDOWN arrived (EOF, reset,
+	 * a read or write error, a malformed frame) has broken: the context shuts
+	 * down all the same, and an agent process reports it with one line on
+	 * stderr and a non-zero exit status (0 only after SHUTDOWN).
 	 */
 	SHUTDOWN = 106
 	/**
 	 * BOOTSTRAP: the first frame a parent sends on a new stream, a Boot struct
 	 * telling the new context who it is. The child answers with a Ready frame to
 	 * (src_id, reply_to). No other frame is valid before Boot.
+	 *
+	 * The child refuses (and exits without Ready, non-zero, with one line on
+	 * stderr saying why) a Boot frame that is not exactly consistent:
+	 *  - the envelope's dst_id must equal Boot.context_id, and its src_id and
+	 *    auth_id must both equal Boot.parent_id; reply_to must not be 0 or IS_DEAD;
+	 *  - context_id must not be MASTER_ID (the master is never booted);
+	 *  - parent_ids must be non-empty, start with parent_id, end with MASTER_ID,
+	 *    hold no ID twice, and not contain context_id (so context_id differs from
+	 *    parent_id);
+	 *  - max_frame_size must not be negative (0 means MAX_FRAME_SIZE).
 	 */
 	BOOTSTRAP = 107
+	/**
+	 * GRANT_IDS: an IDGrant telling a context that IDs first .. first+count-1
+	 * belong to the subtree of holder_id, which may start children with them.
+	 * The master sends it when it grants IDs to a subtree (after ALLOCATE_ID, or
+	 * before asking a context below it to start a child with an ID it allocated,
+	 * e.g. Agent.connect); it travels hop by hop: each router sends it to the
+	 * next.
+	 *
+	 * A receiver R accepts GRANT_IDS only on its parent stream, with src_id and
+	 * auth_id both the parent's ID, count in 1..65536, first > 0 and the block
+	 * not containing R's own ID, any of R's parent_ids or MASTER_ID. Then:
+	 *  - holder_id is R itself: R records the block as its own (IDs it may give
+	 *    to children it starts);
+	 *  - holder_id is routed through R's child stream C (not a leaf): R records
+	 *    the block as granted to C and sends the same IDGrant to C's context
+	 *    (src_id and auth_id R's own ID);
+	 *  - otherwise it refuses it (logged, nothing recorded).
+	 * A router keeps at most 4096 blocks and 1048576 IDs per child stream (and
+	 * for itself); it refuses grants beyond that. A child stream's grants are
+	 * forgotten when the stream ends. IDs are never reused, so a grant is never
+	 * revoked while its stream lives.
+	 */
+	GRANT_IDS = 108
 	/**
 	 * IS_DEAD: a reply_to value marking a dead message. A dead message travels
 	 * to a handle that was waiting for something that will never come: its
@@ -547,6 +623,48 @@ func (p *AllocateIDReply) String() string {
 var fieldIDToName_AllocateIDReply = map[int16]string{
 	1: "first",
 	2: "count",
+}
+
+/** Payload of GRANT_IDS. */
+type IDGrant struct {
+	/** First ID of the block (> 0). */
+	First int32 `thrift:"first,1" json:"first"`
+	/** Number of IDs in the block, 1..65536. */
+	Count int32 `thrift:"count,2" json:"count"`
+	/** The context the block is for: it, or children it starts, use the IDs. */
+	HolderId int32 `thrift:"holder_id,3" json:"holder_id"`
+}
+
+func NewIDGrant() *IDGrant {
+	return &IDGrant{}
+}
+
+func (p *IDGrant) InitDefault() {
+}
+
+func (p *IDGrant) GetFirst() (v int32) {
+	return p.First
+}
+
+func (p *IDGrant) GetCount() (v int32) {
+	return p.Count
+}
+
+func (p *IDGrant) GetHolderId() (v int32) {
+	return p.HolderId
+}
+
+func (p *IDGrant) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("IDGrant(%+v)", *p)
+}
+
+var fieldIDToName_IDGrant = map[int16]string{
+	1: "first",
+	2: "count",
+	3: "holder_id",
 }
 
 /** One key/value attribute of a log record. */
