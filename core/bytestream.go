@@ -27,7 +27,8 @@ import (
 type ByteReader struct {
 	r      *Router
 	rc     *Receiver // the data handle; messages go to deliver
-	writer int32     // the only context that may send to the data handle
+	notify chan struct{}
+	writer int32 // the only context that may send to the data handle
 	window int64
 	ctx    context.Context
 
@@ -49,8 +50,8 @@ type ByteReader struct {
 // writer disconnects. ctx bounds every Read.
 func (r *Router) NewByteReader(ctx context.Context, writer int32) *ByteReader {
 	w := r.cfg.StreamWindow
-	br := &ByteReader{r: r, writer: writer, window: w, ctx: ctx, granted: w}
-	br.rc = r.NewReceiver(WithPeer(writer), withSink(br.deliver))
+	br := &ByteReader{r: r, writer: writer, window: w, ctx: ctx, granted: w, notify: make(chan struct{}, 1)}
+	br.rc = r.NewReceiver(WithPeer(writer), withSink(br.deliver, br.notify))
 	return br
 }
 
@@ -76,7 +77,7 @@ func (br *ByteReader) deliver(m *wire.Message, _ *Stream) {
 			br.end = end
 		}
 		br.qmu.Unlock()
-		br.rc.wake()
+		wake(br.notify)
 		return
 	}
 	br.qmu.Lock()
@@ -97,7 +98,7 @@ func (br *ByteReader) deliver(m *wire.Message, _ *Stream) {
 			credit = br.credit
 		}
 		br.qmu.Unlock()
-		br.rc.wake()
+		wake(br.notify)
 		br.r.log.Warn("byte stream overrun; stream ended", "writer", br.writer, "handle", m.Handle, "err", why)
 		if credit != 0 {
 			br.r.SendDead(br.writer, credit, why)
@@ -114,7 +115,15 @@ func (br *ByteReader) deliver(m *wire.Message, _ *Stream) {
 	}
 	br.q = append(br.q, m.Data)
 	br.qmu.Unlock()
-	br.rc.wake()
+	wake(br.notify)
+}
+
+// wake signals a capacity-1 notification channel without blocking.
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 // refuse answers a message from a sender a byte-stream handle was not set
@@ -151,7 +160,7 @@ func (br *ByteReader) next() ([]byte, error) {
 		// About to wait: whatever was consumed goes back to the writer.
 		br.flushCredit()
 		select {
-		case <-br.rc.notify:
+		case <-br.notify:
 		case <-br.ctx.Done():
 			return nil, fmt.Errorf("byte stream from context %d: %w", br.writer, br.ctx.Err())
 		}
@@ -255,6 +264,7 @@ func (br *ByteReader) Close() error {
 type ByteWriter struct {
 	r      *Router
 	credit *Receiver // the credit handle; messages go to onCredit
+	notify chan struct{}
 	ctx    context.Context
 
 	mu     sync.Mutex // one Write, ReadFrom or Close at a time
@@ -271,8 +281,8 @@ type ByteWriter struct {
 // NewByteWriter creates a writer; Connect tells it where the reader is.
 // ctx bounds every Write.
 func (r *Router) NewByteWriter(ctx context.Context) *ByteWriter {
-	bw := &ByteWriter{r: r, ctx: ctx}
-	bw.credit = r.NewReceiver(withSink(bw.onCredit))
+	bw := &ByteWriter{r: r, ctx: ctx, notify: make(chan struct{}, 1)}
+	bw.credit = r.NewReceiver(withSink(bw.onCredit, bw.notify))
 	return bw
 }
 
@@ -347,7 +357,7 @@ func (bw *ByteWriter) onCredit(m *wire.Message, _ *Stream) {
 		bw.fail(fmt.Errorf("byte stream to context %d: %w", reader, why), true)
 		return
 	}
-	bw.credit.wake()
+	wake(bw.notify)
 }
 
 // fail records the stream's first error and wakes the writer. With tell,
@@ -363,7 +373,7 @@ func (bw *ByteWriter) fail(err error, tell bool) error {
 	bw.err = err
 	dst, handle := bw.dst, bw.handle
 	bw.cmu.Unlock()
-	bw.credit.wake()
+	wake(bw.notify)
 	if tell && handle != 0 {
 		why := &DeadError{Reason: mitogen.DeadReason_UNKNOWN}
 		if d := (*DeadError)(nil); errors.As(err, &d) {
@@ -395,7 +405,7 @@ func (bw *ByteWriter) waitCredit(need int64) (int64, error) {
 			return avail, nil
 		}
 		select {
-		case <-bw.credit.notify:
+		case <-bw.notify:
 		case <-bw.ctx.Done():
 		}
 	}

@@ -481,7 +481,7 @@ func TestByteStreamRefusesOtherSenders(t *testing.T) {
 // negative, undecodable) ends the stream with an error at both ends.
 func TestByteStreamBadCreditEndsStream(t *testing.T) {
 	for name, payload := range map[string][]byte{
-		"overflow": fastMarshal(&mitogen.Credit{Bytes: 1}),
+		"overflow": fastMarshal(&mitogen.Credit{Bytes: 64<<10 + 1}), // more than the whole window
 		"huge":     fastMarshal(&mitogen.Credit{Bytes: math.MaxInt64}),
 		"zero":     fastMarshal(&mitogen.Credit{Bytes: 0}),
 		"negative": fastMarshal(&mitogen.Credit{Bytes: -5}),
@@ -495,7 +495,7 @@ func TestByteStreamBadCreditEndsStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The reader's context (the only one the writer accepts credit
-			// from) sends credit it does not owe before anything was sent.
+			// from) sends credit it cannot owe.
 			c := bw.CreditEnd()
 			p.child.Send(&wire.Message{Dst: c.ContextId, Handle: c.Handle, Data: payload})
 			var werr error

@@ -56,10 +56,10 @@ func WithQueueLimit(messages, bytes int) ReceiverOption {
 // goroutine with no lock held, instead of queueing it: for a handle whose
 // owner keeps its own bounded state (the byte streams). fn must not block
 // on the owner; it applies its own sender policy (local senders included)
-// and wakes the owner with wake. The receiver still fails as usual
-// (disconnected peer, shutdown, Close): the owner polls failed.
-func withSink(fn func(m *wire.Message, in *Stream)) ReceiverOption {
-	return func(rc *Receiver) { rc.sink = fn }
+// and wakes the owner through notify (capacity 1), which the receiver also
+// signals when it fails (disconnected peer, shutdown, Close; see failed).
+func withSink(fn func(m *wire.Message, in *Stream), notify chan struct{}) ReceiverOption {
+	return func(rc *Receiver) { rc.sink, rc.notify = fn, notify }
 }
 
 // NewReceiver allocates a dynamic handle and returns its receiver.
