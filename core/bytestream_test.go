@@ -108,9 +108,11 @@ func TestByteStreamWriterSeesReaderGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
+	// Whichever the writer learns first: the context's disconnection, or
+	// the bounce of a chunk sent after its route was removed.
 	_, err := bw.ReadFrom(&countingReader{})
-	if !errors.Is(err, core.ErrDisconnected) {
-		t.Fatalf("got %v, want disconnected", err)
+	if !errors.Is(err, core.ErrDisconnected) && !errors.Is(err, core.ErrNoRoute) {
+		t.Fatalf("got %v, want disconnected or no route", err)
 	}
 }
 

@@ -343,10 +343,17 @@ func (s *slave) run() {
 	}
 	go pump(stdout, s.stdoutR)
 	go pump(stderr, s.stderrR)
+	stdinErr := make(chan error, 1)
 	go func() {
 		_, err := s.stdin.WriteTo(s.stdinW)
 		if err != nil {
 			log.Debug("stdin pump", "err", err)
+		}
+		if core.IsDead(err) && !errors.Is(err, core.ErrSenderClosed) {
+			// The stream failed (e.g. an overrun): the process must not
+			// take what it got for the whole of its input.
+			stdinErr <- err
+			s.kill()
 		}
 		s.stdinW.Close()
 	}()
@@ -389,6 +396,11 @@ func (s *slave) run() {
 	}
 	s.m.Fire(EvExited)
 	status, sig, note := exitStatus(waitErr)
+	select {
+	case err := <-stdinErr:
+		status, sig, note = 255, "", "fakessh: stdin stream failed: "+err.Error()
+	default:
+	}
 	exitWith(status, sig, note)
 }
 
