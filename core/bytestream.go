@@ -318,7 +318,8 @@ func (bw *ByteWriter) Connect(reader *mitogen.StreamEnd) error {
 // onCredit receives a message for the credit handle, on the goroutine of
 // the stream it arrived on: Credit adds to the counter, a dead message
 // fails the stream. Only the reader may send here, and this router for the
-// dead messages bouncing the writer's own chunks.
+// dead messages bouncing the writer's own chunks; other credit is refused,
+// other dead messages ignored.
 func (bw *ByteWriter) onCredit(m *wire.Message, _ *Stream) {
 	bw.cmu.Lock()
 	reader, handle, window := bw.dst, bw.handle, bw.window
@@ -326,6 +327,13 @@ func (bw *ByteWriter) onCredit(m *wire.Message, _ *Stream) {
 	fromReader := handle != 0 && m.Src == reader && m.Auth == reader
 	ownBounce := handle != 0 && m.IsDead() && m.Src == bw.r.id && m.Auth == bw.r.id
 	if !fromReader && !ownBounce {
+		if m.IsDead() {
+			// E.g. a hop's bounce of a chunk once the reader's context is
+			// gone, which the writer learns anyway by watching it. Only the
+			// reader may end the stream from this side.
+			bw.r.log.Debug("byte stream ignored a dead message not from its reader", "msg", m.String())
+			return
+		}
 		why := "the byte stream is not connected"
 		if handle != 0 {
 			why = fmt.Sprintf("only context %d sends credit to this byte stream", reader)

@@ -258,8 +258,9 @@ struct LogRecord {
  * auth_id are the writer's context; a credit handle only when they are the
  * reader's context, or its own context's dead messages (bounces of its own
  * data). This holds for senders inside the handle's own context too. Anything
- * else is refused with Dead{REFUSED} (when it has a reply_to) and logged, and
- * leaves the stream unchanged.
+ * else is refused with Dead{REFUSED} (when it has a reply_to) and logged, or
+ * ignored when it is itself a dead message, and leaves the stream unchanged:
+ * a writer whose reader's context disconnects learns it from DEL_ROUTE.
  */
 typedef binary Chunk
 
