@@ -113,7 +113,13 @@ func (br *ByteReader) deliver(m *wire.Message, _ *Stream) {
 		clear(br.q[n:])
 		br.q, br.head = br.q[:n], 0
 	}
-	br.q = append(br.q, m.Data)
+	data := m.Data
+	if cap(m.Frame) >= 2*len(data)+256 {
+		// A small chunk in a large frame buffer: keep a copy, so that
+		// the memory a window of tiny chunks pins stays near the window.
+		data = append([]byte(nil), data...)
+	}
+	br.q = append(br.q, data)
 	br.qmu.Unlock()
 	wake(br.notify)
 }
