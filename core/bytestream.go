@@ -12,35 +12,46 @@ import (
 )
 
 // A byte stream (idl: BYTE STREAMS) carries bytes from a ByteWriter in one
-// context to a ByteReader in another, with credit-based flow control: the
-// writer never has more than the reader's window in flight, so each hop
-// buffers at most one window per stream however slow the reader is.
+// context to a ByteReader in another, with credit-based flow control: each
+// chunk of n bytes costs n+ChunkOverhead credit, the writer never sends a
+// chunk costing more than the credit it holds, and the reader accepts no
+// more than it granted. So each hop buffers at most one window per stream
+// however slow the reader is, and nothing is ever dropped: a stream either
+// delivers every byte or ends with an error that both ends see.
+//
+// Neither end's handle has a queue that can fill up: the reader's queue is
+// bounded by the window it granted (a chunk beyond it is an overrun, which
+// ends the stream), and the writer's credit handle adds to a counter.
 
 // ByteReader is the receiving end of a byte stream.
 type ByteReader struct {
 	r      *Router
-	rc     *Receiver
+	rc     *Receiver // the data handle; messages go to deliver
+	notify chan struct{}
+	writer int32 // the only context that may send to the data handle
 	window int64
 	ctx    context.Context
 
-	mu       sync.Mutex
-	cur      []byte
-	unacked  int64 // credit consumed but not yet returned
-	writer   int32 // context of the writer (learned from the first chunk)
-	credit   int32 // writer's credit handle
-	received int64 // credit used by the writer, as seen here
-	granted  int64 // credit granted in total
-	eof      bool
-	err      error
+	mu      sync.Mutex // one consumer at a time
+	cur     []byte
+	unacked int64 // credit consumed but not yet returned
+
+	qmu      sync.Mutex // shared with deliver
+	q        [][]byte   // chunks received, not yet consumed
+	head     int
+	credit   int32 // the writer's credit handle (reply_to of its chunks)
+	received int64 // credit the writer used: chunk costs received
+	granted  int64 // credit granted: the window plus every Credit sent
+	end      error // io.EOF or why the stream failed, after the queue
 }
 
-// NewByteReader creates a reader that receives from writer (a context ID,
-// watched for disconnection). ctx bounds every Read.
+// NewByteReader creates a reader that receives from writer (a context ID):
+// messages from any other context are refused, and the reader fails when
+// writer disconnects. ctx bounds every Read.
 func (r *Router) NewByteReader(ctx context.Context, writer int32) *ByteReader {
 	w := r.cfg.StreamWindow
-	br := &ByteReader{r: r, window: w, ctx: ctx, granted: w}
-	// Bounds: a window of bytes; chunks cost at least ChunkOverhead each.
-	br.rc = r.NewReceiver(WithPeer(writer), WithQueueLimit(int(w/ChunkOverhead)+16, int(w)+16))
+	br := &ByteReader{r: r, writer: writer, window: w, ctx: ctx, granted: w, notify: make(chan struct{}, 1)}
+	br.rc = r.NewReceiver(WithPeer(writer), withSink(br.deliver, br.notify))
 	return br
 }
 
@@ -49,46 +60,117 @@ func (br *ByteReader) End() *mitogen.StreamEnd {
 	return &mitogen.StreamEnd{ContextId: br.r.id, Handle: br.rc.handle, Window: br.window}
 }
 
+// deliver receives a message for the data handle, on the goroutine of the
+// stream it arrived on. It never blocks on the consumer.
+func (br *ByteReader) deliver(m *wire.Message, _ *Stream) {
+	if m.Src != br.writer || m.Auth != br.writer {
+		refuse(br.r, m, fmt.Sprintf("only context %d writes to this byte stream", br.writer))
+		return
+	}
+	if m.IsDead() {
+		var end error = io.EOF
+		if d := deadFromMessage(m); d.Reason != mitogen.DeadReason_SENDER_CLOSED {
+			end = fmt.Errorf("byte stream from context %d: %w", br.writer, d)
+		}
+		br.qmu.Lock()
+		if br.end == nil {
+			br.end = end
+		}
+		br.qmu.Unlock()
+		wake(br.notify)
+		return
+	}
+	br.qmu.Lock()
+	if br.end != nil {
+		br.qmu.Unlock()
+		br.r.bounce(m, &DeadError{Reason: mitogen.DeadReason_SENDER_CLOSED,
+			Message: fmt.Sprintf("byte stream reader at handle %d of context %d has ended", m.Handle, br.r.id)})
+		return
+	}
+	br.received += int64(len(m.Data)) + ChunkOverhead
+	if br.received > br.granted {
+		why := &DeadError{Reason: mitogen.DeadReason_OVERFLOW, Context: br.writer,
+			Message: fmt.Sprintf("byte stream overrun: context %d used %d bytes of credit at handle %d of context %d, which granted %d",
+				br.writer, br.received, m.Handle, br.r.id, br.granted)}
+		br.end = fmt.Errorf("byte stream from context %d: %w", br.writer, why)
+		credit := m.ReplyTo
+		if credit == 0 {
+			credit = br.credit
+		}
+		br.qmu.Unlock()
+		wake(br.notify)
+		br.r.log.Warn("byte stream overrun; stream ended", "writer", br.writer, "handle", m.Handle, "err", why)
+		if credit != 0 {
+			br.r.SendDead(br.writer, credit, why)
+		}
+		return
+	}
+	if m.ReplyTo != 0 {
+		br.credit = m.ReplyTo
+	}
+	if br.head > 0 && br.head >= len(br.q)/2 {
+		n := copy(br.q, br.q[br.head:])
+		clear(br.q[n:])
+		br.q, br.head = br.q[:n], 0
+	}
+	data := m.Data
+	if cap(m.Frame) >= 2*len(data)+256 {
+		// A small chunk in a large frame buffer: keep a copy, so that
+		// the memory a window of tiny chunks pins stays near the window.
+		data = append([]byte(nil), data...)
+	}
+	br.q = append(br.q, data)
+	br.qmu.Unlock()
+	wake(br.notify)
+}
+
+// wake signals a capacity-1 notification channel without blocking.
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// refuse answers a message from a sender a byte-stream handle was not set
+// up for with Dead{REFUSED}, and logs it.
+func refuse(r *Router, m *wire.Message, why string) {
+	r.log.Warn("byte stream handle refused a message", "msg", m.String(), "why", why)
+	r.bounce(m, &DeadError{Reason: mitogen.DeadReason_REFUSED,
+		Message: fmt.Sprintf("context %d refused %s from context %d: %s", r.id, handleText(m.Handle), m.Src, why)})
+}
+
 // next returns the next chunk, io.EOF at the end, or an error.
 func (br *ByteReader) next() ([]byte, error) {
-	if br.eof {
-		return nil, io.EOF
-	}
-	if br.err != nil {
-		return nil, br.err
-	}
-	m, ok := br.rc.TryGet()
-	if !ok {
-		br.flushCredit()
-		var err error
-		m, err = br.rc.Get(br.ctx)
-		if err != nil {
-			if errors.Is(err, ErrSenderClosed) {
-				br.eof = true
-				return nil, io.EOF
+	for {
+		br.qmu.Lock()
+		if br.head < len(br.q) {
+			data := br.q[br.head]
+			br.q[br.head] = nil
+			br.head++
+			br.qmu.Unlock()
+			br.unacked += ChunkOverhead
+			if len(data) == 0 {
+				continue // never sent by a conforming writer; costs only its overhead
 			}
-			br.err = fmt.Errorf("byte stream from context %d: %w", br.writer, err)
-			return nil, br.err
+			return data, nil
 		}
-	} else if m.IsDead() {
-		d := deadFromMessage(&m)
-		if d.Reason == mitogen.DeadReason_SENDER_CLOSED {
-			br.eof = true
-			return nil, io.EOF
+		end := br.end
+		br.qmu.Unlock()
+		if end != nil {
+			return nil, end
 		}
-		br.err = fmt.Errorf("byte stream from context %d: %w", br.writer, d)
-		return nil, br.err
+		if err := br.rc.failed(); err != nil {
+			return nil, fmt.Errorf("byte stream from context %d: %w", br.writer, err)
+		}
+		// About to wait: whatever was consumed goes back to the writer.
+		br.flushCredit()
+		select {
+		case <-br.notify:
+		case <-br.ctx.Done():
+			return nil, fmt.Errorf("byte stream from context %d: %w", br.writer, br.ctx.Err())
+		}
 	}
-	br.writer, br.credit = m.Src, m.ReplyTo
-	cost := int64(len(m.Data)) + ChunkOverhead
-	br.received += cost
-	if br.received > br.granted {
-		br.err = fmt.Errorf("byte stream from context %d: writer exceeded its credit (%d > %d)", br.writer, br.received, br.granted)
-		br.rc.Close()
-		return nil, br.err
-	}
-	br.unacked += ChunkOverhead
-	return m.Data, nil
 }
 
 // consumed returns n bytes of credit, sending it when a quarter window has
@@ -101,12 +183,20 @@ func (br *ByteReader) consumed(n int) {
 }
 
 func (br *ByteReader) flushCredit() {
-	if br.unacked == 0 || br.credit == 0 {
+	if br.unacked == 0 {
 		return
 	}
-	br.granted += br.unacked
-	br.r.Send(&wire.Message{Dst: br.writer, Handle: br.credit, Data: marshal(&mitogen.Credit{Bytes: br.unacked})})
+	br.qmu.Lock()
+	credit := br.credit
+	if credit == 0 || br.end != nil {
+		br.qmu.Unlock()
+		return // nobody to send it to, or no more bytes will come
+	}
+	n := br.unacked
+	br.granted += n // before sending: the writer may use it at once
+	br.qmu.Unlock()
 	br.unacked = 0
+	br.r.Send(&wire.Message{Dst: br.writer, Handle: credit, Data: marshal(&mitogen.Credit{Bytes: n})})
 }
 
 // Read implements io.Reader.
@@ -127,6 +217,8 @@ func (br *ByteReader) Read(p []byte) (int, error) {
 }
 
 // WriteTo implements io.WriterTo: chunks go to w without an extra copy.
+// A stream that fails (rather than ending) returns its error, wrapping a
+// *DeadError (see IsDead).
 func (br *ByteReader) WriteTo(w io.Writer) (int64, error) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
@@ -152,31 +244,52 @@ func (br *ByteReader) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// Close stops receiving: chunks still arriving bounce, and the writer's
-// next Write fails.
+// Close stops receiving: chunks still arriving bounce, and a writer that
+// has sent anything is told at once (Dead{SENDER_CLOSED} on its credit
+// handle), so that its next Write fails instead of waiting for credit.
+// Reads after Close fail.
 func (br *ByteReader) Close() error {
+	br.qmu.Lock()
+	ended := br.end != nil
+	if !ended {
+		br.end = fmt.Errorf("byte stream from context %d: %w", br.writer,
+			&DeadError{Reason: mitogen.DeadReason_SENDER_CLOSED, Message: "reader closed"})
+	}
+	credit := br.credit
+	br.q, br.head = nil, 0
+	br.qmu.Unlock()
 	br.rc.Close()
+	if !ended && credit != 0 {
+		br.r.SendDead(br.writer, credit, &DeadError{Reason: mitogen.DeadReason_SENDER_CLOSED,
+			Message: fmt.Sprintf("the byte stream's reader at context %d closed", br.r.id), Context: br.r.id})
+	}
 	return nil
 }
 
 // ByteWriter is the sending end of a byte stream.
 type ByteWriter struct {
 	r      *Router
-	credit *Receiver
+	credit *Receiver // the credit handle; messages go to onCredit
+	notify chan struct{}
 	ctx    context.Context
 
-	mu     sync.Mutex
-	dst    int32
-	handle int32
-	avail  int64
+	mu     sync.Mutex // one Write, ReadFrom or Close at a time
 	closed bool
-	err    error
+
+	cmu    sync.Mutex // shared with onCredit
+	dst    int32      // the reader's context and data handle
+	handle int32
+	window int64
+	avail  int64 // credit held: window + credit received - chunk costs sent
+	err    error // why the stream failed; set once
 }
 
 // NewByteWriter creates a writer; Connect tells it where the reader is.
 // ctx bounds every Write.
 func (r *Router) NewByteWriter(ctx context.Context) *ByteWriter {
-	return &ByteWriter{r: r, ctx: ctx, credit: r.NewReceiver(WithQueueLimit(4096, 1<<20))}
+	bw := &ByteWriter{r: r, ctx: ctx, notify: make(chan struct{}, 1)}
+	bw.credit = r.NewReceiver(withSink(bw.onCredit, bw.notify))
+	return bw
 }
 
 // CreditEnd describes the writer's credit handle for the reader.
@@ -185,66 +298,165 @@ func (bw *ByteWriter) CreditEnd() *mitogen.StreamEnd {
 }
 
 // Connect sets the reader's end; the reader's window is the first credit.
+// A window below MinStreamWindow, or a data handle that is not a dynamic
+// one, is refused.
 func (bw *ByteWriter) Connect(reader *mitogen.StreamEnd) error {
-	if reader == nil || reader.Handle == 0 || reader.Window <= 0 {
+	switch {
+	case reader == nil || reader.Handle < mitogen.FIRST_DYNAMIC_HANDLE:
 		return fmt.Errorf("byte stream: invalid reader end %v", reader)
+	case reader.Window < MinStreamWindow:
+		return fmt.Errorf("byte stream: the reader at context %d offers a window of %d bytes, below the minimum of %d (CHUNK_OVERHEAD+1)",
+			reader.ContextId, reader.Window, MinStreamWindow)
 	}
 	bw.mu.Lock()
 	defer bw.mu.Unlock()
-	bw.dst, bw.handle, bw.avail = reader.ContextId, reader.Handle, reader.Window
+	bw.cmu.Lock()
+	if bw.handle != 0 {
+		bw.cmu.Unlock()
+		return errors.New("byte stream: already connected")
+	}
+	bw.dst, bw.handle, bw.window, bw.avail = reader.ContextId, reader.Handle, reader.Window, reader.Window
+	bw.cmu.Unlock()
 	bw.r.watch(reader.ContextId, bw.credit)
 	return nil
 }
 
-// waitCredit waits until at least cost credit is available.
-func (bw *ByteWriter) waitCredit(cost int64) error {
-	for bw.avail < cost {
-		m, err := bw.credit.Get(bw.ctx)
-		if err != nil {
-			return fmt.Errorf("byte stream to context %d: %w", bw.dst, err)
+// onCredit receives a message for the credit handle, on the goroutine of
+// the stream it arrived on: Credit adds to the counter, a dead message
+// fails the stream. Only the reader may send here, and this router for the
+// dead messages bouncing the writer's own chunks; other credit is refused,
+// other dead messages ignored.
+func (bw *ByteWriter) onCredit(m *wire.Message, _ *Stream) {
+	bw.cmu.Lock()
+	reader, handle, window := bw.dst, bw.handle, bw.window
+	bw.cmu.Unlock()
+	fromReader := handle != 0 && m.Src == reader && m.Auth == reader
+	ownBounce := handle != 0 && m.IsDead() && m.Src == bw.r.id && m.Auth == bw.r.id
+	if !fromReader && !ownBounce {
+		if m.IsDead() {
+			// E.g. a hop's bounce of a chunk once the reader's context is
+			// gone, which the writer learns anyway by watching it. Only the
+			// reader may end the stream from this side.
+			bw.r.log.Debug("byte stream ignored a dead message not from its reader", "msg", m.String())
+			return
 		}
-		var c mitogen.Credit
-		if _, err := c.FastRead(m.Data); err != nil || c.Bytes <= 0 {
-			return fmt.Errorf("byte stream to context %d: malformed credit", bw.dst)
+		why := "the byte stream is not connected"
+		if handle != 0 {
+			why = fmt.Sprintf("only context %d sends credit to this byte stream", reader)
 		}
+		refuse(bw.r, m, why)
+		return
+	}
+	if m.IsDead() {
+		bw.fail(fmt.Errorf("byte stream to context %d: %w", reader, deadFromMessage(m)), false)
+		return
+	}
+	var c mitogen.Credit
+	_, err := c.FastRead(m.Data)
+	var why *DeadError
+	bw.cmu.Lock()
+	switch {
+	case err != nil || c.Bytes <= 0:
+		why = &DeadError{Reason: mitogen.DeadReason_MALFORMED,
+			Message: fmt.Sprintf("malformed credit from context %d (%d bytes, %v)", reader, c.Bytes, err)}
+	case c.Bytes > window-bw.avail:
+		why = &DeadError{Reason: mitogen.DeadReason_OVERFLOW,
+			Message: fmt.Sprintf("credit overflow: context %d returned %d bytes of credit; only %d were in flight", reader, c.Bytes, window-bw.avail)}
+	default:
 		bw.avail += c.Bytes
 	}
-	return nil
+	bw.cmu.Unlock()
+	if why != nil {
+		why.Context = reader
+		bw.fail(fmt.Errorf("byte stream to context %d: %w", reader, why), true)
+		return
+	}
+	wake(bw.notify)
 }
 
-// sendChunk sends data (which the caller must not reuse) as one chunk.
-func (bw *ByteWriter) sendChunk(m *wire.Message) error {
-	cost := int64(len(m.Data)) + ChunkOverhead
-	if err := bw.waitCredit(cost); err != nil {
-		bw.err = err
+// fail records the stream's first error and wakes the writer. With tell,
+// the reader is told too (a dead message to its data handle), because it
+// did not cause the error and would otherwise wait for bytes forever.
+func (bw *ByteWriter) fail(err error, tell bool) error {
+	bw.cmu.Lock()
+	if bw.err != nil {
+		err = bw.err
+		bw.cmu.Unlock()
 		return err
 	}
-	bw.avail -= cost
-	bw.r.Send(m)
-	return nil
+	bw.err = err
+	dst, handle := bw.dst, bw.handle
+	bw.cmu.Unlock()
+	wake(bw.notify)
+	if tell && handle != 0 {
+		why := &DeadError{Reason: mitogen.DeadReason_UNKNOWN}
+		if d := (*DeadError)(nil); errors.As(err, &d) {
+			why.Reason = d.Reason
+		}
+		why.Message = fmt.Sprintf("byte stream writer at context %d failed: %v", bw.r.id, err)
+		why.Context = bw.r.id
+		bw.r.SendDead(dst, handle, why)
+	}
+	return err
+}
+
+// waitCredit waits until at least need credit is held, and returns it.
+func (bw *ByteWriter) waitCredit(need int64) (int64, error) {
+	for {
+		bw.cmu.Lock()
+		avail, err := bw.avail, bw.err
+		bw.cmu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		if err := bw.credit.failed(); err != nil {
+			return 0, bw.fail(fmt.Errorf("byte stream to context %d: %w", bw.dst, err), false)
+		}
+		if err := bw.ctx.Err(); err != nil {
+			return 0, bw.fail(fmt.Errorf("byte stream to context %d: %w", bw.dst, err), true)
+		}
+		if avail >= need {
+			return avail, nil
+		}
+		select {
+		case <-bw.notify:
+		case <-bw.ctx.Done():
+		}
+	}
+}
+
+// spend takes a chunk's cost from the credit held.
+func (bw *ByteWriter) spend(n int) {
+	bw.cmu.Lock()
+	bw.avail -= int64(n) + ChunkOverhead
+	bw.cmu.Unlock()
+}
+
+// threshold is the credit worth waiting for before reading a source: a
+// full chunk, or half the window when that is smaller, and always enough
+// for one byte.
+func (bw *ByteWriter) threshold() int64 {
+	return max(min(int64(bw.r.cfg.MaxChunk)+ChunkOverhead, bw.window/2), MinStreamWindow)
+}
+
+// chunkFor is the payload size of the next chunk given avail credit.
+func (bw *ByteWriter) chunkFor(avail int64) int {
+	return int(min(int64(bw.r.cfg.MaxChunk), avail-ChunkOverhead))
 }
 
 func (bw *ByteWriter) check() error {
 	if bw.closed {
 		return errors.New("byte stream: write after close")
 	}
+	bw.cmu.Lock()
+	defer bw.cmu.Unlock()
 	if bw.err != nil {
 		return bw.err
 	}
 	if bw.handle == 0 {
 		return errors.New("byte stream: write before Connect")
 	}
-	// A bounced chunk shows up on the credit handle as a dead message.
 	return nil
-}
-
-// maxChunk bounds one chunk by the configuration and by the window.
-func (bw *ByteWriter) maxChunk() int {
-	n := bw.r.cfg.MaxChunk
-	if w := int(bw.r.cfg.StreamWindow/2) - ChunkOverhead; w > 0 && w < n {
-		n = w
-	}
-	return n
 }
 
 // Write implements io.Writer. It copies p into chunks and returns when
@@ -257,12 +469,15 @@ func (bw *ByteWriter) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 {
-		n := min(len(p), bw.maxChunk())
-		data := make([]byte, n)
-		copy(data, p[:n])
-		if err := bw.sendChunk(&wire.Message{Dst: bw.dst, Handle: bw.handle, ReplyTo: bw.credit.handle, Data: data}); err != nil {
+		avail, err := bw.waitCredit(min(int64(len(p))+ChunkOverhead, bw.threshold()))
+		if err != nil {
 			return written, err
 		}
+		n := min(len(p), bw.chunkFor(avail))
+		data := make([]byte, n)
+		copy(data, p[:n])
+		bw.spend(n)
+		bw.r.Send(&wire.Message{Dst: bw.dst, Handle: bw.handle, ReplyTo: bw.credit.handle, Data: data})
 		written += n
 		p = p[n:]
 	}
@@ -270,7 +485,8 @@ func (bw *ByteWriter) Write(p []byte) (int, error) {
 }
 
 // ReadFrom implements io.ReaderFrom: it reads straight into the buffer of
-// the frame that will carry the bytes, so they are never copied again.
+// the frame that will carry the bytes, so they are never copied again. An
+// error reading src fails the stream (the reader sees it too).
 func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 	bw.mu.Lock()
 	defer bw.mu.Unlock()
@@ -278,20 +494,20 @@ func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 		return 0, err
 	}
 	var total int64
-	size := bw.maxChunk()
 	head, tail := wire.DataOffset, len(wire.Trailer)
 	// Frames are carved from a slab, so that a short read (a pipe gives
 	// 64 KiB at a time) costs only the bytes it used.
 	var slab []byte
 	for {
-		// Wait for credit for a full chunk before reading, so that a slow
-		// reader stops us reading the source at all.
-		if err := bw.waitCredit(int64(size) + ChunkOverhead); err != nil {
-			bw.err = err
+		// Wait for credit before reading, so that a slow reader stops us
+		// reading the source at all; then read no more than it covers.
+		avail, err := bw.waitCredit(bw.threshold())
+		if err != nil {
 			return total, err
 		}
+		size := bw.chunkFor(avail)
 		if len(slab) < head+size+tail {
-			slab = make([]byte, max(4*(head+size+tail), 4<<20))
+			slab = make([]byte, max(4*(head+bw.r.cfg.MaxChunk+tail), 4<<20))
 		}
 		n, err := src.Read(slab[head : head+size])
 		if n > 0 {
@@ -302,7 +518,7 @@ func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 			wire.AppendHeader(buf[:0], m)
 			copy(buf[head+n:], wire.Trailer)
 			m.Frame = buf
-			bw.avail -= int64(n) + ChunkOverhead
+			bw.spend(n)
 			bw.r.route(m, nil)
 			total += int64(n)
 		}
@@ -310,12 +526,14 @@ func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 			return total, nil
 		}
 		if err != nil {
-			return total, err
+			return total, bw.fail(fmt.Errorf("byte stream to context %d: reading its source: %w", bw.dst, err), true)
 		}
 	}
 }
 
 // Close ends the stream: the reader sees EOF after the bytes already sent.
+// If the stream had failed, the reader already knows, and Close returns
+// the error.
 func (bw *ByteWriter) Close() error {
 	bw.mu.Lock()
 	defer bw.mu.Unlock()
@@ -323,9 +541,12 @@ func (bw *ByteWriter) Close() error {
 		return nil
 	}
 	bw.closed = true
-	if bw.handle != 0 {
-		bw.r.SendDead(bw.dst, bw.handle, &DeadError{Reason: mitogen.DeadReason_SENDER_CLOSED, Message: "end of stream"})
+	bw.cmu.Lock()
+	dst, handle, err := bw.dst, bw.handle, bw.err
+	bw.cmu.Unlock()
+	if handle != 0 && err == nil {
+		bw.r.SendDead(dst, handle, &DeadError{Reason: mitogen.DeadReason_SENDER_CLOSED, Message: "end of stream"})
 	}
 	bw.credit.Close()
-	return nil
+	return err
 }

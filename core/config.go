@@ -25,7 +25,8 @@ type Config struct {
 	StreamQueueBytes int
 	// ReceiverQueueLen and ReceiverQueueBytes bound a Receiver's queue. A
 	// message arriving at a full receiver is dropped and its sender told
-	// with Dead{OVERFLOW}.
+	// with Dead{OVERFLOW}. Byte streams do not use these queues: their
+	// bound is the window, and they never drop.
 	ReceiverQueueLen   int
 	ReceiverQueueBytes int
 	// MaxConcurrentCalls bounds CALL_FUNCTION requests served at once; more
@@ -33,6 +34,7 @@ type Config struct {
 	MaxConcurrentCalls int
 	// StreamWindow is the credit a ByteReader grants: the most bytes (plus
 	// ChunkOverhead per chunk) of one byte stream in flight at a time.
+	// Values below MinStreamWindow are raised to it.
 	StreamWindow int64
 	// MaxChunk is the largest payload a ByteWriter puts in one message.
 	MaxChunk int
@@ -41,9 +43,13 @@ type Config struct {
 }
 
 // ChunkOverhead is charged against a byte stream's credit for each chunk on
-// top of its length, so that many tiny chunks cannot exceed a receiver's
-// message-count bound.
-const ChunkOverhead = 64
+// top of its length (idl: CHUNK_OVERHEAD), so that a window bounds the
+// number of chunks in flight as well as their bytes.
+const ChunkOverhead = mitogen.CHUNK_OVERHEAD
+
+// MinStreamWindow is the smallest window a byte stream may have (idl:
+// MIN_STREAM_WINDOW): one chunk of one byte.
+const MinStreamWindow = mitogen.MIN_STREAM_WINDOW
 
 // DefaultConfig returns the defaults: 128 MiB frames, 16 MiB per stream
 // queue, 4096 messages or 32 MiB per receiver, 256 concurrent calls, a
@@ -80,6 +86,7 @@ func (c Config) withDefaults() Config {
 	if c.StreamWindow <= 0 {
 		c.StreamWindow = d.StreamWindow
 	}
+	c.StreamWindow = max(c.StreamWindow, MinStreamWindow)
 	if c.MaxChunk <= 0 {
 		c.MaxChunk = d.MaxChunk
 	}

@@ -25,6 +25,7 @@ type Receiver struct {
 	policy   Policy
 	maxLen   int
 	maxBytes int
+	sink     func(m *wire.Message, in *Stream) // when set, takes messages instead of the queue
 
 	mu     sync.Mutex
 	q      []wire.Message
@@ -49,6 +50,16 @@ func WithPolicy(p Policy) ReceiverOption { return func(rc *Receiver) { rc.policy
 // WithQueueLimit overrides the router's receiver queue bounds.
 func WithQueueLimit(messages, bytes int) ReceiverOption {
 	return func(rc *Receiver) { rc.maxLen, rc.maxBytes = messages, bytes }
+}
+
+// withSink hands every message for the receiver to fn, on the delivering
+// goroutine with no lock held, instead of queueing it: for a handle whose
+// owner keeps its own bounded state (the byte streams). fn must not block
+// on the owner; it applies its own sender policy (local senders included)
+// and wakes the owner through notify (capacity 1), which the receiver also
+// signals when it fails (disconnected peer, shutdown, Close; see failed).
+func withSink(fn func(m *wire.Message, in *Stream), notify chan struct{}) ReceiverOption {
+	return func(rc *Receiver) { rc.sink, rc.notify = fn, notify }
 }
 
 // NewReceiver allocates a dynamic handle and returns its receiver.
@@ -85,6 +96,10 @@ func (rc *Receiver) Router() *Router { return rc.r }
 
 // put queues m; called by the router with no router lock held.
 func (rc *Receiver) put(m *wire.Message, in *Stream) {
+	if rc.sink != nil {
+		rc.sink(m, in)
+		return
+	}
 	rc.mu.Lock()
 	if rc.err != nil {
 		rc.mu.Unlock()
@@ -130,6 +145,13 @@ func (rc *Receiver) fail(err error) {
 	}
 	rc.mu.Unlock()
 	rc.wake()
+}
+
+// failed returns why the receiver ended, or nil.
+func (rc *Receiver) failed() error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.err
 }
 
 // TryGet returns the next queued message without waiting.

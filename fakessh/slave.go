@@ -472,10 +472,18 @@ func (s *slave) run() {
 	}
 	go pump(stdout, s.stdoutR)
 	go pump(stderr, s.stderrR)
+	stdinErr := make(chan error, 1)
 	go func() {
 		_, err := s.stdin.WriteTo(s.stdinW)
 		if err != nil {
 			log.Debug("stdin pump", "err", err)
+		}
+		if core.IsDead(err) && !errors.Is(err, core.ErrSenderClosed) {
+			// The stream failed (e.g. an overrun): the process must not
+			// take what it got for the whole of its input, so it is killed
+			// before its stdin is closed.
+			stdinErr <- err
+			s.signalGroup(syscall.SIGKILL)
 		}
 		s.closeStdin()
 	}()
@@ -519,6 +527,11 @@ func (s *slave) run() {
 	}
 	s.m.Fire(EvExited)
 	status, sig, note := exitStatus(s.waitErr)
+	select {
+	case err := <-stdinErr:
+		status, sig, note = 255, "", "fakessh: stdin stream failed: "+err.Error()
+	default:
+	}
 	exitWith(status, sig, note)
 }
 

@@ -152,6 +152,10 @@ const (
 	FIRST_DYNAMIC_HANDLE = 1000
 	/** Default maximum frame size in bytes (length prefix excluded). */
 	MAX_FRAME_SIZE = 134217728
+	/** Credit charged for each data message on top of its payload length. */
+	CHUNK_OVERHEAD = 64
+	/** The smallest window a byte-stream reader may grant (CHUNK_OVERHEAD + 1). */
+	MIN_STREAM_WINDOW = 65
 )
 
 /** Why a message is dead. */
@@ -308,12 +312,46 @@ func (p *ControlKind) Value() (driver.Value, error) {
 /**
  * BYTE STREAMS. A byte stream (process stdin/stdout/stderr, file data)
  * flows from a writer to a reader's data handle as messages whose payload is
- * the raw bytes (no Thrift encoding; never empty). The end of the stream is a
- * dead message to the data handle with Dead{SENDER_CLOSED}. Flow control is
- * by credit: the writer may have at most `window` unacknowledged bytes in
- * flight; the reader sends Credit messages to the writer's credit handle as
- * the bytes are consumed. A reader receiving more than it granted ends the
- * stream with an error. So every hop buffers at most one window per stream.
+ * the raw bytes (no Thrift encoding; never empty), each with reply_to set to
+ * the writer's credit handle. Both ends are set up knowing each other: the
+ * reader names the writer's context when it creates its data handle, and the
+ * writer learns the reader's StreamEnd (context, data handle, window).
+ *
+ * Credit. Each data message with n payload bytes costs n + CHUNK_OVERHEAD
+ * credit. The writer starts with the reader's window as credit, never sends a
+ * message costing more than the credit it holds, and gains credit only from
+ * Credit messages. The reader returns credit as the bytes are consumed: the
+ * overhead when it takes a message from its queue, each payload byte when it
+ * is read. It sends a Credit when at least a quarter of the window has
+ * accumulated, and always before it waits on an empty queue, so a writer
+ * that holds too little for its next message always gets it back.
+ *
+ * Window. At least MIN_STREAM_WINDOW (CHUNK_OVERHEAD + 1: one message of one
+ * byte); a writer refuses a reader end offering less. A window smaller than
+ * a writer's usual message size just makes smaller messages.
+ *
+ * End. The writer ends the stream with a dead message to the data handle:
+ * Dead{SENDER_CLOSED} is the normal end (EOF, after every byte sent before
+ * it); any other reason is a failure the reader reports as an error. A reader
+ * that stops early sends Dead{SENDER_CLOSED} to the writer's credit handle;
+ * data arriving after the end is answered with Dead{SENDER_CLOSED}.
+ *
+ * Overrun. The reader queues at most what it granted (window plus every
+ * Credit sent), and never drops a message. A message that would take the
+ * writer past its credit is an overrun: the reader ends the stream with an
+ * error (after the bytes accepted before it) and sends Dead{OVERFLOW} to the
+ * writer's credit handle, whose next write fails. Credit the writer could not
+ * be owed (zero, negative, undecodable, or more than it has in flight) ends
+ * the stream too: the writer fails, and tells the reader with a dead message
+ * to its data handle (Dead{MALFORMED} or Dead{OVERFLOW}).
+ *
+ * Senders. A data handle accepts messages (data or dead) only when src_id and
+ * auth_id are the writer's context; a credit handle only when they are the
+ * reader's context, or its own context's dead messages (bounces of its own
+ * data). This holds for senders inside the handle's own context too. Anything
+ * else is refused with Dead{REFUSED} (when it has a reply_to) and logged, or
+ * ignored when it is itself a dead message, and leaves the stream unchanged:
+ * a writer whose reader's context disconnects learns it from DEL_ROUTE.
  */
 type Chunk = []byte
 
@@ -747,9 +785,16 @@ var fieldIDToName_LogRecord = map[int16]string{
 	4: "attrs",
 }
 
-/** Sent by a byte-stream reader to the writer's credit handle. */
+/**
+ * Sent by a byte-stream reader to the writer's credit handle (the reply_to
+ * of the data messages), with reply_to 0.
+ */
 type Credit struct {
-	/** Bytes consumed since the last Credit; the writer may send this many more. */
+	/**
+	 * Credit returned since the last Credit (payload bytes consumed plus
+	 * CHUNK_OVERHEAD per message taken); the writer may send this much more.
+	 * Always positive, and never more than the writer has in flight.
+	 */
 	Bytes int64 `thrift:"bytes,1" json:"bytes"`
 }
 
@@ -779,9 +824,12 @@ var fieldIDToName_Credit = map[int16]string{
 type StreamEnd struct {
 	/** The context holding this end. */
 	ContextId int32 `thrift:"context_id,1" json:"context_id"`
-	/** Data handle (for a reader) or credit handle (for a writer). */
+	/**
+	 * Data handle (for a reader: a dynamic handle) or credit handle (for a
+	 * writer; the reader learns it from the reply_to of the data messages).
+	 */
 	Handle int32 `thrift:"handle,2" json:"handle"`
-	/** For a reader: the window it grants to the writer at the start. */
+	/** For a reader: the window it grants to the writer at the start, >= MIN_STREAM_WINDOW. */
 	Window int64 `thrift:"window,3" json:"window"`
 }
 
