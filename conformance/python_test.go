@@ -25,7 +25,7 @@ func TestPythonClientFromIDL(t *testing.T) {
 	if err != nil {
 		t.Fatalf("python master: %v", err)
 	}
-	for _, want := range []string{"boot ok", "echo ok", "declared exception ok", "agent exited with 0"} {
+	for _, want := range []string{"boot ok", "ping ok", "echo ok", "declared exception ok", "agent exited with 0"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("missing %q", want)
 		}

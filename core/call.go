@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
@@ -81,11 +82,23 @@ func (r *Router) runCall(m *wire.Message, method string, typ thrift.TMessageType
 		if req.ReplyTo == 0 || typ == thrift.ONEWAY {
 			return
 		}
-		b := make([]byte, thrift.Binary.MessageBeginLength(method)+res.BLength())
-		i := thrift.Binary.WriteMessageBegin(b, method, thrift.REPLY, seq)
+		name := replyName(method)
+		b := make([]byte, thrift.Binary.MessageBeginLength(name)+res.BLength())
+		i := thrift.Binary.WriteMessageBegin(b, name, thrift.REPLY, seq)
 		res.FastWriteNocopy(b[i:], nil)
 		r.Send(&wire.Message{Dst: req.Src, Handle: req.ReplyTo, Data: b})
 	}()
+}
+
+// replyName is the message name of a REPLY or EXCEPTION to a call of
+// method: the bare method name ("ping" for "Agent:ping"), as Apache's
+// TMultiplexedProtocol servers reply, so stock generated clients, which look
+// replies up by the bare name, decode them.
+func replyName(method string) string {
+	if _, m, ok := strings.Cut(method, ":"); ok {
+		return m
+	}
+	return method
 }
 
 func (r *Router) replyException(m *wire.Message, method string, seq int32, code int32, text string) {
@@ -94,8 +107,9 @@ func (r *Router) replyException(m *wire.Message, method string, seq int32, code 
 		return
 	}
 	ex := thrift.NewApplicationException(code, text)
-	b := make([]byte, thrift.Binary.MessageBeginLength(method)+ex.BLength())
-	i := thrift.Binary.WriteMessageBegin(b, method, thrift.EXCEPTION, seq)
+	name := replyName(method)
+	b := make([]byte, thrift.Binary.MessageBeginLength(name)+ex.BLength())
+	i := thrift.Binary.WriteMessageBegin(b, name, thrift.EXCEPTION, seq)
 	ex.FastWrite(b[i:])
 	r.Send(&wire.Message{Dst: m.Src, Handle: m.ReplyTo, Data: b})
 }
@@ -158,18 +172,53 @@ func (r *Router) CallAt(ctx context.Context, t CallTarget, method string, args, 
 func (r *Router) call(ctx context.Context, c *Context, t CallTarget, method string, args, result thrift.FastCodec) error {
 	rc := r.NewReceiver(WithPeer(t.Context), WithQueueLimit(1, r.cfg.MaxFrameSize))
 	defer rc.Close()
+	seq := callSeq.Add(1)
 	b := make([]byte, thrift.Binary.MessageBeginLength(method)+args.BLength())
-	i := thrift.Binary.WriteMessageBegin(b, method, thrift.CALL, 0)
+	i := thrift.Binary.WriteMessageBegin(b, method, thrift.CALL, seq)
 	args.FastWriteNocopy(b[i:], nil)
 	r.Send(&wire.Message{Dst: t.Context, Handle: t.Handle, ReplyTo: rc.Handle(), Data: b})
 	m, err := rc.Get(ctx)
 	if err != nil {
 		return fmt.Errorf("call %s on %s: %w", method, c, err)
 	}
-	if _, _, err := thrift.UnmarshalFastMsg(m.Data, result); err != nil {
+	if err := readReply(m.Data, method, seq, result); err != nil {
 		return fmt.Errorf("call %s on %s: %w", method, c, err)
 	}
 	return nil
+}
+
+// callSeq numbers the calls this process makes (the seqid of each CALL).
+var callSeq atomic.Int32
+
+// readReply decodes the reply b to the call of method numbered seq into
+// result. The reply must carry seq and the bare method name (or, as older
+// agents sent, the full "Service:method"); an EXCEPTION is returned as its
+// *thrift.ApplicationException.
+func readReply(b []byte, method string, seq int32, result thrift.FastCodec) error {
+	name, typ, gotSeq, n, err := thrift.Binary.ReadMessageBegin(b)
+	if err != nil {
+		return fmt.Errorf("malformed reply: %w", err)
+	}
+	if gotSeq != seq {
+		return thrift.NewApplicationException(thrift.BAD_SEQUENCE_ID, fmt.Sprintf("reply has seqid %d, the call %d", gotSeq, seq))
+	}
+	if name != replyName(method) && name != method {
+		return thrift.NewApplicationException(thrift.WRONG_METHOD_NAME, fmt.Sprintf("reply is for method %q", name))
+	}
+	switch typ {
+	case thrift.REPLY:
+		if _, err := result.FastRead(b[n:]); err != nil {
+			return fmt.Errorf("malformed reply: %w", err)
+		}
+		return nil
+	case thrift.EXCEPTION:
+		ex := thrift.NewApplicationException(thrift.UNKNOWN_APPLICATION_EXCEPTION, "")
+		if _, err := ex.FastRead(b[n:]); err != nil {
+			return fmt.Errorf("malformed exception reply: %w", err)
+		}
+		return ex
+	}
+	return thrift.NewApplicationException(thrift.INVALID_MESSAGE_TYPE_EXCEPTION, fmt.Sprintf("reply has message type %d", typ))
 }
 
 // ServeOn serves a service on a new dynamic handle whose policy decides who

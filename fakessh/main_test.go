@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "agent" && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
 		os.Exit(agent.Run(nil, fakessh.StartProcess))
 	}
+	if len(os.Args) > 1 && os.Args[1] == hostileSSHMode && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
+		os.Exit(hostileSSH())
+	}
 	os.Setenv("MITOGEN_TEST_AGENT", "1")
 	os.Exit(m.Run())
 }

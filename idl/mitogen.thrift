@@ -13,6 +13,17 @@
  * checks the length against its maximum frame size (MAX_FRAME_SIZE by
  * default) before allocating anything and ends the stream on a violation.
  *
+ * DECODING. No declared size is trusted. Before allocating for a list, set
+ * or map, a decoder checks the declared element count n against the bytes
+ * that remain in the payload after the container header: n * m must not
+ * exceed them, where m is the smallest wire size of one element (for a map,
+ * of one key plus one value): bool and byte 1, i16 2, i32 and enums 4, i64
+ * and double 8, string and binary 4 (their length), struct, union and
+ * exception 1 (the STOP byte), list and set 5, map 6. A violation (or a
+ * negative count) is a protocol error (INVALID_DATA): the payload is refused
+ * as malformed, and a call's caller gets an EXCEPTION of type
+ * PROTOCOL_ERROR.
+ *
  * CONTEXTS. Every context has a numeric ID. The master is MASTER_ID (0) and
  * allocates all other IDs. Each context except the master has exactly one
  * parent stream; its other streams lead to its children.
@@ -59,13 +70,19 @@ const i32 MASTER_ID = 0
 /**
  * CALL_FUNCTION: run a method of a service declared in this file.
  *
- * Payload: a standard Thrift binary-protocol message of type CALL whose
- * method name is "Service:method" (Apache's TMultiplexedProtocol naming),
- * followed by the method's argument struct, so any Thrift library can encode
- * it. The reply goes to (src_id, reply_to) as a standard REPLY message with
- * the result struct, or an EXCEPTION message with a TApplicationException
- * when the method is unknown or the arguments do not decode. A call with
- * reply_to 0 expects no reply.
+ * Payload: a standard Thrift binary-protocol message of type CALL (or
+ * ONEWAY) whose name is "Service:method" (Apache's TMultiplexedProtocol
+ * naming, e.g. "Agent:ping"), followed by the method's argument struct, so
+ * any Thrift library can encode it. The reply goes to (src_id, reply_to) as
+ * a standard REPLY message with the result struct, or an EXCEPTION message
+ * with a TApplicationException when the service or method is unknown or the
+ * arguments do not decode. Either one carries the call's seqid and the bare
+ * method name ("ping", not "Agent:ping"), exactly as Apache's multiplexed
+ * servers reply, so stock generated clients (which look the reply up by the
+ * bare name) decode it unmodified. A caller matches the reply on seqid and
+ * name; mitogen-go's also accepts the full "Service:method" name that
+ * earlier agents sent. A call with reply_to 0 expects no reply. Services
+ * served on other handles (FakeSSH) follow the same rules.
  *
  * Policy: accepted only when auth_id is the receiving context's own ID or one
  * of its parents' IDs. A child can never make its parent (or the master) run
@@ -519,8 +536,9 @@ struct ConnectReply {
 }
 
 /**
- * Methods every agent serves on CALL_FUNCTION (method names "Agent:ping",
- * ...). Callers must be the agent's parents (see CALL_FUNCTION).
+ * Methods every agent serves on CALL_FUNCTION (call names "Agent:ping",
+ * ...; replies named "ping", ...). Callers must be the agent's parents (see
+ * CALL_FUNCTION).
  */
 service Agent {
   /** Does nothing; for measuring round trips. */

@@ -4,7 +4,10 @@
 // the generated types carry FastRead/FastWriteNocopy/BLength and depend only on
 // cloudwego/gopkg, and adds dispatch.go through an in-process plugin: the
 // well-known handle table, CALL_FUNCTION method names, typed clients and
-// server-side dispatchers for every service. Output is deterministic.
+// server-side dispatchers for every service. It then bounds every container
+// decoder thriftgo generated (see bounds.go): no declared list, set or map
+// size is trusted beyond what the remaining payload can hold. Output is
+// deterministic.
 //
 // Usage:
 //
@@ -47,9 +50,12 @@ func run(idl, out string) error {
 		return err
 	}
 	opts := "fastgo:no_default_serdes,naming_style=golint,reserve_comments,no_processor,package_prefix=" + importPrefix
-	plugins := []plugin.SDKPlugin{&dispatchPlugin{out: absOut}}
-	if err := sdk.RunThriftgoAsSDK(wd, plugins, "-g", opts, "-o", absOut, idl); err != nil {
+	dp := &dispatchPlugin{out: absOut}
+	if err := sdk.RunThriftgoAsSDK(wd, []plugin.SDKPlugin{dp}, "-g", opts, "-o", absOut, idl); err != nil {
 		return fmt.Errorf("thriftgo: %w", err)
 	}
-	return nil
+	if dp.ast == nil {
+		return fmt.Errorf("thriftgo did not run the mitogen-dispatch plugin")
+	}
+	return boundDecoding(dp.dir, dp.ast)
 }

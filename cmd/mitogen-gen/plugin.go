@@ -14,9 +14,13 @@ import (
 )
 
 // dispatchPlugin is an in-process thriftgo plugin that writes dispatch.go
-// beside the generated types.
+// and bounds.go beside the generated types.
 type dispatchPlugin struct {
 	out string
+	// ast and dir are set by Invoke: the IDL and the directory of the Go
+	// package generated from it, for boundDecoding.
+	ast *parser.Thrift
+	dir string
 }
 
 func (p *dispatchPlugin) GetName() string               { return "mitogen-dispatch" }
@@ -27,8 +31,15 @@ func (p *dispatchPlugin) Invoke(req *plugin.Request) *plugin.Response {
 	if err != nil {
 		return plugin.BuildErrorResponse(err.Error())
 	}
-	name := filepath.Join(p.out, filepath.FromSlash(strings.ReplaceAll(pkg, ".", "/")), "dispatch.go")
-	return &plugin.Response{Contents: []*plugin.Generated{{Name: &name, Content: content}}}
+	p.ast = req.AST
+	p.dir = filepath.Join(p.out, filepath.FromSlash(strings.ReplaceAll(pkg, ".", "/")))
+	bounds, err := generateBounds(filepath.Base(req.AST.Filename), pkg[strings.LastIndex(pkg, ".")+1:])
+	if err != nil {
+		return plugin.BuildErrorResponse(err.Error())
+	}
+	name := filepath.Join(p.dir, "dispatch.go")
+	bname := filepath.Join(p.dir, boundsFile)
+	return &plugin.Response{Contents: []*plugin.Generated{{Name: &name, Content: content}, {Name: &bname, Content: bounds}}}
 }
 
 // gen holds the state of one dispatch.go generation.

@@ -1,22 +1,24 @@
 """An independent master written with Apache Thrift's Python library.
 
 It runs `mitogen agent` (argv[1]) with pipes, boots it with a Boot frame,
-and makes CALL_FUNCTION calls using Python code generated from
-idl/mitogen.thrift by the Thrift compiler (argv[2] is where it was put),
-proving that a client in another language needs nothing but the IDL.
+and makes CALL_FUNCTION calls through the stock client the Thrift compiler
+generated from idl/mitogen.thrift (argv[2] is where it was put), wrapped in
+TMultiplexedProtocol, over a small transport that carries our Envelope
+framing: a client in another language needs nothing but the IDL.
 Prints one line per check; exits non-zero on any failure.
 """
+import io
 import subprocess
 import sys
 
 sys.path.insert(0, sys.argv[2])
 
-from thrift.protocol import TBinaryProtocol  # noqa: E402
-from thrift.Thrift import TMessageType  # noqa: E402
+from thrift.protocol import TBinaryProtocol, TMultiplexedProtocol  # noqa: E402
+from thrift.Thrift import TApplicationException  # noqa: E402
 from thrift.transport import TTransport  # noqa: E402
 
 from mitogen_wire import Agent, constants  # noqa: E402
-from mitogen_wire.ttypes import Boot, Envelope, Ready  # noqa: E402
+from mitogen_wire.ttypes import Boot, CallError, Envelope, Ready  # noqa: E402
 
 
 def encode(obj):
@@ -46,22 +48,62 @@ class Stream:
         return env
 
 
-def call(stream, ctx, method, args, result_cls, reply_to):
-    buf = TTransport.TMemoryBuffer()
-    proto = TBinaryProtocol.TBinaryProtocol(buf)
-    proto.writeMessageBegin(method, TMessageType.CALL, 7)
-    args.write(proto)
-    proto.writeMessageEnd()
-    stream.send(Envelope(dst_id=ctx, src_id=0, auth_id=0, handle=constants.CALL_FUNCTION,
-                         reply_to=reply_to, data=buf.getvalue()))
-    reply = stream.recv()
-    assert reply.handle == reply_to, reply
-    proto = TBinaryProtocol.TBinaryProtocol(TTransport.TMemoryBuffer(reply.data))
-    name, mtype, seq = proto.readMessageBegin()
-    assert (name, mtype, seq) == (method, TMessageType.REPLY, 7), (name, mtype, seq)
-    result = result_cls()
-    result.read(proto)
-    return result
+class EnvelopeTransport(TTransport.TTransportBase):
+    """A TTransport that carries each message a Thrift client writes in one
+    Envelope to CALL_FUNCTION of context ctx, and reads the reply from the
+    Envelope that comes back to reply_to (skipping anything else the agent
+    sends up, such as FORWARD_LOG)."""
+
+    def __init__(self, stream, ctx, reply_to):
+        self.stream, self.ctx, self.reply_to = stream, ctx, reply_to
+        self.wbuf = io.BytesIO()
+        self.rbuf = io.BytesIO()
+
+    def isOpen(self):
+        return True
+
+    def write(self, buf):
+        self.wbuf.write(buf)
+
+    def flush(self):
+        data, self.wbuf = self.wbuf.getvalue(), io.BytesIO()
+        self.stream.send(Envelope(dst_id=self.ctx, src_id=0, auth_id=0, handle=constants.CALL_FUNCTION,
+                                  reply_to=self.reply_to, data=data))
+
+    def read(self, sz):
+        got = self.rbuf.read(sz)
+        if got:
+            return got
+        while True:
+            env = self.stream.recv()
+            if env.handle == self.reply_to:
+                break
+        self.rbuf = io.BytesIO(env.data)
+        return self.rbuf.read(sz)
+
+
+class ReplyCheckingProtocol(TBinaryProtocol.TBinaryProtocol):
+    """TBinaryProtocol that checks each reply the way Apache's C++, Go and
+    Node generated clients do (Python's generated recv_ methods do not):
+    the reply must be named by the bare method the client called ("ping"
+    for the "Agent:ping" that TMultiplexedProtocol wrote) and carry its
+    seqid."""
+
+    def writeMessageBegin(self, name, type, seqid):
+        self.sent = (name, seqid)
+        super().writeMessageBegin(name, type, seqid)
+
+    def readMessageBegin(self):
+        name, mtype, seqid = super().readMessageBegin()
+        sent_name, sent_seq = self.sent
+        bare = sent_name.split(":", 1)[-1]
+        if name != bare:
+            raise TApplicationException(TApplicationException.WRONG_METHOD_NAME,
+                                        "reply named %r to a call of %r (want %r)" % (name, sent_name, bare))
+        if seqid != sent_seq:
+            raise TApplicationException(TApplicationException.BAD_SEQUENCE_ID,
+                                        "reply seqid %d to call %d" % (seqid, sent_seq))
+        return name, mtype, seqid
 
 
 def main():
@@ -74,14 +116,21 @@ def main():
     assert ready.context_id == 5, ready
     print("boot ok: agent pid", ready.pid)
 
-    res = call(stream, 5, "Agent:echo", Agent.echo_args(data=b"\x00hello\xff"), Agent.echo_result, 1001)
-    assert res.success == b"\x00hello\xff", res
+    # The stock generated client, multiplexed as "Agent", over our framing.
+    proto = ReplyCheckingProtocol(EnvelopeTransport(stream, 5, 1001))
+    client = Agent.Client(TMultiplexedProtocol.TMultiplexedProtocol(proto, "Agent"))
+    client.ping()
+    print("ping ok")
+
+    assert client.echo(b"\x00hello\xff") == b"\x00hello\xff"
     print("echo ok")
 
-    res = call(stream, 5, "Agent:read_file", Agent.read_file_args(path="/nonexistent", max=10),
-               Agent.read_file_result, 1002)
-    assert res.err is not None and "no such file" in res.err.message, res
-    print("declared exception ok:", res.err.message)
+    try:
+        client.read_file("/nonexistent", 10)
+        raise AssertionError("read_file of a missing file returned")
+    except CallError as err:
+        assert "no such file" in err.message, err
+        print("declared exception ok:", err.message)
 
     # SHUTDOWN is the clean end; closing without it is a broken stream.
     stream.send(Envelope(dst_id=5, src_id=0, auth_id=0, handle=constants.SHUTDOWN))

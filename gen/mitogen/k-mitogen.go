@@ -376,6 +376,9 @@ func (p *Boot) FastRead(b []byte) (off int, err error) {
 			if err != nil {
 				goto ReadFieldError
 			}
+			if err = checkContainerSize(sz, len(b)-off, 4); err != nil {
+				goto ReadFieldError
+			}
 			p.ParentIds = make([]int32, sz)
 			for i := 0; i < sz; i++ {
 				p.ParentIds[i], l, err = x.ReadI32(b[off:])
@@ -1094,6 +1097,9 @@ func (p *LogRecord) FastRead(b []byte) (off int, err error) {
 			if err != nil {
 				goto ReadFieldError
 			}
+			if err = checkContainerSize(sz, len(b)-off, 1); err != nil {
+				goto ReadFieldError
+			}
 			p.Attrs = make([]*LogAttr, sz)
 			for i := 0; i < sz; i++ {
 				p.Attrs[i] = NewLogAttr()
@@ -1434,6 +1440,9 @@ func (p *ProcessSpec) FastRead(b []byte) (off int, err error) {
 			if err != nil {
 				goto ReadFieldError
 			}
+			if err = checkContainerSize(sz, len(b)-off, 4); err != nil {
+				goto ReadFieldError
+			}
 			p.Argv = make([]string, sz)
 			for i := 0; i < sz; i++ {
 				p.Argv[i], l, err = x.ReadString(b[off:])
@@ -1465,6 +1474,9 @@ func (p *ProcessSpec) FastRead(b []byte) (off int, err error) {
 			_, _, sz, l, err = x.ReadMapBegin(b[off:])
 			off += l
 			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 8); err != nil {
 				goto ReadFieldError
 			}
 			p.Env = make(map[string]string, sz)
@@ -1927,6 +1939,9 @@ func (p *ConnectRequest) FastRead(b []byte) (off int, err error) {
 			_, _, sz, l, err = x.ReadMapBegin(b[off:])
 			off += l
 			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 8); err != nil {
 				goto ReadFieldError
 			}
 			p.Options = make(map[string]string, sz)

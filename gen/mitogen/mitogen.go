@@ -15,13 +15,19 @@ const (
 	/**
 	 * CALL_FUNCTION: run a method of a service declared in this file.
 	 *
-	 * Payload: a standard Thrift binary-protocol message of type CALL whose
-	 * method name is "Service:method" (Apache's TMultiplexedProtocol naming),
-	 * followed by the method's argument struct, so any Thrift library can encode
-	 * it. The reply goes to (src_id, reply_to) as a standard REPLY message with
-	 * the result struct, or an EXCEPTION message with a TApplicationException
-	 * when the method is unknown or the arguments do not decode. A call with
-	 * reply_to 0 expects no reply.
+	 * Payload: a standard Thrift binary-protocol message of type CALL (or
+	 * ONEWAY) whose name is "Service:method" (Apache's TMultiplexedProtocol
+	 * naming, e.g. "Agent:ping"), followed by the method's argument struct, so
+	 * any Thrift library can encode it. The reply goes to (src_id, reply_to) as
+	 * a standard REPLY message with the result struct, or an EXCEPTION message
+	 * with a TApplicationException when the service or method is unknown or the
+	 * arguments do not decode. Either one carries the call's seqid and the bare
+	 * method name ("ping", not "Agent:ping"), exactly as Apache's multiplexed
+	 * servers reply, so stock generated clients (which look the reply up by the
+	 * bare name) decode it unmodified. A caller matches the reply on seqid and
+	 * name; mitogen-go's also accepts the full "Service:method" name that
+	 * earlier agents sent. A call with reply_to 0 expects no reply. Services
+	 * served on other handles (FakeSSH) follow the same rules.
 	 *
 	 * Policy: accepted only when auth_id is the receiving context's own ID or one
 	 * of its parents' IDs. A child can never make its parent (or the master) run
@@ -1295,8 +1301,9 @@ var fieldIDToName_CallError = map[int16]string{
 }
 
 /**
- * Methods every agent serves on CALL_FUNCTION (method names "Agent:ping",
- * ...). Callers must be the agent's parents (see CALL_FUNCTION).
+ * Methods every agent serves on CALL_FUNCTION (call names "Agent:ping",
+ * ...; replies named "ping", ...). Callers must be the agent's parents (see
+ * CALL_FUNCTION).
  */
 type Agent interface {
 	/** Does nothing; for measuring round trips. */

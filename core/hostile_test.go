@@ -1,0 +1,166 @@
+package core_test
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudwego/gopkg/protocol/thrift"
+
+	"github.com/seed-a176d0ab/mitogen-go/agent"
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+)
+
+// hugeCount is the largest container size a binary-protocol header can
+// declare.
+const hugeCount = 1<<31 - 1
+
+// hugeList returns a struct field of id holding a list header of elemType
+// that declares hugeCount elements, followed by a few bytes.
+func hugeList(id int16, elemType thrift.TType) []byte {
+	b := []byte{byte(thrift.LIST), byte(id >> 8), byte(id), byte(elemType)}
+	b = binary.BigEndian.AppendUint32(b, hugeCount)
+	return append(b, make([]byte, 8)...)
+}
+
+// hugeMap is hugeList for a map<string,string>.
+func hugeMap(id int16) []byte {
+	b := []byte{byte(thrift.MAP), byte(id >> 8), byte(id), byte(thrift.STRING), byte(thrift.STRING)}
+	b = binary.BigEndian.AppendUint32(b, hugeCount)
+	return append(b, make([]byte, 8)...)
+}
+
+// inStruct wraps a field sequence as struct field id.
+func inStruct(id int16, fields []byte) []byte {
+	return append([]byte{byte(thrift.STRUCT), byte(id >> 8), byte(id)}, fields...)
+}
+
+// callMsg is a CALL message for method with raw argument-struct bytes.
+func callMsg(method string, seq int32, args []byte) []byte {
+	b := make([]byte, thrift.Binary.MessageBeginLength(method))
+	thrift.Binary.WriteMessageBegin(b, method, thrift.CALL, seq)
+	return append(b, args...)
+}
+
+// rawParent boots an in-process agent whose parent is played by hand, so a
+// test can send it frames a real parent would not. It returns the parent's
+// end of the stream and the agent's router.
+func rawParent(t *testing.T, id int32) (net.Conn, *core.Router) {
+	t.Helper()
+	a, b := socketpair(t)
+	type res struct {
+		r   *core.Router
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		cfg := core.DefaultConfig()
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		r, err := core.Boot(b, cfg, func(r *core.Router) { (&agent.Service{Router: r}).Serve() })
+		ch <- res{r, err}
+	}()
+	boot := &mitogen.Boot{ContextId: id, ParentId: 0, ParentIds: []int32{0}, Name: "raw-parent", LogLevel: 8, MaxFrameSize: 1 << 20}
+	a.Write(wire.Encode(&wire.Message{Dst: id, Handle: mitogen.BOOTSTRAP, ReplyTo: 1000, Data: fastMarshal(boot)}))
+	got := <-ch
+	if got.err != nil {
+		t.Fatalf("Boot: %v", got.err)
+	}
+	t.Cleanup(func() { got.r.Close(); a.Close() })
+	m := readFor(t, a, 1000)
+	var ready mitogen.Ready
+	if _, err := ready.FastRead(m.Data); err != nil || ready.ContextId != id {
+		t.Fatalf("Ready: %v %+v", err, &ready)
+	}
+	return a, got.r
+}
+
+// readFor reads frames from conn until one for handle arrives (the agent
+// also sends FORWARD_LOG and the like up its parent stream).
+func readFor(t *testing.T, conn net.Conn, handle int32) wire.Message {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	defer conn.SetReadDeadline(time.Time{})
+	for {
+		m, err := wire.ReadFrame(conn, 1<<20)
+		if err != nil {
+			t.Fatalf("waiting for a frame to handle %d: %v", handle, err)
+		}
+		if m.Handle == handle {
+			return m
+		}
+	}
+}
+
+// A child that sends FORWARD_LOG with a LogRecord whose attrs declare
+// 2^31-1 elements costs the master nothing: the record is refused as
+// malformed, and the master goes on logging and calling.
+func TestHostileChildHugeLogAttrs(t *testing.T) {
+	m, sink := testMaster(t)
+	conn := rawChild(t, m, 7)
+	rec := append([]byte{byte(thrift.STRING), 0, 3, 0, 0, 0, 1, 'x'}, hugeList(4, thrift.STRUCT)...)
+	for i := 0; i < 3; i++ {
+		conn.Write(wire.Encode(&wire.Message{Dst: 0, Src: 7, Auth: 7, Handle: mitogen.FORWARD_LOG, Data: rec}))
+	}
+	honest := fastMarshal(&mitogen.LogRecord{Level: int32(slog.LevelWarn), Message: "after the hostile records"})
+	conn.Write(wire.Encode(&wire.Message{Dst: 0, Src: 7, Auth: 7, Handle: mitogen.FORWARD_LOG, Data: honest}))
+	deadline := time.Now().Add(20 * time.Second)
+	for !sink.contains("after the hostile records") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the master stopped taking logs: %v", sink.recs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !sink.contains("malformed FORWARD_LOG") || !sink.contains("2147483647 elements") {
+		t.Errorf("the hostile records were not logged as malformed: %v", sink.recs)
+	}
+	_, c, _ := startChild(t, m, 1)
+	if err := c.Agent().Ping(ctxT(t)); err != nil {
+		t.Fatalf("ping after hostile logs: %v", err)
+	}
+}
+
+// A parent that sends CALL_FUNCTION with arguments declaring 2^31-1
+// elements (ProcessSpec.argv, ProcessSpec.env, ConnectRequest.options)
+// gets an EXCEPTION reply (PROTOCOL_ERROR), and the agent serves the next
+// call.
+func TestHostileCallHugeArgs(t *testing.T) {
+	conn, _ := rawParent(t, 5)
+	cases := []struct {
+		method, name string
+		args         []byte
+	}{
+		{mitogen.AgentStartProcessMethod, "argv", inStruct(1, hugeList(1, thrift.STRING))},
+		{mitogen.AgentStartProcessMethod, "env", inStruct(1, hugeMap(5))},
+		{mitogen.AgentConnectMethod, "options", inStruct(1, hugeMap(4))},
+	}
+	for i, tc := range cases {
+		reply := int32(2000 + i)
+		conn.Write(wire.Encode(&wire.Message{Dst: 5, Src: 0, Auth: 0, Handle: mitogen.CALL_FUNCTION, ReplyTo: reply,
+			Data: callMsg(tc.method, int32(i+1), tc.args)}))
+		m := readFor(t, conn, reply)
+		_, typ, seq, n, err := thrift.Binary.ReadMessageBegin(m.Data)
+		if err != nil || typ != thrift.EXCEPTION || seq != int32(i+1) {
+			t.Fatalf("%s: reply %v type %d seq %d, want an EXCEPTION for seq %d", tc.name, err, typ, seq, i+1)
+		}
+		ex := thrift.NewApplicationException(0, "")
+		if _, err := ex.FastRead(m.Data[n:]); err != nil {
+			t.Fatal(err)
+		}
+		if ex.TypeID() != thrift.PROTOCOL_ERROR || !strings.Contains(ex.Error(), "2147483647 elements") {
+			t.Errorf("%s: exception %d %q, want PROTOCOL_ERROR naming the declared size", tc.name, ex.TypeID(), ex.Error())
+		}
+	}
+	// The agent is alive and serves a ping.
+	conn.Write(wire.Encode(&wire.Message{Dst: 5, Src: 0, Auth: 0, Handle: mitogen.CALL_FUNCTION, ReplyTo: 3000,
+		Data: callMsg(mitogen.AgentPingMethod, 99, []byte{0})}))
+	m := readFor(t, conn, 3000)
+	if _, typ, seq, _, err := thrift.Binary.ReadMessageBegin(m.Data); err != nil || typ != thrift.REPLY || seq != 99 {
+		t.Fatalf("ping after hostile calls: %v type %d seq %d", err, typ, seq)
+	}
+}
