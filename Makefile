@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all gen check-gen build test vet fmt-check demo bench deps clean fuzz
+.PHONY: all gen check-gen build test vet fmt-check demo bench deps clean fuzz stress
 
 all: build
 
@@ -39,6 +39,10 @@ test: deps check-gen fmt-check vet
 
 fuzz:
 	$(GO) test ./core/wire -run '^$$' -fuzz FuzzDecode -fuzztime 60s
+
+# The suite 20 times in a row with two busy loops beside it (stops at the first failure).
+stress: deps
+	@bash scripts/stress.sh 20
 
 demo: deps build
 	@bash scripts/demo.sh

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,30 +21,48 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 	"github.com/seed-a176d0ab/mitogen-go/transport/bootstrap"
-	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
-	"github.com/seed-a176d0ab/mitogen-go/transport/ssh"
-	"github.com/seed-a176d0ab/mitogen-go/transport/sudo"
+
+	// The built-in connection methods register themselves into
+	// transport.Default ("local" is in package transport).
+	_ "github.com/seed-a176d0ab/mitogen-go/transport/container"
+	_ "github.com/seed-a176d0ab/mitogen-go/transport/doas"
+	_ "github.com/seed-a176d0ab/mitogen-go/transport/setns"
+	_ "github.com/seed-a176d0ab/mitogen-go/transport/ssh"
+	_ "github.com/seed-a176d0ab/mitogen-go/transport/su"
+	_ "github.com/seed-a176d0ab/mitogen-go/transport/sudo"
 )
 
-// Transports builds the transport for a spec. Options carry transport
-// settings (ssh options, passwords) from ConnectRequest.options.
+// Transports builds the transport for a hop from its spec and its own
+// options in wire form (ConnectRequest.options: only this hop's settings).
 type Transports func(spec transport.Spec, options map[string]string) (transport.Transport, error)
 
-// DefaultTransports knows local, ssh and sudo hops, installing this
-// binary as the agent where one is needed.
+// DefaultTransports builds transports with the methods of
+// transport.Default, installing this binary as the agent where one is
+// needed.
 func DefaultTransports(spec transport.Spec, opts map[string]string) (transport.Transport, error) {
 	return (&Registry{}).Transport(spec, opts)
 }
 
-// Registry builds transports, sharing one agent binary (read, hashed and
-// compressed once) among them.
+// Registry builds transports with a set of connection methods, sharing
+// one agent binary (read, hashed and compressed once) among them. Its zero
+// value uses transport.Default and this binary.
 type Registry struct {
+	// Methods are the connection methods (default transport.Default).
+	Methods *transport.Registry
+
 	mu    sync.Mutex
 	agent *bootstrap.Agent
 }
 
 // NewRegistry returns a registry that installs a as the agent.
 func NewRegistry(a *bootstrap.Agent) *Registry { return &Registry{agent: a} }
+
+func (g *Registry) methods() *transport.Registry {
+	if g.Methods != nil {
+		return g.Methods
+	}
+	return transport.Default
+}
 
 func (g *Registry) self() (*bootstrap.Agent, error) {
 	g.mu.Lock()
@@ -61,7 +77,8 @@ func (g *Registry) self() (*bootstrap.Agent, error) {
 	return g.agent, nil
 }
 
-// Option keys understood in ConnectRequest.options (and Dial's opts).
+// Legacy option keys of Dial's single options map, which it sorts out per
+// hop (see LegacyOptions). New code gives each Hop its own typed options.
 const (
 	OptSSHConfig       = "ssh_config"
 	OptSSHOptions      = "ssh_options" // newline-separated KEY=VALUE
@@ -75,47 +92,47 @@ const (
 	OptCacheDir        = "cache_dir"
 )
 
-// Transport implements Transports.
-func (g *Registry) Transport(spec transport.Spec, opts map[string]string) (transport.Transport, error) {
-	switch spec.Kind {
-	case transport.KindLocal:
-		return &fd.Local{}, nil
-	case transport.KindSSH:
-		a, err := g.self()
-		if err != nil {
-			return nil, err
-		}
-		o := ssh.Options{
-			ConfigFile:      opts[OptSSHConfig],
-			Identity:        opts[OptIdentity],
-			HostKeyChecking: opts[OptHostKeyChecking],
-			Password:        opts[OptSSHPassword],
-			CacheDir:        opts[OptCacheDir],
-		}
-		if v := opts[OptSSHOptions]; v != "" {
-			o.Options = strings.Split(v, "\n")
-		}
-		if v := opts[OptConnectTimeout]; v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("connect timeout %q: want seconds", v)
-			}
-			o.ConnectTimeout = n
-		}
-		return &ssh.Transport{Spec: spec, Opts: o, Agent: a}, nil
-	case transport.KindSudo:
-		a, err := g.self()
-		if err != nil {
-			return nil, err
-		}
-		return &sudo.Transport{User: spec.User, Agent: a, Opts: sudo.Options{
-			Password:    opts[OptSudoPassword],
-			PreserveEnv: opts[OptSudoPreserveEnv] == "1",
-			Login:       opts[OptSudoLogin] == "1",
-			CacheDir:    opts[OptCacheDir],
-		}}, nil
+// legacyKeys maps, per kind, Dial's legacy keys to the method's own.
+var legacyKeys = map[transport.Kind]map[string]string{
+	transport.KindSSH: {
+		OptSSHConfig: "config_file", OptSSHOptions: "options", OptIdentity: "identity",
+		OptConnectTimeout: "connect_timeout", OptHostKeyChecking: "host_key_checking",
+		OptSSHPassword: "password",
+	},
+	transport.KindSudo: {OptSudoPassword: "password", OptSudoPreserveEnv: "preserve_env", OptSudoLogin: "login"},
+}
+
+// LegacyOptions picks out of a single legacy options map (keys Opt*) the
+// wire options of one hop of kind: ssh settings only for ssh hops, sudo
+// settings only for sudo hops, cache_dir for every method that has it.
+func LegacyOptions(methods *transport.Registry, kind transport.Kind, all map[string]string) (map[string]string, error) {
+	zero, err := methods.NewOptions(kind)
+	if err != nil || zero == nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("unknown transport %s", spec)
+	hasCacheDir := transport.DecodeOptions(map[string]string{"cache_dir": ""}, zero) == nil
+	out := map[string]string{}
+	for k, v := range all {
+		if v == "" {
+			continue
+		}
+		if own, ok := legacyKeys[kind][k]; ok {
+			out[own] = v
+		} else if k == OptCacheDir && hasCacheDir {
+			out["cache_dir"] = v
+		}
+	}
+	return out, nil
+}
+
+// Transport implements Transports: it decodes the hop's options with its
+// method and builds the transport.
+func (g *Registry) Transport(spec transport.Spec, opts map[string]string) (transport.Transport, error) {
+	a, err := g.self()
+	if err != nil {
+		return nil, err
+	}
+	return g.methods().New(spec, opts, a)
 }
 
 // ProcessStarter starts a process for Agent.start_process.
@@ -126,6 +143,9 @@ type Service struct {
 	Router     *core.Router
 	Transports Transports
 	Processes  ProcessStarter
+	// Methods parse the specs of Connect requests (default
+	// transport.Default); Transports must know the same kinds.
+	Methods *transport.Registry
 }
 
 var _ mitogen.Agent = (*Service)(nil)
@@ -193,7 +213,11 @@ func (s *Service) Connect(ctx context.Context, req *mitogen.ConnectRequest) (*mi
 	if req == nil {
 		return nil, &mitogen.CallError{Message: "connect: no ConnectRequest"}
 	}
-	spec, err := transport.ParseSpec(req.Spec)
+	methods := s.Methods
+	if methods == nil {
+		methods = transport.Default
+	}
+	spec, err := methods.ParseSpec(req.Spec)
 	if err != nil {
 		return nil, &mitogen.CallError{Message: err.Error()}
 	}
@@ -244,27 +268,75 @@ func waitChan(c transport.Conn) <-chan struct{} {
 	return ch
 }
 
-// Dial starts a context at the end of a chain of hops: the first hop is
-// started by r itself, each next one by the context before it. It returns
-// every context of the chain, in order. r must be the master's router.
-func Dial(ctx context.Context, r *core.Router, ts Transports, hops []transport.Spec, opts map[string]string) ([]*core.Context, error) {
+// Hop is one step of a chain: where to go, and this hop's own settings.
+type Hop struct {
+	Spec transport.Spec
+	// Options are the hop method's options: a pointer to its options
+	// struct (*ssh.Options for an ssh hop, *sudo.Options for sudo, ...),
+	// or nil for the defaults. They go only to the context that starts
+	// this hop: the master for the first hop, the previous hop's context
+	// for the others (paths in them, such as an ssh identity file, are
+	// paths on that host).
+	Options any
+}
+
+// Dialer reaches contexts through chains of hops.
+type Dialer struct {
+	// Methods encode the hops' options and parse specs (default
+	// transport.Default).
+	Methods *transport.Registry
+	// Transports starts the first hop, in this process (default: a
+	// Registry over Methods, installing this binary as the agent).
+	Transports Transports
+	// Sent, when not nil, is told each hop's spec and the wire options
+	// sent for it before the hop starts: hop 0's go to Transports in this
+	// process, later hops' in the ConnectRequest to the previous context.
+	// For audits and tests: secret values are included.
+	Sent func(hop int, spec transport.Spec, options map[string]string)
+}
+
+// Dial starts a context at the end of hops: the first hop is started by r
+// itself, each next one by the context before it. It returns every context
+// of the chain, in order. r must be the master's router.
+func (d *Dialer) Dial(ctx context.Context, r *core.Router, hops []Hop) ([]*core.Context, error) {
+	methods := d.Methods
+	if methods == nil {
+		methods = transport.Default
+	}
+	ts := d.Transports
 	if ts == nil {
-		ts = (&Registry{}).Transport
+		ts = (&Registry{Methods: methods}).Transport
+	}
+	// Every hop's options are checked before anything starts.
+	wire := make([]map[string]string, len(hops))
+	for i, h := range hops {
+		m, err := methods.EncodeOptions(h.Spec.Kind, h.Options)
+		if err != nil {
+			return nil, fmt.Errorf("hop %d (%s): %w", i+1, h.Spec, err)
+		}
+		wire[i] = m
 	}
 	var chain []*core.Context
 	var via *core.Context
-	for i, spec := range hops {
+	for i, h := range hops {
+		spec := h.Spec
 		id := r.AllocateID()
 		name := fmt.Sprintf("%s.%d", spec, id)
+		if d.Sent != nil {
+			d.Sent(i, spec, wire[i])
+		}
+		if lg := r.Config().Logger; lg != nil {
+			lg.Debug("dialing hop", "hop", i+1, "spec", spec.String(), "options", methods.Redact(spec.Kind, wire[i]))
+		}
 		var c *core.Context
 		if via == nil {
 			var err error
-			c, _, err = StartLocalChild(ctx, r, ts, spec, opts, id, name)
+			c, _, err = StartLocalChild(ctx, r, ts, spec, wire[i], id, name)
 			if err != nil {
 				return chain, fmt.Errorf("hop %d (%s): %w", i+1, spec, err)
 			}
 		} else {
-			_, err := via.Agent().Connect(ctx, &mitogen.ConnectRequest{ContextId: id, Spec: spec.String(), Name: name, Options: opts})
+			_, err := via.Agent().Connect(ctx, &mitogen.ConnectRequest{ContextId: id, Spec: spec.String(), Name: name, Options: wire[i]})
 			var ce *mitogen.CallError
 			if errors.As(err, &ce) {
 				return chain, fmt.Errorf("hop %d (%s) via %s: %s", i+1, spec, via, ce.Message)
@@ -278,4 +350,31 @@ func Dial(ctx context.Context, r *core.Router, ts Transports, hops []transport.S
 		via = c
 	}
 	return chain, nil
+}
+
+// DialHops is (&Dialer{Transports: ts}).Dial(ctx, r, hops).
+func DialHops(ctx context.Context, r *core.Router, ts Transports, hops []Hop) ([]*core.Context, error) {
+	return (&Dialer{Transports: ts}).Dial(ctx, r, hops)
+}
+
+// Dial is the older form of DialHops: one options map with the legacy
+// keys (Opt*) for the whole chain, of which each hop is sent only its own
+// method's settings (see LegacyOptions).
+func Dial(ctx context.Context, r *core.Router, ts Transports, specs []transport.Spec, opts map[string]string) ([]*core.Context, error) {
+	hops := make([]Hop, len(specs))
+	for i, spec := range specs {
+		wire, err := LegacyOptions(transport.Default, spec.Kind, opts)
+		if err != nil {
+			return nil, fmt.Errorf("hop %d (%s): %w", i+1, spec, err)
+		}
+		hops[i] = Hop{Spec: spec}
+		if wire != nil {
+			o, err := transport.Default.DecodeOptions(spec.Kind, wire)
+			if err != nil {
+				return nil, fmt.Errorf("hop %d (%s): %w", i+1, spec, err)
+			}
+			hops[i].Options = o
+		}
+	}
+	return DialHops(ctx, r, ts, hops)
 }

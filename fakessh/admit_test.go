@@ -2,15 +2,19 @@ package fakessh
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 )
+
+const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // A process that does not know the run's secret gets its connection closed
 // and becomes no context.
@@ -28,7 +32,7 @@ func TestStrangerIsRefused(t *testing.T) {
 	defer ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	secret := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	secret := testSecret
 	go st.accept(ctx, ln, secret)
 	for _, attempt := range []string{
 		"ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\n", // wrong secret
@@ -53,4 +57,77 @@ func TestStrangerIsRefused(t *testing.T) {
 	if len(st.members) != 0 || st.count != 0 {
 		t.Fatalf("a stranger became a member: %v", st.members)
 	}
+}
+
+// Connections that present no secret are capped: over maxPreauth, a new
+// one is told busy and closed at once; those within the cap stay until
+// their deadline; a legitimate ssh gets in once a slot frees.
+func TestPreauthCap(t *testing.T) {
+	cfg := core.DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := core.NewMaster(cfg)
+	defer r.Close()
+	// Only the cap acts in this test, not the deadline.
+	st := &run{Runner: &Runner{Router: r}, members: map[int32]bool{}, preauth: 10 * time.Minute}
+	sock := filepath.Join(t.TempDir(), "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	accepting := make(chan struct{})
+	go func() { defer close(accepting); st.accept(ctx, ln, testSecret) }()
+	defer func() { cancel(); ln.Close(); <-accepting; st.wg.Wait() }()
+
+	const extra = 16
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for i := 0; i < maxPreauth+extra; i++ {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// The extra ones: "busy", then closed.
+	for i, c := range idle[maxPreauth:] {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		b, err := io.ReadAll(c)
+		if string(b) != busyLine || err != nil {
+			t.Fatalf("extra connection %d: read %q, %v; want %q and EOF", i, b, err, busyLine)
+		}
+	}
+	// The others are still waiting for their secret.
+	for i, c := range idle[:maxPreauth] {
+		c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("connection %d within the cap: read %d, %v; want it still open", i, n, err)
+		}
+	}
+	// A legitimate ssh retries while the master is busy, and gets in once
+	// one of the idle connections goes.
+	type result struct {
+		r   *core.Router
+		err error
+	}
+	joined := make(chan result, 1)
+	go func() {
+		conn, err := dialMaster(sock, testSecret, 120*time.Second)
+		if err != nil {
+			joined <- result{nil, err}
+			return
+		}
+		cr, err := core.Boot(conn, cfg, nil)
+		joined <- result{cr, err}
+	}()
+	idle[0].Close()
+	res := <-joined
+	if res.err != nil {
+		t.Fatalf("legitimate ssh: %v", res.err)
+	}
+	res.r.Close()
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/internal/testhosts"
 )
 
@@ -82,17 +85,24 @@ func TestStdinToRemote(t *testing.T) {
 
 func TestConcurrentInvocations(t *testing.T) {
 	_, dest := chain(t, 1)
-	script := `for i in 1 2 3 4 5 6 7 8; do ssh host$i "sleep 0.3; echo \$((i*0+$i))" > out.$i & done; wait; cat out.1 out.2 out.3 out.4 out.5 out.6 out.7 out.8`
+	// Each ssh's stderr goes to its own file, so a failure says which ssh
+	// failed and why.
+	script := `for i in 1 2 3 4 5 6 7 8; do ssh host$i "sleep 0.3; echo \$((i*0+$i))" > out.$i 2> err.$i & done; wait; cat out.1 out.2 out.3 out.4 out.5 out.6 out.7 out.8`
 	dir := t.TempDir()
 	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir}
-	var out bytes.Buffer
-	rn.Stdout = &out
-	st, err := rn.Run(ctxT(t, 60*time.Second), []string{"sh", "-c", script})
-	if err != nil || st != 0 {
-		t.Fatalf("status %d, %v", st, err)
-	}
-	if got := out.String(); got != "1\n2\n3\n4\n5\n6\n7\n8\n" {
-		t.Fatalf("outputs %q", got)
+	var out, errb bytes.Buffer
+	rn.Stdout, rn.Stderr = &out, &errb
+	st, err := rn.Run(ctxT(t, 120*time.Second), []string{"sh", "-c", script})
+	if got := out.String(); err != nil || st != 0 || got != "1\n2\n3\n4\n5\n6\n7\n8\n" {
+		var why strings.Builder
+		for i := 1; i <= 8; i++ {
+			o, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("out.%d", i)))
+			e, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("err.%d", i)))
+			if len(e) > 0 || string(o) != fmt.Sprintf("%d\n", i) {
+				fmt.Fprintf(&why, "\nssh host%d: stdout %q, stderr %q", i, o, e)
+			}
+		}
+		t.Fatalf("status %d, %v, outputs %q, program stderr %q%s", st, err, got, errb.String(), why.String())
 	}
 }
 
@@ -151,7 +161,11 @@ func TestRemoteCommandDiesWithRun(t *testing.T) {
 		t.Fatal("remote command never started")
 	}
 	// Kill the program (our ssh): the remote command must go too.
-	exec.Command("pkill", "-KILL", "-f", "^ssh h echo").Run()
+	ssh := processesWith("ssh", "h", "echo $$ > "+pidFile+"; exec sleep 300")
+	if len(ssh) != 1 {
+		t.Fatalf("found ssh processes %v; want one", ssh)
+	}
+	syscall.Kill(ssh[0], syscall.SIGKILL)
 	<-done
 	for i := 0; i < 500; i++ {
 		if syscall.Kill(pid, 0) != nil {
@@ -351,5 +365,213 @@ func TestLoginModeRunsUserShell(t *testing.T) {
 	st, out, errs := runUnder(t, dest, nil, []byte("echo in-login-shell; exit 5\n"), "ssh", "h")
 	if st != 5 || out != "in-login-shell\n" {
 		t.Fatalf("status %d out %q err %q", st, out, errs)
+	}
+}
+
+// Many short ssh invocations at once: contexts end (and are announced
+// with DEL_ROUTE) while others are still booting. Every one must work.
+func TestManyShortInvocations(t *testing.T) {
+	_, dest := chain(t, 1)
+	const n = 48
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do i=$((i+1)); ssh host$i "echo \$((0+$i))" > out.$i 2> err.$i & done; wait`, n)
+	dir := t.TempDir()
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir}
+	var errb bytes.Buffer
+	rn.Stderr = &errb
+	st, err := rn.Run(ctxT(t, 180*time.Second), []string{"sh", "-c", script})
+	var why strings.Builder
+	for i := 1; i <= n; i++ {
+		o, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("out.%d", i)))
+		e, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("err.%d", i)))
+		if len(e) > 0 || string(o) != fmt.Sprintf("%d\n", i) {
+			fmt.Fprintf(&why, "\nssh host%d: stdout %q, stderr %q", i, o, e)
+		}
+	}
+	if err != nil || st != 0 || why.Len() > 0 {
+		t.Fatalf("status %d, %v, program stderr %q%s", st, err, errb.String(), why.String())
+	}
+}
+
+// processesWith lists the processes whose command line has argv[0] named
+// name (a base name) and contains every one of words.
+func processesWith(name string, words ...string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		if filepath.Base(args[0]) != name {
+			continue
+		}
+		all := true
+		for _, w := range words {
+			all = all && slices.Contains(args, w)
+		}
+		if all {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// alive reports whether pid is a live process (a zombie is not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// When the fake ssh dies mid-transfer, the remote rsync ends the way it
+// would under sshd (stdin EOF, SIGHUP) and removes its temporary file,
+// rather than being SIGKILLed and leaving it behind.
+func TestRsyncSurvivesSSHDeath(t *testing.T) {
+	testhosts.Need(t, "rsync")
+	_, dest := chain(t, 1)
+	src, dst := t.TempDir(), t.TempDir()
+	// 300 MB, sparse: nothing to write here; rate-limited so that it is
+	// still in flight when its ssh is killed.
+	f, err := os.Create(filepath.Join(src, "file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(300 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0]}
+	var errb bytes.Buffer
+	rn.Stderr = &errb
+	done := make(chan int, 1)
+	go func() {
+		st, _ := rn.Run(ctxT(t, 300*time.Second), []string{"rsync", "--bwlimit=20000", filepath.Join(src, "file"), "anyhost:" + dst + "/"})
+		done <- st
+	}()
+	temps := func() []string {
+		m, _ := filepath.Glob(filepath.Join(dst, ".file.*"))
+		return m
+	}
+	var sshPIDs, remotePIDs []int
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if len(temps()) > 0 {
+			sshPIDs = processesWith("ssh", "anyhost", dst+"/")
+			remotePIDs = processesWith("rsync", "--server", dst+"/")
+			break
+		}
+		select {
+		case st := <-done:
+			t.Fatalf("rsync ended (status %d) before its temporary file appeared: %s", st, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("rsync's temporary file never appeared")
+		}
+	}
+	if len(sshPIDs) != 1 || len(remotePIDs) == 0 {
+		t.Fatalf("found ssh processes %v and remote rsyncs %v; want one and some", sshPIDs, remotePIDs)
+	}
+	if err := syscall.Kill(sshPIDs[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-done; st == 0 {
+		t.Fatal("rsync succeeded although its ssh was killed")
+	}
+	for _, pid := range remotePIDs {
+		for deadline := time.Now().Add(60 * time.Second); alive(pid); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("remote rsync %d still running", pid)
+			}
+		}
+	}
+	if left := temps(); len(left) > 0 {
+		t.Fatalf("the remote rsync left %v behind", left)
+	}
+}
+
+// A process of the run that opens more connections to the run's socket
+// than the pre-authentication cap and sends nothing does not keep the
+// run's ssh out: it gets in once the idle ones time out.
+func TestSSHGetsPastIdleConnections(t *testing.T) {
+	_, dest := chain(t, 1)
+	dir := t.TempDir()
+	script := `mkfifo hold; "$HOG" < hold > hog.out & exec 3> hold
+while [ ! -s hog.out ]; do sleep 0.05; done
+ssh h echo ok; st=$?; exec 3>&-; wait; exit $st`
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir,
+		Env: append(os.Environ(), "HOG="+os.Args[0], fakessh.EnvTestHog+"=100")}
+	var out, errb bytes.Buffer
+	rn.Stdout, rn.Stderr = &out, &errb
+	st, err := rn.Run(ctxT(t, 120*time.Second), []string{"sh", "-c", script})
+	if err != nil || st != 0 || out.String() != "ok\n" {
+		t.Fatalf("status %d, %v, stdout %q, stderr %q", st, err, out.String(), errb.String())
+	}
+}
+
+// Our ssh killed by SIGTERM says so as OpenSSH does, and nothing with -q;
+// it exits 255 either way.
+func TestSSHKilledBySignal(t *testing.T) {
+	_, dest := chain(t, 1)
+	for _, quiet := range []bool{false, true} {
+		q := ""
+		want := "Killed by signal 15.\n"
+		if quiet {
+			q, want = "-q", ""
+		}
+		dir := t.TempDir()
+		script := `ssh ` + q + ` h 'echo started; exec sleep 300' > out 2> err & pid=$!
+while [ ! -s out ]; do sleep 0.05; done
+kill -TERM $pid; wait $pid; echo $? > status`
+		rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir}
+		if st, err := rn.Run(ctxT(t, 120*time.Second), []string{"sh", "-c", script}); err != nil || st != 0 {
+			t.Fatalf("%s: status %d, %v", q, st, err)
+		}
+		status, _ := os.ReadFile(filepath.Join(dir, "status"))
+		errs, _ := os.ReadFile(filepath.Join(dir, "err"))
+		if string(status) != "255\n" || string(errs) != want {
+			t.Errorf("ssh %s killed by SIGTERM: status %q, stderr %q; want 255 and %q", q, status, errs, want)
+		}
+	}
+}
+
+// A context shutting down ends its processes as sshd would, and within the
+// time its parent grants: a process that ignores SIGHUP and SIGTERM sees
+// both and is still killed, not orphaned.
+func TestAgentShutdownEndsProcesses(t *testing.T) {
+	r, dest := chain(t, 1)
+	rec := filepath.Join(t.TempDir(), "record")
+	started, err := dest.Agent().StartProcess(ctxT(t, 60*time.Second), &mitogen.ProcessSpec{Argv: []string{os.Args[0]},
+		Env: map[string]string{fakessh.EnvTestSignalRecorder: rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := int(started.Pid)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(rec); strings.Contains(string(b), "ready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the process never became ready")
+		}
+	}
+	r.Close()
+	for deadline := time.Now().Add(60 * time.Second); alive(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(rec)
+			t.Fatalf("process %d outlived its context (it saw %q)", pid, b)
+		}
+	}
+	if b, _ := os.ReadFile(rec); !strings.Contains(string(b), "HUP\n") || !strings.Contains(string(b), "TERM\n") {
+		t.Fatalf("the process saw %q; want HUP and TERM before SIGKILL", b)
 	}
 }

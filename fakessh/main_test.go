@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,6 +20,12 @@ import (
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == "ssh" {
 		os.Exit(fakessh.SSHMain(os.Args[1:]))
+	}
+	if f := os.Getenv(fakessh.EnvTestSignalRecorder); f != "" {
+		os.Exit(fakessh.SignalRecorder(f, os.Getenv(fakessh.EnvTestSignalRecorderExitOn)))
+	}
+	if n, err := strconv.Atoi(os.Getenv(fakessh.EnvTestHog)); err == nil {
+		os.Exit(fakessh.Hog(n))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "agent" && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
 		os.Exit(agent.Run(nil, fakessh.StartProcess))

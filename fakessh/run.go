@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -35,6 +37,19 @@ const (
 
 // secretLen is the length of the hex secret line (without its newline).
 const secretLen = 64
+
+// Admission of connections to a run's socket. A connection is
+// "pre-authentication" from accept until it has presented the secret; at
+// most maxPreauth may be so at once, each for at most preauthTimeout. Over
+// the cap a connection gets busyLine and is closed at once (our ssh then
+// retries for a while); one warning is logged per burst of such refusals.
+const (
+	maxPreauth = 64
+	busyLine   = "busy\n"
+)
+
+// preauthTimeout is how long a connection has to present the secret.
+const preauthTimeout = 5 * time.Second
 
 // Runner runs one program under fakessh.
 type Runner struct {
@@ -70,6 +85,11 @@ type run struct {
 	members map[int32]bool // fakessh contexts of this run
 	count   int
 	wg      sync.WaitGroup
+	// preauth overrides preauthTimeout (tests).
+	preauth time.Duration
+	// Refusal warnings: when the last one was logged, how many since.
+	lastWarn time.Time
+	unwarned int
 }
 
 // Run runs argv and returns its exit status (a signal gives 128+N, as a
@@ -89,11 +109,15 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 			return 255, fmt.Errorf("fakessh: finding own executable: %w", err)
 		}
 	}
-	dir, err := os.MkdirTemp("", "mitogen-fakessh-")
+	removeStaleDirs(os.TempDir(), rn.Router.Logger())
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return 255, fmt.Errorf("fakessh: private directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(ownerLine()), 0o600); err != nil {
+		return 255, fmt.Errorf("fakessh: private directory: %w", err)
+	}
 	if err := os.Symlink(exe, filepath.Join(dir, "ssh")); err != nil {
 		return 255, fmt.Errorf("fakessh: installing ssh: %w", err)
 	}
@@ -169,6 +193,93 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 		return ee.ExitCode(), nil
 	}
 	return 255, werr
+}
+
+// A run's private directory is dirPrefix* in the temporary directory. It
+// names its owner (the master process) in ownerFile, so that a later run can
+// remove the directories of masters that died without cleaning up.
+const (
+	dirPrefix = "mitogen-fakessh-"
+	ownerFile = "owner"
+)
+
+// ownerLine describes this process: PID, start time (/proc/PID/stat field
+// 22, which tells a reused PID apart) and PID namespace.
+func ownerLine() string {
+	pid := os.Getpid()
+	start, _ := procStart(pid)
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return fmt.Sprintf("pid=%d start=%s pidns=%s\n", pid, start, ns)
+}
+
+// procStart returns field 22 (starttime) of /proc/pid/stat.
+func procStart(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	f := strings.Fields(s[i+1:]) // from field 3 (state) on
+	if len(f) < 20 {
+		return "", fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	return f[19], nil
+}
+
+// ownerDead reports whether the owner line names a process of this PID
+// namespace that is gone (no such PID, or a PID reused by a process started
+// at another time). Anything it cannot judge counts as alive.
+func ownerDead(line string) bool {
+	var pid int
+	var start, ns string
+	if n, _ := fmt.Sscanf(strings.TrimSpace(line), "pid=%d start=%s pidns=%s", &pid, &start, &ns); n != 3 || pid <= 0 || start == "" {
+		return false
+	}
+	if own, err := os.Readlink("/proc/self/ns/pid"); err != nil || own != ns {
+		return false
+	}
+	cur, err := procStart(pid)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	return err == nil && cur != start
+}
+
+// removeStaleDirs removes the private directories in tmp that belong to
+// this user and whose owner is dead. Directories of other users, without an
+// owner, of live or unknown owners, and anything not a plain directory are
+// left alone.
+func removeStaleDirs(tmp string, log *slog.Logger) {
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), dirPrefix) || !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(tmp, e.Name())
+		st, err := os.Lstat(dir)
+		if err != nil || !st.IsDir() {
+			continue
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); !ok || int(sys.Uid) != os.Getuid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil || !ownerDead(string(b)) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			log.Debug("fakessh: removing a stale directory", "dir", dir, "err", err)
+			continue
+		}
+		log.Debug("fakessh: removed the directory of a dead run", "dir", dir, "owner", strings.TrimSpace(string(b)))
+	}
 }
 
 // programArgs adds "-S ssh" for scp and sftp, which run the ssh their build
@@ -248,23 +359,66 @@ func (st *run) isMember(m *wire.Message, _ *core.Stream) bool {
 // accept serves connections from our ssh processes: each must come from
 // this user (peer credentials) and present the run's secret first.
 func (st *run) accept(ctx context.Context, ln *net.UnixListener, secret string) {
+	slots := make(chan struct{}, maxPreauth)
+	refused := 0 // in the current burst
 	for {
 		conn, err := ln.AcceptUnix()
 		if err != nil {
 			return
 		}
+		select {
+		case slots <- struct{}{}:
+			if refused > 0 {
+				st.Router.Logger().Warn("fakessh: accepting connections again", "refused", refused)
+				refused = 0
+			}
+		default:
+			if refused == 0 {
+				st.Router.Logger().Warn("fakessh: too many connections have not presented the secret; refusing new ones", "limit", maxPreauth)
+			}
+			refused++
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = conn.Write([]byte(busyLine))
+			conn.Close()
+			continue
+		}
 		st.wg.Add(1)
 		go func() {
 			defer st.wg.Done()
-			if err := st.admit(ctx, conn, secret); err != nil {
-				st.Router.Logger().Warn("fakessh: refused a connection", "err", err)
+			if err := st.admit(ctx, conn, secret, func() { <-slots }); err != nil {
+				st.warnRefused(err)
 				conn.Close()
 			}
 		}()
 	}
 }
 
-func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string) error {
+// warnRefused logs a refused connection: at most one warning a second,
+// counting the ones it leaves out.
+func (st *run) warnRefused(err error) {
+	st.mu.Lock()
+	now := time.Now()
+	if now.Sub(st.lastWarn) < time.Second {
+		st.unwarned++
+		st.mu.Unlock()
+		return
+	}
+	n := st.unwarned
+	st.lastWarn, st.unwarned = now, 0
+	st.mu.Unlock()
+	if n > 0 {
+		st.Router.Logger().Warn("fakessh: refused a connection", "err", err, "more_refused_before", n)
+		return
+	}
+	st.Router.Logger().Warn("fakessh: refused a connection", "err", err)
+}
+
+// admit checks a connection and boots the ssh context behind it; release
+// frees its pre-authentication slot (called once, when the secret was
+// checked or the connection refused).
+func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, release func()) error {
+	var once sync.Once
+	defer once.Do(release)
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		return err
@@ -277,7 +431,11 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string) err
 	if int(cred.Uid) != os.Getuid() {
 		return fmt.Errorf("peer uid %d is not ours (%d)", cred.Uid, os.Getuid())
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	timeout := preauthTimeout
+	if st.preauth > 0 {
+		timeout = st.preauth
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	line := make([]byte, secretLen+1)
 	if _, err := io.ReadFull(conn, line); err != nil {
 		return fmt.Errorf("reading secret: %w", err)
@@ -286,6 +444,7 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string) err
 		return errors.New("wrong secret")
 	}
 	_ = conn.SetReadDeadline(time.Time{})
+	once.Do(release)
 	id := st.Router.AllocateID()
 	st.mu.Lock()
 	st.count++

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,6 +76,25 @@ func growPipe(f *os.File) {
 // StartTimeout bounds how long a started process waits for START.
 const StartTimeout = 60 * time.Second
 
+// Endings. A process ends the way a command under sshd does when its
+// session goes away: its stdin reaches EOF and its process group gets
+// SIGHUP; a group still alive a step later gets SIGTERM, and one step after
+// that SIGKILL. So a program that cleans up on EOF, SIGHUP or SIGTERM (rsync
+// removing its temporary file) can, and one that ignores them still ends.
+var (
+	// HangupGrace is the step between signals when the client driving the
+	// process is gone (its context disconnected) or broke the protocol.
+	HangupGrace = 2 * time.Second
+	// ShutdownGrace is the step when this context shuts down: two steps
+	// fit within core.ChildShutdownGrace, the time a parent gives a
+	// shutting-down child before cutting its stream.
+	ShutdownGrace = 1 * time.Second
+)
+
+// shutdownSlack is what the shutdown hook allows on top of two
+// ShutdownGrace steps before it kills the group itself.
+const shutdownSlack = 300 * time.Millisecond
+
 // sftpServerPaths are where Debian, Fedora and others install sftp-server.
 var sftpServerPaths = []string{
 	"/usr/lib/openssh/sftp-server",
@@ -98,6 +119,12 @@ type slave struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	unhook  func()
+
+	stdinOnce sync.Once
+	exited    chan struct{} // closed when the process (group leader) was reaped
+	waitErr   error         // its Wait result, valid once exited is closed
+	ended     chan struct{} // closed when run is done with the process
+	shutdown  atomic.Bool   // this context is shutting down
 }
 
 // StartProcess is Agent.start_process: it starts spec's command with its
@@ -106,9 +133,13 @@ type slave struct {
 func StartProcess(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 	_ = ctx // the process outlives the call; it is bound to the router instead
 	peer := spec.PeerId
-	s := &slave{r: r, m: NewMachine("slave", SlaveTable, SlaveStarting), peer: peer, origin: spec.Origin}
+	s := &slave{r: r, m: NewMachine("slave", SlaveTable, SlaveStarting), peer: peer, origin: spec.Origin,
+		exited: make(chan struct{}), ended: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(r.Lifetime())
 	cmd, err := buildCommand(spec)
+	if err == nil && s.ctx.Err() != nil {
+		err = fmt.Errorf("context %d is shutting down", r.ID())
+	}
 	if err == nil {
 		err = s.start(cmd)
 	}
@@ -118,8 +149,9 @@ func StartProcess(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec
 		return nil, &mitogen.CallError{Message: err.Error(), Code: errnoName(err)}
 	}
 	s.m.Fire(EvStarted)
+	go func() { s.waitErr = s.cmd.Wait(); close(s.exited) }()
 	// A context that shuts down takes its processes with it.
-	s.unhook = r.OnShutdown(s.kill)
+	s.unhook = r.OnShutdown(s.onShutdown)
 	onlyPeer := func(m *wire.Message, _ *core.Stream) bool { return m.Auth == peer }
 	s.control = r.NewReceiver(core.WithPeer(peer), core.WithPolicy(onlyPeer), core.WithQueueLimit(64, 1<<20))
 	s.stdin = r.NewByteReader(s.ctx, peer)
@@ -259,32 +291,121 @@ func (s *slave) start(cmd *exec.Cmd) error {
 	return nil
 }
 
-// kill ends the process group.
-func (s *slave) kill() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+// closeStdin closes the process's stdin (once): it reads EOF.
+func (s *slave) closeStdin() { s.stdinOnce.Do(func() { s.stdinW.Close() }) }
+
+// signalGroup sends sig to the process group.
+func (s *slave) signalGroup(sig syscall.Signal) {
+	_ = syscall.Kill(-s.cmd.Process.Pid, sig)
+}
+
+// groupGone waits up to d for the process and every member of its group
+// to be gone, and reports whether they are.
+func (s *slave) groupGone(d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	select {
+	case <-s.exited:
+	case <-deadline.C:
+		return false
 	}
+	// The leader is reaped; its group lives on while any member does (the
+	// kernel keeps the ID from reuse meanwhile).
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := syscall.Kill(-s.cmd.Process.Pid, 0); errors.Is(err, syscall.ESRCH) {
+			return true
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return false
+		}
+	}
+}
+
+// end ends the process as sshd ends a session's command: stdin EOF and
+// SIGHUP, then SIGTERM and SIGKILL a step apart for a group still alive.
+// The step is HangupGrace, or ShutdownGrace once this context is shutting
+// down. It returns once the process is reaped.
+func (s *slave) end(log *slog.Logger, why string) {
+	log.Debug("ending the process", "why", why)
+	s.closeStdin()
+	s.signalGroup(syscall.SIGHUP)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		step := HangupGrace
+		if s.shutdown.Load() || s.r.Lifetime().Err() != nil {
+			step = min(step, ShutdownGrace)
+		}
+		if s.groupGone(step) {
+			return
+		}
+		log.Debug("process group still alive; escalating", "signal", unix.SignalName(sig))
+		s.signalGroup(sig)
+	}
+	<-s.exited
+}
+
+// onShutdown runs when this context shuts down: run ends the process (in
+// ShutdownGrace steps, as the router's lifetime is over); wait for that,
+// bounded, so that the context does not exit before its processes.
+func (s *slave) onShutdown() {
+	s.shutdown.Store(true)
+	s.cancel() // normally done already: the router's lifetime ended first
+	t := time.NewTimer(2*ShutdownGrace + shutdownSlack)
+	defer t.Stop()
+	select {
+	case <-s.ended:
+	case <-t.C:
+		s.signalGroup(syscall.SIGKILL)
+	}
+}
+
+// checkStart applies the START rule (idl: ControlKind.START): every end
+// it names belongs to the client itself and is a dynamic handle there, so
+// a client can aim the process's output and EXIT only at handles of its
+// own, never at another context nor at a well-known handle.
+func checkStart(c *mitogen.Control, peer int32) error {
+	handleOK := func(h int32) bool { return h >= mitogen.FIRST_DYNAMIC_HANDLE && h != mitogen.IS_DEAD }
+	for _, e := range []struct {
+		name string
+		end  *mitogen.StreamEnd
+	}{{"stdout", c.Stdout}, {"stderr", c.Stderr}, {"stdin_credit", c.StdinCredit}} {
+		switch {
+		case e.end == nil:
+			return fmt.Errorf("START lacks %s", e.name)
+		case e.end.ContextId != peer:
+			return fmt.Errorf("START %s names context %d, not the client %d", e.name, e.end.ContextId, peer)
+		case !handleOK(e.end.Handle):
+			return fmt.Errorf("START %s names handle %d, not a dynamic handle", e.name, e.end.Handle)
+		case e.name != "stdin_credit" && e.end.Window <= 0:
+			return fmt.Errorf("START %s grants no window (%d)", e.name, e.end.Window)
+		}
+	}
+	if !handleOK(c.ControlHandle) {
+		return fmt.Errorf("START control_handle %d is not a dynamic handle", c.ControlHandle)
+	}
+	return nil
 }
 
 func (s *slave) run() {
 	log := s.r.Logger().With("pid", s.cmd.Process.Pid, "origin", s.origin)
+	defer close(s.ended)
 	defer s.unhook()
 	defer s.cancel()
 	defer s.control.Close()
 	defer s.stdin.Close()
-	waited := make(chan error, 1)
 	started := false
 	finish := func(reason string) {
-		s.kill()
 		if !started {
-			s.stdinW.Close()
+			// Nobody reads its output: let writes fail rather than block.
 			s.stdoutR.Close()
 			s.stderrR.Close()
 		}
-		<-waited
+		s.end(log, reason)
 		log.Debug("process abandoned", "why", reason)
 	}
-	go func() { waited <- s.cmd.Wait() }()
 
 	// AwaitStart.
 	startCtx, cancelStart := context.WithTimeout(s.ctx, StartTimeout)
@@ -312,6 +433,13 @@ func (s *slave) run() {
 		finish(perr.Error())
 		return
 	}
+	if err := checkStart(&ctl, s.peer); err != nil {
+		// No EXIT: the handle it would go to is the offence.
+		log.Error("relay protocol error; ending the process", "err", err, "client", s.peer)
+		s.m.Fire(EvPeerGone)
+		finish(err.Error())
+		return
+	}
 	if _, err := s.m.Fire(EvStart); err != nil {
 		finish(err.Error())
 		return
@@ -324,8 +452,9 @@ func (s *slave) run() {
 	stdout := s.r.NewByteWriter(s.ctx)
 	stderr := s.r.NewByteWriter(s.ctx)
 	if err := errors.Join(stdout.Connect(ctl.Stdout), stderr.Connect(ctl.Stderr)); err != nil {
+		// Not reached: checkStart vouched for both ends.
 		s.m.Fire(EvPeerGone)
-		exitWith(255, "", "fakessh: "+err.Error())
+		started = false
 		finish(err.Error())
 		return
 	}
@@ -348,7 +477,7 @@ func (s *slave) run() {
 		if err != nil {
 			log.Debug("stdin pump", "err", err)
 		}
-		s.stdinW.Close()
+		s.closeStdin()
 	}()
 	outputsDone := make(chan struct{})
 	go func() { pumps.Wait(); close(outputsDone) }()
@@ -363,32 +492,33 @@ func (s *slave) run() {
 			var c mitogen.Control
 			if _, err := c.FastRead(m.Data); err != nil || c.Kind != mitogen.ControlKind_SIGNAL {
 				_, perr := s.m.Fire(Event(fmt.Sprint(c.Kind)))
-				log.Error("relay protocol error; killing the process", "err", perr)
-				s.kill()
-				continue
+				if perr == nil {
+					perr = fmt.Errorf("unexpected control message %v", c.Kind)
+				}
+				log.Error("relay protocol error; ending the process", "err", perr)
+				ctlMsgs <- perr
+				return
 			}
 			if _, err := s.m.Fire(EvSignal); err == nil && c.SignalNumber > 0 && c.SignalNumber < 65 {
-				_ = syscall.Kill(-s.cmd.Process.Pid, syscall.Signal(c.SignalNumber))
+				s.signalGroup(syscall.Signal(c.SignalNumber))
 			}
 		}
 	}()
-	var waitErr error
 	for done := false; !done; {
 		select {
-		case waitErr = <-waited:
+		case <-s.exited:
 			<-outputsDone
 			done = true
 		case err := <-ctlMsgs:
-			// The client is gone, or this context is shutting down.
-			log.Debug("control ended; killing the process", "err", err)
+			// The client is gone or broke the protocol, or this context
+			// is shutting down.
 			s.m.Fire(EvPeerGone)
-			s.kill()
-			<-waited
+			s.end(log, "control ended: "+err.Error())
 			return
 		}
 	}
 	s.m.Fire(EvExited)
-	status, sig, note := exitStatus(waitErr)
+	status, sig, note := exitStatus(s.waitErr)
 	exitWith(status, sig, note)
 }
 

@@ -1,8 +1,11 @@
 package fakessh
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
@@ -49,12 +53,8 @@ func SSHMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "ssh: this is mitogen's fakessh, which only works under 'mitogen run'")
 		return 255
 	}
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialMaster(sock, secret, dialPatience)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "ssh: connecting to the mitogen master: %v\n", err)
-		return 255
-	}
-	if _, err := conn.Write([]byte(secret + "\n")); err != nil {
 		fmt.Fprintf(os.Stderr, "ssh: connecting to the mitogen master: %v\n", err)
 		return 255
 	}
@@ -67,8 +67,22 @@ func SSHMain(args []string) int {
 	}
 	defer r.Close()
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP, os.Interrupt)
+	// A signal ends the relay (and so the remote command, the way sshd ends
+	// a session); ssh then says "Killed by signal N." unless -q.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, os.Interrupt)
+	defer signal.Stop(sigs)
+	caught := make(chan os.Signal, 1)
+	go func() {
+		select {
+		case sig := <-sigs:
+			caught <- sig
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	spec := specFor(inv, os.Environ())
 	start := func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
@@ -82,6 +96,14 @@ func SSHMain(args []string) int {
 	}
 	res, _, err := Relay(ctx, r, start, spec, stdio)
 	if err != nil {
+		select {
+		case sig := <-caught:
+			if !inv.Quiet {
+				fmt.Fprintf(os.Stderr, "Killed by signal %d.\n", sig.(syscall.Signal))
+			}
+			return 255
+		default:
+		}
 		if res.Note != "" {
 			fmt.Fprintf(os.Stderr, "ssh: %s\n", res.Note)
 		} else {
@@ -94,6 +116,58 @@ func SSHMain(args []string) int {
 	}
 	return res.Status
 }
+
+// dialPatience bounds how long our ssh retries a master that is busy
+// (too many connections yet to present the secret).
+const dialPatience = 30 * time.Second
+
+// dialMaster connects to the run's socket and presents the secret. A master
+// over its pre-authentication cap answers busyLine and closes; that is
+// retried, with backoff, for up to patience. Anything else it sends is the
+// start of its Boot frame, handed on in the returned connection.
+func dialMaster(sock, secret string, patience time.Duration) (io.ReadWriteCloser, error) {
+	deadline := time.Now().Add(patience)
+	pause := 20 * time.Millisecond
+	for {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return nil, err
+		}
+		// A busy master may have closed before the secret is written; its
+		// answer is still there to read.
+		_, werr := c.Write([]byte(secret + "\n"))
+		head := make([]byte, len(busyLine))
+		n, err := io.ReadFull(c, head)
+		switch {
+		case werr != nil && (n == 0 || string(head[:n]) != busyLine[:n]):
+			c.Close()
+			return nil, werr
+		case err == nil && string(head) != busyLine:
+			return &prefixedConn{Conn: c, r: io.MultiReader(bytes.NewReader(head), c)}, nil
+		case n > 0 && string(head[:n]) == busyLine[:n]:
+			c.Close() // busy: try again
+		case n == 0 && errors.Is(err, io.EOF):
+			c.Close()
+			return nil, errors.New("the master closed the connection (wrong secret?)")
+		default:
+			c.Close()
+			return nil, fmt.Errorf("unexpected answer from the master (%q, %v)", head[:n], err)
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("the master stayed busy")
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 500*time.Millisecond)
+	}
+}
+
+// prefixedConn is a connection whose first bytes were already read.
+type prefixedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (p *prefixedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
 
 // handleCaller makes calls to a service the master serves on a handle.
 type handleCaller struct {

@@ -3,6 +3,7 @@
 //	mitogen exec [--via SPEC]... -- CMD [ARG...]
 //	mitogen run  [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]
 //	mitogen ping [--via SPEC]... [-n N]
+//	mitogen methods
 //	mitogen agent
 //
 // Invoked under the name "ssh" (as fakessh puts it on a program's PATH), it
@@ -24,9 +25,12 @@ Commands:
   exec   run a command in a context, with stdio relayed and its exit status
   run    run a program whose ssh invocations are served by contexts (fakessh)
   ping   measure the round trip of a no-op call to a context
+  methods  list the connection methods, their hop syntax and options
   agent  the entry point of a context's agent (started by mitogen itself)
 
-SPEC is one hop: local | ssh:[user@]host[:port] | sudo:[user]
+SPEC is one hop, KIND[:ARG]: local | ssh:[user@]host[:port] | sudo[:user] |
+su[:user] | doas[:user] | setns:pid=PID | docker:[user@]container |
+podman:[user@]container | kubectl:pod | lxc:container | lxd:container
 Run 'mitogen COMMAND --help' for a command's options.
 `
 
@@ -52,6 +56,8 @@ func run(args []string) int {
 		return cmdRun(args[1:])
 	case "ping":
 		return cmdPing(args[1:])
+	case "methods":
+		return cmdMethods(os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return 0

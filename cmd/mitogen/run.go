@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
@@ -52,7 +51,7 @@ func cmdRun(args []string) int {
 	rn := &fakessh.Runner{Router: r, Default: chain[len(chain)-1], Hosts: map[string]*core.Context{},
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	for name, hops := range hosts {
-		c, err := agent.Dial(ctx, r, nil, hops, cf.opts)
+		c, err := cf.dial(ctx, r, hops)
 		if err != nil {
 			return fail(os.Stderr, "--host %s: %v", name, err)
 		}

@@ -172,6 +172,16 @@ const (
 	/**
 	 * Client -> process: begin. Carries the client's stdout and stderr reader
 	 * ends and its stdin credit handle. The process reads no output before it.
+	 *
+	 * Validation: stdout, stderr and stdin_credit must all be present, each
+	 * with context_id equal to the process's peer_id (the START's auth_id),
+	 * and each of their handles and control_handle must be a dynamic handle
+	 * (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD); stdout's and stderr's
+	 * windows must be positive. A client can so aim the process's output and
+	 * EXIT only at handles of its own, never at another context nor at a
+	 * well-known handle (where local delivery skips the policy check). A START that fails this is a protocol error: the process
+	 * is ended (see ENDINGS) and nothing, not even an EXIT, is sent to the
+	 * handles it names.
 	 */
 	ControlKind_START ControlKind = 1
 	/** Process -> client: exit status; sent after stdout and stderr ended. */
@@ -692,6 +702,17 @@ var fieldIDToName_StreamEnd = map[int16]string{
 /**
  * A command to run under a context, the "slave" of fakessh and the target of
  * `mitogen exec`. Exactly one of argv, command, subsystem or login is used.
+ *
+ * ENDINGS. The process runs in its own process group. It ends the way a
+ * command under sshd ends when its session goes away, whenever its client
+ * (peer_id) disconnects, breaks the Control protocol (a bad START, or
+ * anything but SIGNAL after START), or never sends START (60 s): its stdin
+ * is closed (EOF) and its process group gets SIGHUP; if any member of the
+ * group is still alive one step later it gets SIGTERM, and one step after
+ * that SIGKILL. The step is 2 s. When the context running the process shuts
+ * down, the same happens with a 1 s step, and the context does not exit
+ * until the process has been reaped (two steps fit in the 3 s a parent
+ * grants a shutting-down child). No EXIT is sent after such an ending.
  */
 type ProcessSpec struct {
 	/** Run argv[0] with these arguments, found on PATH. */
@@ -712,6 +733,7 @@ type ProcessSpec struct {
 	 * The only context allowed to drive the process (send Control and stdin);
 	 * the default, 0, is the master. The master sets it when it starts a process on behalf
 	 * of a fakessh context, which may then drive that process and nothing else.
+	 * The process's outputs and its EXIT go only to this context (see START).
 	 */
 	PeerId int32 `thrift:"peer_id,8" json:"peer_id"`
 }
@@ -1530,6 +1552,18 @@ var fieldIDToName_AgentReadFileResult = map[int16]string{
  * `ssh` contexts of one fakessh run. The master checks the request, maps the
  * host to a context and calls Agent.start_process there on its own
  * authority: the fakessh context never calls the destination itself.
+ *
+ * Joining a run (local, not Thrift): a fake ssh connects to the run's unix
+ * socket (MITOGEN_FAKESSH_SOCKET, in a private 0700 directory) and writes
+ * the run's 64-hex-digit secret (MITOGEN_FAKESSH_SECRET) and "\n"; the
+ * master checks the peer's uid (SO_PEERCRED) and the secret, then sends
+ * BOOTSTRAP as to any child. At most 64 connections may be waiting to
+ * present the secret, each for at most 5 s; over that the master writes
+ * "busy\n" and closes at once, and the ssh retries with backoff (our ssh
+ * for up to 30 s). A wrong secret or a bad peer is closed without a word.
+ * The private directory holds "owner": "pid=N start=T pidns=NS" (T is
+ * field 22 of /proc/N/stat); a run removes the directories of this user
+ * whose owner is dead.
  */
 type FakeSSH interface {
 	StartSlave(ctx context.Context, req *StartSlaveRequest) (r *ProcessStarted, err error)

@@ -140,6 +140,12 @@ func ShellQuote(s string) string {
 // Handshake reads the far side's first line from r and, when it asks,
 // sends the compressed agent to w. It returns the agent bytes sent.
 func Handshake(ctx context.Context, r *bufio.Reader, w io.Writer, a *Agent) (int64, error) {
+	return handshake(ctx, r, w, a, nil)
+}
+
+// handshake is Handshake calling begun, when not nil, as soon as the far
+// side's first line has come (whatever it says).
+func handshake(ctx context.Context, r *bufio.Reader, w io.Writer, a *Agent, begun func()) (int64, error) {
 	if err := a.load(); err != nil {
 		return 0, err
 	}
@@ -157,6 +163,9 @@ func Handshake(ctx context.Context, r *bufio.Reader, w io.Writer, a *Agent) (int
 	case got = <-ch:
 	case <-ctx.Done():
 		return 0, fmt.Errorf("waiting for the remote shell: %w", ctx.Err())
+	}
+	if begun != nil {
+		begun()
 	}
 	if got.err != nil {
 		return 0, fmt.Errorf("remote shell ended before the agent started: %w", got.err)

@@ -11,10 +11,10 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/seed-a176d0ab/mitogen-go/transport"
 	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
 )
 
@@ -37,8 +37,16 @@ type Command struct {
 	// Cmd runs the bootstrap script (see Agent.Script) on the far side.
 	Cmd *exec.Cmd
 	// Prompts, when any, give the command a pty as controlling terminal
-	// and answer what it asks there. Answers are never logged.
+	// and answer what it asks there. Answers are never logged. Prompts are
+	// answered only until the agent handshake begins: text that looks like
+	// a prompt later never makes a password travel.
 	Prompts []Prompt
+	// PromptOnStderr: the command asks on its stderr and reads the answer
+	// from its stdin instead of its terminal (util-linux su through PAM's
+	// text conversation does so when stdin is not a terminal). No pty is
+	// made. The answer goes into the stream before the agent exchange, so
+	// the far side must read no more than the answer's line.
+	PromptOnStderr bool
 	// Classify turns the command's last stderr lines into a clear error.
 	Classify func(stderr string, err error) error
 	// Agent is the binary installed when the far side needs it.
@@ -75,7 +83,7 @@ func (t *tail) lastLines(n int) string {
 
 // Start runs c, answers its prompts, performs the agent handshake and
 // returns the stream to the started agent.
-func Start(ctx context.Context, c Command) (transport.Conn, error) {
+func Start(ctx context.Context, c Command) (fd.Conn, error) {
 	cmd := c.Cmd
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -87,40 +95,53 @@ func Start(ctx context.Context, c Command) (transport.Conn, error) {
 	}
 	cmd.Stdout = stdoutW
 	errTail := &tail{}
-	var ptyMaster *os.File
-	if len(c.Prompts) > 0 {
-		m, s, err := fd.OpenPTY()
+	var promptSrc io.ReadCloser // where prompts are read
+	var answerDst io.Writer     // where answers are written
+	cmd.Stderr = errTail
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	closeAll := func() {
+		stdoutR.Close()
+		stdoutW.Close()
+		if promptSrc != nil {
+			promptSrc.Close()
+		}
+	}
+	switch {
+	case len(c.Prompts) > 0 && c.PromptOnStderr:
+		r, w, err := os.Pipe()
 		if err != nil {
-			stdoutR.Close()
-			stdoutW.Close()
+			closeAll()
 			return nil, err
 		}
-		ptyMaster = m
+		promptSrc, answerDst = r, stdin
+		cmd.Stderr = w
+		defer w.Close()
+	case len(c.Prompts) > 0:
+		m, s, err := fd.OpenPTY()
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		promptSrc, answerDst = m, m
 		defer s.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, s)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 2 + len(cmd.ExtraFiles), Pdeathsig: syscall.SIGKILL}
-		cmd.Stderr = errTail
-	} else {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		cmd.Stderr = errTail
 	}
 	if err := cmd.Start(); err != nil {
-		stdoutR.Close()
-		stdoutW.Close()
-		if ptyMaster != nil {
-			ptyMaster.Close()
-		}
+		closeAll()
 		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	stdoutW.Close()
 	conn := fd.NewProcConn(fd.Join(stdoutR, stdin), cmd)
 
 	promptErr := make(chan error, 1)
-	if ptyMaster != nil {
-		go answer(ptyMaster, c.Prompts, errTail, promptErr)
-		go func() { <-conn.Exited(); ptyMaster.Close() }()
+	var answering atomic.Bool
+	answering.Store(true)
+	if promptSrc != nil {
+		go answer(promptSrc, answerDst, c.Prompts, &answering, errTail, promptErr)
+		go func() { <-conn.Exited(); promptSrc.Close() }()
 	}
-	fail := func(err error) (transport.Conn, error) {
+	fail := func(err error) (fd.Conn, error) {
 		_ = conn.Kill()
 		_ = conn.Wait()
 		conn.Close()
@@ -150,7 +171,7 @@ func Start(ctx context.Context, c Command) (transport.Conn, error) {
 		case <-hctx.Done():
 		}
 	}()
-	sent, err := Handshake(hctx, br, stdin, c.Agent)
+	sent, err := handshake(hctx, br, stdin, c.Agent, func() { answering.Store(false) })
 	if c.Sent != nil {
 		*c.Sent += sent
 	}
@@ -173,41 +194,75 @@ type bufConn struct {
 
 func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-// answer watches the pty for prompts.
-func answer(m *os.File, prompts []Prompt, echo io.Writer, errc chan<- error) {
+// answer watches src (a pty or the command's stderr) for prompts and
+// answers on dst while answering is true; everything read is copied to
+// echo. It returns when src ends.
+func answer(src io.Reader, dst io.Writer, prompts []Prompt, answering *atomic.Bool, echo io.Writer, errc chan<- error) {
 	seen := make([]int, len(prompts))
 	var acc []byte
 	buf := make([]byte, 1024)
 	for {
-		n, err := m.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
 			echo.Write(buf[:n])
-			acc = append(acc, bytes.ToLower(buf[:n])...)
-			for i, p := range prompts {
-				for {
-					j := bytes.Index(acc, []byte(strings.ToLower(p.Match)))
-					if j < 0 {
-						break
+			if answering.Load() {
+				acc = append(acc, bytes.ToLower(buf[:n])...)
+				for i, p := range prompts {
+					for {
+						j := bytes.Index(acc, []byte(strings.ToLower(p.Match)))
+						if j < 0 {
+							break
+						}
+						acc = acc[j+len(p.Match):]
+						seen[i]++
+						switch {
+						case seen[i] > 1:
+							errc <- errors.New(p.Again)
+							drain(src, echo)
+							return
+						case p.Answer == "":
+							errc <- errors.New(p.Missing)
+							drain(src, echo)
+							return
+						}
+						dst.Write([]byte(p.Answer + "\n"))
 					}
-					acc = acc[j+len(p.Match):]
-					seen[i]++
-					switch {
-					case seen[i] > 1:
-						errc <- errors.New(p.Again)
-						return
-					case p.Answer == "":
-						errc <- errors.New(p.Missing)
-						return
-					}
-					m.Write([]byte(p.Answer + "\n"))
 				}
-			}
-			if len(acc) > 4096 {
-				acc = acc[len(acc)-1024:]
+				if len(acc) > 4096 {
+					acc = acc[len(acc)-1024:]
+				}
 			}
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// drain copies what remains of src to echo, so that a command writing to
+// its stderr pipe never blocks on it.
+func drain(src io.Reader, echo io.Writer) { _, _ = io.Copy(echo, src) }
+
+// Failure names a failure by a substring of what the command printed
+// (matched case-insensitively).
+type Failure struct{ Match, Kind string }
+
+// Classifier returns a Command.Classify that names what failed in "what"
+// (e.g. "sudo to postgres") by the first of failures found in program's
+// last lines, or "the agent did not start".
+func Classifier(what, program string, failures []Failure) func(stderr string, err error) error {
+	return func(stderr string, err error) error {
+		low := strings.ToLower(stderr)
+		kind := "the agent did not start"
+		for _, f := range failures {
+			if strings.Contains(low, strings.ToLower(f.Match)) {
+				kind = f.Kind
+				break
+			}
+		}
+		if stderr == "" {
+			stderr = "(" + program + " printed nothing)"
+		}
+		return fmt.Errorf("%s: %s: %v\n%s said:\n%s", what, kind, err, program, stderr)
 	}
 }

@@ -16,9 +16,19 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/seed-a176d0ab/mitogen-go/transport"
 )
+
+// Conn is the byte stream of a started agent (transport.Conn is this type;
+// it is defined here, where streams are made, so that the packages that
+// make them need not import package transport).
+type Conn interface {
+	io.ReadWriteCloser
+	// Wait waits for the agent process (when there is one) to exit after the
+	// stream ended, and returns how it ended.
+	Wait() error
+	// Kill ends the agent process at once.
+	Kill() error
+}
 
 // Socketpair returns the two ends of a connected AF_UNIX stream socketpair,
 // both close-on-exec.
@@ -119,7 +129,7 @@ type Local struct {
 func (l *Local) String() string { return "local" }
 
 // Start implements transport.Transport.
-func (l *Local) Start(ctx context.Context) (transport.Conn, error) {
+func (l *Local) Start(ctx context.Context) (Conn, error) {
 	exe := l.Exe
 	if exe == "" {
 		var err error

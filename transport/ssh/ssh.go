@@ -15,26 +15,70 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/transport/bootstrap"
 )
 
-// Options are the ssh settings of a hop.
+// Options are the ssh settings of a hop. They travel only to the context
+// that runs this ssh (see transport.DecodeOptions for the wire form).
 type Options struct {
 	// ConfigFile is passed as ssh -F.
-	ConfigFile string
+	ConfigFile string `opt:"config_file"`
 	// Options are extra -o KEY=VALUE settings.
-	Options []string
-	// Identity is passed as ssh -i.
-	Identity string
+	Options []string `opt:"options"`
+	// Identity is passed as ssh -i. It is a path on the host where this
+	// ssh runs (the previous hop's), read there, not on the master.
+	Identity string `opt:"identity"`
 	// ConnectTimeout in seconds (0: ssh's default).
-	ConnectTimeout int
-	// HostKeyChecking is enforce (default), accept-new or ignore.
-	HostKeyChecking string
+	ConnectTimeout int `opt:"connect_timeout"`
+	// HostKeyChecking is enforce, accept-new or ignore; empty leaves the
+	// choice to ssh, so the user's ssh_config (StrictHostKeyChecking, per
+	// host) applies as it does for a plain ssh. In BatchMode ssh's own
+	// default ("ask") refuses unknown and changed host keys.
+	HostKeyChecking string `opt:"host_key_checking"`
 	// Password answers ssh's password or passphrase prompt; without one,
 	// ssh runs in BatchMode.
-	Password string
+	Password string `opt:"password,secret"`
 	// CacheDir overrides the far side's agent cache directory.
-	CacheDir string
+	CacheDir string `opt:"cache_dir"`
 	// Program is the ssh binary (default "ssh").
-	Program string
+	Program string `opt:"program"`
 }
+
+// Validate checks the options' values.
+func (o *Options) Validate() error {
+	switch o.HostKeyChecking {
+	case "", "enforce", "accept-new", "ignore":
+	default:
+		return fmt.Errorf("host key checking %q: want enforce, accept-new or ignore", o.HostKeyChecking)
+	}
+	if o.ConnectTimeout < 0 {
+		return fmt.Errorf("connect timeout %d: want seconds >= 0", o.ConnectTimeout)
+	}
+	for _, opt := range o.Options {
+		if k, _, ok := strings.Cut(opt, "="); !ok || k == "" || strings.HasPrefix(k, "-") {
+			return fmt.Errorf("ssh option %q: want KEY=VALUE", opt)
+		}
+	}
+	return nil
+}
+
+// Method is the "ssh" connection method; the package registers it into
+// transport.Default.
+var Method = transport.Method{
+	Kind:    transport.KindSSH,
+	Syntax:  "ssh:[user@]host[:port]",
+	Summary: "another host, with the system's OpenSSH client (ssh_config, keys, ProxyJump apply)",
+	Parse: func(arg string) (transport.Spec, error) {
+		user, host, port, err := transport.SplitUserHost(arg, true)
+		if err != nil {
+			return transport.Spec{}, err
+		}
+		return transport.Spec{Kind: transport.KindSSH, User: user, Host: host, Port: port}, nil
+	},
+	NewOptions: func() any { return new(Options) },
+	New: func(spec transport.Spec, opts any, agent *bootstrap.Agent) (transport.Transport, error) {
+		return &Transport{Spec: spec, Opts: *opts.(*Options), Agent: agent}, nil
+	},
+}
+
+func init() { transport.Register(Method) }
 
 // Transport is an ssh hop.
 type Transport struct {
@@ -55,15 +99,16 @@ func (t *Transport) Args(command string) ([]string, error) {
 	} else {
 		args = append(args, "-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1")
 	}
+	if err := t.Opts.Validate(); err != nil {
+		return nil, err
+	}
 	switch t.Opts.HostKeyChecking {
-	case "", "enforce":
+	case "enforce":
 		args = append(args, "-o", "StrictHostKeyChecking=yes")
 	case "accept-new":
 		args = append(args, "-o", "StrictHostKeyChecking=accept-new")
 	case "ignore":
 		args = append(args, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR")
-	default:
-		return nil, fmt.Errorf("host key checking %q: want enforce, accept-new or ignore", t.Opts.HostKeyChecking)
 	}
 	if t.Opts.ConfigFile != "" {
 		args = append(args, "-F", t.Opts.ConfigFile)
@@ -75,9 +120,6 @@ func (t *Transport) Args(command string) ([]string, error) {
 		args = append(args, "-o", "ConnectTimeout="+strconv.Itoa(t.Opts.ConnectTimeout))
 	}
 	for _, o := range t.Opts.Options {
-		if !strings.Contains(o, "=") {
-			return nil, fmt.Errorf("ssh option %q: want KEY=VALUE", o)
-		}
 		args = append(args, "-o", o)
 	}
 	if t.Spec.Port != 0 {

@@ -9,7 +9,7 @@ import (
 
 func TestArgs(t *testing.T) {
 	tr := &Transport{Spec: transport.Spec{Kind: transport.KindSSH, User: "u", Host: "h", Port: 2222},
-		Opts: Options{Identity: "/k", ConfigFile: "/c", ConnectTimeout: 5, Options: []string{"A=b"}}}
+		Opts: Options{Identity: "/k", ConfigFile: "/c", ConnectTimeout: 5, Options: []string{"A=b"}, HostKeyChecking: "enforce"}}
 	args, err := tr.Args("CMD")
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,12 @@ func TestArgs(t *testing.T) {
 	if _, err := tr.Args("CMD"); err == nil {
 		t.Error("bad host key checking accepted")
 	}
+	// Unset, ssh_config decides: nothing on the command line overrides it.
 	tr.Opts.HostKeyChecking = ""
+	args, _ = tr.Args("CMD")
+	if got := strings.Join(args, " "); strings.Contains(got, "StrictHostKeyChecking") {
+		t.Errorf("unset host key checking still overrides ssh_config: %q", got)
+	}
 	tr.Opts.Options = []string{"novalue"}
 	if _, err := tr.Args("CMD"); err == nil {
 		t.Error("option without = accepted")

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"strings"
 
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 	"github.com/seed-a176d0ab/mitogen-go/transport/bootstrap"
@@ -17,21 +16,38 @@ import (
 // prompt is the password prompt we ask sudo to print, to recognise it.
 const prompt = "MITOGEN-SUDO-PASSWORD:"
 
-// Options are the sudo settings of a hop.
+// Options are the sudo settings of a hop. They travel only to the context
+// that runs this sudo.
 type Options struct {
-	// Password answers sudo's prompt.
-	Password string
+	// Password answers sudo's prompt (the password of the user running
+	// sudo, on the host where it runs).
+	Password string `opt:"password,secret"`
 	// PreserveEnv is sudo -E.
-	PreserveEnv bool
+	PreserveEnv bool `opt:"preserve_env"`
 	// Login is sudo -i (the target user's login shell and environment).
-	Login bool
+	Login bool `opt:"login"`
 	// KeepHome keeps the caller's HOME (by default sudo -H sets the target's).
-	KeepHome bool
+	KeepHome bool `opt:"keep_home"`
 	// CacheDir overrides the agent cache directory.
-	CacheDir string
+	CacheDir string `opt:"cache_dir"`
 	// Program is the sudo binary (default "sudo").
-	Program string
+	Program string `opt:"program"`
 }
+
+// Method is the "sudo" connection method; the package registers it into
+// transport.Default.
+var Method = transport.Method{
+	Kind:       transport.KindSudo,
+	Syntax:     "sudo[:user]",
+	Summary:    "another user on the same host, with sudo(8) (default root)",
+	Parse:      transport.ParseUser(transport.KindSudo),
+	NewOptions: func() any { return new(Options) },
+	New: func(spec transport.Spec, opts any, agent *bootstrap.Agent) (transport.Transport, error) {
+		return &Transport{User: spec.User, Opts: *opts.(*Options), Agent: agent}, nil
+	},
+}
+
+func init() { transport.Register(Method) }
 
 // Transport is a sudo hop.
 type Transport struct {
@@ -79,21 +95,11 @@ func (t *Transport) Start(ctx context.Context) (transport.Conn, error) {
 			Missing: fmt.Sprintf("sudo to %s asks for a password: give one with --sudo-password-file", t.User),
 			Again:   fmt.Sprintf("sudo to %s: wrong password", t.User),
 		}},
-		Classify: func(stderr string, err error) error {
-			low := strings.ToLower(stderr)
-			kind := "the agent did not start"
-			switch {
-			case strings.Contains(low, "not in the sudoers"), strings.Contains(low, "not allowed to execute"):
-				kind = "not permitted by sudoers"
-			case strings.Contains(low, "unknown user"):
-				kind = "no such user"
-			case strings.Contains(low, "incorrect password"):
-				kind = "wrong password"
-			}
-			if stderr == "" {
-				stderr = "(sudo printed nothing)"
-			}
-			return fmt.Errorf("sudo to %s: %s: %v\nsudo said:\n%s", t.User, kind, err, stderr)
-		},
+		Classify: bootstrap.Classifier("sudo to "+t.User, "sudo", []bootstrap.Failure{
+			{Match: "not in the sudoers", Kind: "not permitted by sudoers"},
+			{Match: "not allowed to execute", Kind: "not permitted by sudoers"},
+			{Match: "unknown user", Kind: "no such user"},
+			{Match: "incorrect password", Kind: "wrong password"},
+		}),
 	})
 }

@@ -1,0 +1,224 @@
+package fakessh
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+)
+
+// pair is a master and one child context, both in this process, joined by
+// a pipe that the test can cut (the child "dies").
+type pair struct {
+	master, client *core.Router
+	clientID       int32
+	cut            func()
+}
+
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	cfg := core.DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m := core.NewMaster(cfg)
+	t.Cleanup(func() { m.Close() })
+	a, b := net.Pipe()
+	booted := make(chan *core.Router, 1)
+	go func() {
+		r, err := core.Boot(b, cfg, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		booted <- r
+	}()
+	id := m.AllocateID()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := m.StartChild(ctx, a, id, "client"); err != nil {
+		t.Fatal(err)
+	}
+	c := <-booted
+	t.Cleanup(func() { c.Close() })
+	return &pair{master: m, client: c, clientID: id, cut: func() { a.Close(); b.Close() }}
+}
+
+// startRecorder starts the signal-recording test process on the master,
+// driven by the client; it returns its handles and its record file.
+func (p *pair) startRecorder(t *testing.T, exitOn string) (*mitogen.ProcessStarted, string) {
+	t.Helper()
+	rec := filepath.Join(t.TempDir(), "record")
+	spec := &mitogen.ProcessSpec{Argv: []string{os.Args[0]}, PeerId: p.clientID,
+		Env: map[string]string{EnvTestSignalRecorder: rec, EnvTestSignalRecorderExitOn: exitOn}}
+	started, err := StartProcess(context.Background(), p.master, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the process to be ready", func() bool { return strings.Contains(readRecord(rec), "ready") })
+	return started, rec
+}
+
+func readRecord(f string) string {
+	b, _ := os.ReadFile(f)
+	return string(b)
+}
+
+// waitFor polls cond (bounded) and fails the test if it never holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("gave up waiting for %s", what)
+}
+
+func gone(pid int32) bool { return syscall.Kill(int(pid), 0) == syscall.ESRCH }
+
+// shortGrace makes the ending steps shorter for one test (long enough for
+// the recorder to note a signal on a loaded machine before the next one).
+func shortGrace(t *testing.T) {
+	oldH, oldS := HangupGrace, ShutdownGrace
+	HangupGrace, ShutdownGrace = time.Second, time.Second
+	t.Cleanup(func() { HangupGrace, ShutdownGrace = oldH, oldS })
+}
+
+// relayFromClient drives started from the client as fakessh's ssh does,
+// with a stdin that stays open; it returns once START is sent.
+func (p *pair) relayFromClient(t *testing.T, started *mitogen.ProcessStarted) {
+	t.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inW.Close(); inR.Close() })
+	done := make(chan struct{})
+	t.Cleanup(func() { <-done })
+	go func() {
+		defer close(done)
+		start := func(context.Context, *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) { return started, nil }
+		_, _, _ = Relay(context.Background(), p.client, start, &mitogen.ProcessSpec{}, Stdio{Stdin: inR, Stdout: io.Discard, Stderr: io.Discard})
+	}()
+}
+
+// When the client driving a process disappears, the process gets SIGHUP
+// (after stdin EOF), as under sshd; one that exits on SIGHUP is not killed.
+func TestPeerGoneHangsUp(t *testing.T) {
+	p := newPair(t)
+	started, rec := p.startRecorder(t, "HUP")
+	p.relayFromClient(t, started)
+	p.cut()
+	waitFor(t, "the process to end", func() bool { return gone(started.Pid) })
+	if got := readRecord(rec); !strings.Contains(got, "HUP\n") {
+		t.Fatalf("the process saw %q; want SIGHUP before it ended", got)
+	}
+}
+
+// A process that ignores SIGHUP and SIGTERM gets both, then SIGKILL after
+// the grace.
+func TestPeerGoneEscalates(t *testing.T) {
+	shortGrace(t)
+	p := newPair(t)
+	started, rec := p.startRecorder(t, "")
+	p.relayFromClient(t, started)
+	p.cut()
+	waitFor(t, "the process to be killed", func() bool { return gone(started.Pid) })
+	if got := readRecord(rec); !strings.Contains(got, "EOF\n") || !strings.Contains(got, "HUP\n") || !strings.Contains(got, "TERM\n") {
+		t.Fatalf("the process saw %q; want EOF, HUP and TERM before SIGKILL", got)
+	}
+}
+
+// A client that never sends START and vanishes: same ending.
+func TestPeerGoneBeforeStart(t *testing.T) {
+	shortGrace(t)
+	p := newPair(t)
+	started, rec := p.startRecorder(t, "")
+	p.cut()
+	waitFor(t, "the process to be killed", func() bool { return gone(started.Pid) })
+	if got := readRecord(rec); !strings.Contains(got, "HUP\n") || !strings.Contains(got, "TERM\n") {
+		t.Fatalf("the process saw %q; want HUP and TERM before SIGKILL", got)
+	}
+}
+
+// A context that shuts down ends its processes the same way, within the
+// time its parent allows (the steps are ShutdownGrace, at the default).
+func TestShutdownEscalates(t *testing.T) {
+	if 2*ShutdownGrace+shutdownSlack >= core.ChildShutdownGrace {
+		t.Fatalf("ending on shutdown (%v) does not fit in core.ChildShutdownGrace (%v)", 2*ShutdownGrace+shutdownSlack, core.ChildShutdownGrace)
+	}
+	p := newPair(t)
+	started, rec := p.startRecorder(t, "")
+	p.relayFromClient(t, started)
+	p.master.Close()
+	// Close returned: the process must already be reaped.
+	if !gone(started.Pid) {
+		t.Fatalf("process %d outlived its context's shutdown", started.Pid)
+	}
+	if got := readRecord(rec); !strings.Contains(got, "HUP\n") || !strings.Contains(got, "TERM\n") {
+		t.Fatalf("the process saw %q; want HUP and TERM before SIGKILL", got)
+	}
+}
+
+// A START that aims the process's output or EXIT anywhere but at dynamic
+// handles of the client itself is a protocol error: the process is ended,
+// nothing reaches the named handle, and no EXIT is sent.
+func TestHostileStart(t *testing.T) {
+	shortGrace(t)
+	p := newPair(t)
+	// A handle on the destination (here the master) that a hostile client
+	// would like the process's output to reach.
+	victim := p.master.NewReceiver()
+	defer victim.Close()
+	exits := p.client.NewReceiver()
+	defer exits.Close()
+	own := func(h int32) *mitogen.StreamEnd {
+		return &mitogen.StreamEnd{ContextId: p.clientID, Handle: h, Window: 1 << 20}
+	}
+	good := func() *mitogen.Control {
+		return &mitogen.Control{Kind: mitogen.ControlKind_START, Stdout: own(exits.Handle() + 100), Stderr: own(exits.Handle() + 101),
+			StdinCredit: own(exits.Handle() + 102), ControlHandle: exits.Handle()}
+	}
+	cases := map[string]func(c *mitogen.Control){
+		"stdout at the destination": func(c *mitogen.Control) {
+			c.Stdout = &mitogen.StreamEnd{ContextId: p.master.ID(), Handle: victim.Handle(), Window: 1 << 20}
+		},
+		"stderr at the destination's CALL_FUNCTION": func(c *mitogen.Control) {
+			c.Stderr = &mitogen.StreamEnd{ContextId: p.master.ID(), Handle: mitogen.CALL_FUNCTION, Window: 1 << 20}
+		},
+		"stdout at the client's CALL_FUNCTION": func(c *mitogen.Control) { c.Stdout = own(mitogen.CALL_FUNCTION) },
+		"stderr at IS_DEAD":                    func(c *mitogen.Control) { c.Stderr = own(mitogen.IS_DEAD) },
+		"control at CALL_FUNCTION":             func(c *mitogen.Control) { c.ControlHandle = mitogen.CALL_FUNCTION },
+		"stdin credit elsewhere": func(c *mitogen.Control) {
+			c.StdinCredit = &mitogen.StreamEnd{ContextId: p.master.ID(), Handle: victim.Handle()}
+		},
+		"no stdout": func(c *mitogen.Control) { c.Stdout = nil },
+		"no window": func(c *mitogen.Control) { c.Stderr.Window = 0 },
+	}
+	for name, spoil := range cases {
+		t.Run(name, func(t *testing.T) {
+			started, rec := p.startRecorder(t, "HUP")
+			c := good()
+			spoil(c)
+			p.client.Send(&wire.Message{Dst: p.master.ID(), Handle: started.ControlHandle, Data: marshal(c)})
+			waitFor(t, "the process to be ended", func() bool { return gone(started.Pid) })
+			if got := readRecord(rec); !strings.Contains(got, "HUP\n") {
+				t.Errorf("the process saw %q; want it hung up", got)
+			}
+			if m, ok := victim.TryGet(); ok {
+				t.Errorf("the victim handle received %q", m.Data)
+			}
+			if m, ok := exits.TryGet(); ok {
+				t.Errorf("the client's control handle received %q", m.Data)
+			}
+		})
+	}
+}
