@@ -472,30 +472,125 @@ func (s *session) recv() (wire.Message, error) {
 	}
 }
 
-// close ends the parent stream and waits for the agent to exit.
+// close sends SHUTDOWN, the clean end of a context: the agent must close
+// its end of the stream and exit with status 0.
 func (s *session) close() string {
-	close(s.writes)
+	s.deadline = time.Now().Add(15 * time.Second)
+	_ = s.sendTo(mitogen.SHUTDOWN, 0, nil) // if the agent is gone already, its exit status tells
+	t := time.NewTimer(15 * time.Second)
+	defer t.Stop()
+	eof := make(chan struct{})
 	go func() {
 		for range s.frames {
 		}
+		close(eof)
 	}()
+	select {
+	case <-eof:
+	case <-t.C:
+	}
+	close(s.writes)
 	done := make(chan error, 1)
 	go func() { done <- s.cmd.Wait() }()
-	t := time.NewTimer(15 * time.Second)
-	defer t.Stop()
 	select {
 	case err := <-done:
 		<-s.wrote
 		if err != nil {
-			return fmt.Sprintf("agent ended with %v after its parent stream closed", err)
+			return fmt.Sprintf("agent ended with %v after SHUTDOWN", err)
 		}
 		return ""
 	case <-t.C:
 		_ = s.cmd.Process.Kill() // our own child, by PID
 		<-done
 		<-s.wrote
-		return "agent did not exit within 15s of its parent stream closing (killed)"
+		return "agent did not exit within 15s of SHUTDOWN (killed)"
 	}
+}
+
+// poll returns the next frame if one arrives within d, else ok == false.
+func (s *session) poll(d time.Duration) (m wire.Message, ok bool, err error) {
+	if time.Now().After(s.deadline) {
+		return m, false, errors.New("timed out waiting for the agent")
+	}
+	t := time.NewTimer(min(d, time.Until(s.deadline)))
+	defer t.Stop()
+	select {
+	case m, open := <-s.frames:
+		if !open {
+			return m, false, fmt.Errorf("the agent's stdout ended (it exited?): %v", s.readErr)
+		}
+		return m, true, nil
+	case <-t.C:
+		return m, false, nil
+	}
+}
+
+// processGone tells whether process pid has exited (a zombie counts: it
+// awaits its reaper).
+func processGone(pid int32) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] == "Z"
+}
+
+// refused checks a START that must be refused: the process is ended and
+// nothing, not even EXIT, goes to the handles START named; the agent
+// lives on.
+func (s *session) refused(ps *mitogen.ProcessStarted, readers map[int32]*outReader, hCtl, hCred int32) error {
+	end := thrift.FastMarshal(&mitogen.Dead{Reason: mitogen.DeadReason_SENDER_CLOSED, Message: "end of stdin"})
+	if err := s.sendTo(ps.Stdin.Handle, mitogen.IS_DEAD, end); err != nil {
+		return err
+	}
+	var problems []string
+	take := func(m wire.Message) {
+		r := readers[m.Handle]
+		switch {
+		case m.Dst == mitogen.MASTER_ID && (r != nil || m.Handle == hCtl):
+			what, text := "control", m.String()
+			if r != nil {
+				what = r.name
+			}
+			var c mitogen.Control
+			if m.Handle == hCtl && !m.IsDead() && func() bool { _, err := c.FastRead(m.Data); return err == nil }() {
+				text = fmt.Sprintf("Control kind %v status %d note %q", c.Kind, c.ExitStatus, c.Note)
+			}
+			problems = append(problems, fmt.Sprintf("START must be refused, but its %s handle got %s", what, text))
+		case m.Dst == mitogen.MASTER_ID && m.Handle == hCred: // the stdin stream may be ended or refused
+		default:
+			s.dispatch(m)
+		}
+	}
+	for !processGone(ps.Pid) {
+		m, ok, err := s.poll(50 * time.Millisecond)
+		if err != nil {
+			return fmt.Errorf("%v; the process (pid %d) is still running: a refused START ends it; %s", err, ps.Pid, strings.Join(problems, "; "))
+		}
+		if ok {
+			take(m)
+		}
+	}
+	// A round trip: whatever the agent sent before it has arrived.
+	if o, err := s.call(&step{Method: "Agent:ping"}); err != nil || o.kind != "returns" {
+		problems = append(problems, fmt.Sprintf("no REPLY to ping after the refused START: %v %v", o, err))
+	}
+	for h := range readers {
+		for _, m := range s.queues[h] {
+			take(m)
+		}
+		s.queues[h] = nil
+	}
+	for _, m := range s.queues[hCtl] {
+		take(m)
+	}
+	s.queues[hCtl] = nil
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 func (s *session) diagnostics() string {
@@ -1032,6 +1127,9 @@ func (s *session) stepProcess(st *step) error {
 			return err
 		}
 	}
+	if e.Refused {
+		return s.refused(ps, readers, hCtl, hCred)
+	}
 	for exit == nil && ctlDead == "" {
 		for mode == "credit" && !stdinDone && stdinDead == "" {
 			if err := fireInjects(sent); err != nil {
@@ -1098,7 +1196,7 @@ func (s *session) stepProcess(st *step) error {
 			}
 			exit = &c
 			for _, r := range []*outReader{readers[hOut], readers[hErr]} {
-				if !r.ended && !e.Refused {
+				if !r.ended {
 					problems = append(problems, "EXIT arrived before "+r.name+" ended")
 				}
 			}
@@ -1110,29 +1208,23 @@ func (s *session) stepProcess(st *step) error {
 	if exit != nil {
 		exitText = fmt.Sprintf("EXIT status %d signal %q note %q", exit.ExitStatus, exit.Signal, exit.Note)
 	}
-	if e.Refused {
-		if exit != nil && exit.ExitStatus == 0 && exit.Note == "" {
-			problems = append(problems, "START must be refused, but the process ran: "+exitText)
-		}
-	} else {
-		if exit == nil {
-			return errors.New("no EXIT: " + exitText)
-		}
-		if e.Stdout != nil {
-			problems = append(problems, readers[hOut].check(e.Stdout)...)
-		}
-		if e.Stderr != nil {
-			problems = append(problems, readers[hErr].check(e.Stderr)...)
-		}
-		if e.ExitStatus != nil && exit.ExitStatus != *e.ExitStatus {
-			problems = append(problems, fmt.Sprintf("want exit status %d, got %s", *e.ExitStatus, exitText))
-		}
-		if e.Exit == "error" && exit.ExitStatus == 0 && exit.Note == "" {
-			problems = append(problems, "the stream error must show in EXIT (nonzero status or a note), got "+exitText)
-		}
-		if stdinDead != "" && mode == "credit" && sent < len(stdin) {
-			problems = append(problems, fmt.Sprintf("stdin ended by the agent after %d of %d bytes: %s", sent, len(stdin), stdinDead))
-		}
+	if exit == nil {
+		return errors.New("no EXIT: " + exitText)
+	}
+	if e.Stdout != nil {
+		problems = append(problems, readers[hOut].check(e.Stdout)...)
+	}
+	if e.Stderr != nil {
+		problems = append(problems, readers[hErr].check(e.Stderr)...)
+	}
+	if e.ExitStatus != nil && exit.ExitStatus != *e.ExitStatus {
+		problems = append(problems, fmt.Sprintf("want exit status %d, got %s", *e.ExitStatus, exitText))
+	}
+	if e.Exit == "error" && exit.ExitStatus == 0 && exit.Note == "" {
+		problems = append(problems, "the stream error must show in EXIT (nonzero status or a note), got "+exitText)
+	}
+	if stdinDead != "" && mode == "credit" && sent < len(stdin) {
+		problems = append(problems, fmt.Sprintf("stdin ended by the agent after %d of %d bytes: %s", sent, len(stdin), stdinDead))
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))

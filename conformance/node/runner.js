@@ -225,6 +225,20 @@ class Conn {
     return new Promise((resolve, reject) => { this.waiter = { resolve, reject }; });
   }
 
+  // poll resolves to the next frame if one arrives within ms, else null.
+  poll(ms) {
+    if (this.frames.length) return Promise.resolve(this.take());
+    if (this.err) return Promise.reject(this.err);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.waiter && this.waiter.resolve === done) this.waiter = null;
+        resolve(null);
+      }, ms);
+      const done = (env) => { clearTimeout(timer); resolve(env); };
+      this.waiter = { resolve: done, reject: (e) => { clearTimeout(timer); reject(e); } };
+    });
+  }
+
   stop() {
     clearTimeout(this.timer);
   }
@@ -341,21 +355,30 @@ class Session {
     if (ready.context_id !== AGENT_ID) throw new Fail(`Ready names context ${ready.context_id}, not ${AGENT_ID}`);
   }
 
+  // close sends SHUTDOWN, the clean end of a context: the agent must close
+  // its end of the stream and exit with status 0.
   async close() {
     this.conn.stop();
-    this.child.stdin.end();
+    try {
+      this.send({ handle: T.SHUTDOWN });
+    } catch (e) {
+      // the agent is gone already: its exit status tells
+    }
     this.child.stdout.resume();
     let timer;
     const limit = new Promise((resolve) => { timer = setTimeout(() => resolve(null), 15000); });
+    const eof = new Promise((resolve) => { if (this.child.stdout.readableEnded) resolve(); else this.child.stdout.on("close", resolve); });
+    await Promise.race([eof, limit]);
+    this.child.stdin.end();
     const r = await Promise.race([this.exited, limit]);
     clearTimeout(timer);
     fs.closeSync(this.stderrFd);
     if (r === null) {
       this.child.kill("SIGKILL"); // our own child, by PID
       await this.exited;
-      return "agent did not exit within 15s of its parent stream closing (killed)";
+      return "agent did not exit within 15s of SHUTDOWN (killed)";
     }
-    if (r.code !== 0) return `agent exited with ${r.code === null ? "signal " + r.sig : "status " + r.code} after its parent stream closed`;
+    if (r.code !== 0) return `agent exited with ${r.code === null ? "signal " + r.sig : "status " + r.code} after SHUTDOWN`;
     return null;
   }
 
@@ -538,6 +561,7 @@ class Session {
       while (injects.length && injects[0].after_stdin_bytes <= upto) this.send(this.frameFrom(injects.shift().frame, ctx));
     };
     if (mode === "overrun") sendChunk(Buffer.alloc(stdinWindow - CHUNK_OVERHEAD + 1, "x")); // costs window + 1
+    if (exp.refused) return this.refused(ps, readers, hCtl, hCred);
     while (exitMsg === null && ctlDead === null) {
       while (mode === "credit" && !stdinDone && stdinDead === null) {
         fireInjects(sent);
@@ -576,18 +600,13 @@ class Session {
             continue;
           }
           exitMsg = c;
-          for (const r of readers.values()) if (!r.ended && !exp.refused) problems.push(`EXIT arrived before ${r.name} ended`);
+          for (const r of readers.values()) if (!r.ended) problems.push(`EXIT arrived before ${r.name} ended`);
         }
       } else {
         this.dispatch(env);
       }
     }
     const exitText = exitMsg ? `EXIT status ${exitMsg.exit_status} signal ${JSON.stringify(exitMsg.signal)} note ${JSON.stringify(exitMsg.note)}` : "control handle got " + ctlDead;
-    if (exp.refused) {
-      if (exitMsg && exitMsg.exit_status === 0 && !exitMsg.note) problems.push("START must be refused, but the process ran: " + exitText);
-      if (problems.length) throw new Fail(problems.join("; "));
-      return;
-    }
     if (!exitMsg) throw new Fail("no EXIT: " + exitText);
     if (exp.stdout) problems.push(...readers.get(hOut).check(exp.stdout));
     if (exp.stderr) problems.push(...readers.get(hErr).check(exp.stderr));
@@ -595,6 +614,53 @@ class Session {
     if (exp.exit === "error" && exitMsg.exit_status === 0 && !exitMsg.note) problems.push("the stream error must show in EXIT (nonzero status or a note), got " + exitText);
     if (stdinDead && mode === "credit" && sent < stdin.length) problems.push(`stdin ended by the agent after ${sent} of ${stdin.length} bytes: ${stdinDead}`);
     if (problems.length) throw new Fail(problems.join("; "));
+  }
+
+  // refused checks a START that must be refused: the process is ended and
+  // nothing, not even EXIT, goes to the handles START named; the agent lives on.
+  async refused(ps, readers, hCtl, hCred) {
+    this.send({ handle: ps.stdin.handle, reply_to: T.IS_DEAD, data: encode(new T.Dead({ reason: T.DeadReason.SENDER_CLOSED, message: "end of stdin" })) });
+    const problems = [];
+    const take = (env) => {
+      if (env.dst_id === MASTER && (readers.has(env.handle) || env.handle === hCtl)) {
+        const what = env.handle === hCtl ? "control" : readers.get(env.handle).name;
+        let text = env.reply_to === T.IS_DEAD ? deadText(env) : envText(env);
+        if (env.handle === hCtl && env.reply_to !== T.IS_DEAD) {
+          const c = decode(T.Control, env.data);
+          text = `Control kind ${c.kind} status ${c.exit_status} note ${JSON.stringify(c.note)}`;
+        }
+        problems.push(`START must be refused, but its ${what} handle got ${text}`);
+      } else if (!(env.dst_id === MASTER && env.handle === hCred)) { // the stdin stream may be ended or refused
+        this.dispatch(env);
+      }
+    };
+    while (!processGone(ps.pid)) {
+      let env;
+      try {
+        env = await this.conn.poll(50);
+      } catch (e) {
+        throw new Fail(`${e.message}; the process (pid ${ps.pid}) is still running: a refused START ends it${problems.length ? "; " + problems.join("; ") : ""}`);
+      }
+      if (env) take(env);
+    }
+    // A round trip: whatever the agent sent before it has arrived.
+    const [[kind]] = await this.call("Agent:ping", {});
+    if (kind !== "returns") problems.push("no REPLY to ping after the refused START");
+    for (const h of [...readers.keys(), hCtl]) {
+      const q = this.queues.get(h);
+      while (q.length) take(q.shift());
+    }
+    if (problems.length) throw new Fail(problems.join("; "));
+  }
+}
+
+// processGone tells whether process pid has exited (a zombie counts: it awaits its reaper).
+function processGone(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 1).trim().split(" ")[0] === "Z";
+  } catch (e) {
+    return true;
   }
 }
 

@@ -190,12 +190,22 @@ class Conn:
         self.queued -= len(env.data or b"")
         return env
 
-    def _pump(self, block):
+    def poll(self, seconds):
+        """Returns the next frame if one arrives within seconds, else None."""
+        if not self.frames:
+            self._pump(block=True, limit=seconds)
+        if not self.frames:
+            return None
+        return self.recv()
+
+    def _pump(self, block, limit=None):
         timeout = 0
         if block:
             timeout = self.deadline - time.monotonic()
             if timeout <= 0:
                 raise Fail("timed out waiting for the agent")
+            if limit is not None:
+                timeout = min(timeout, limit)
         r, w, _ = select.select([self.rfd], [self.wfd] if self.out else [], [], timeout)
         if w:
             try:
@@ -291,25 +301,32 @@ class Session:
             raise Fail("Ready names context %r, not %d" % (ready.context_id, AGENT_ID))
 
     def close(self):
-        """Ends the parent stream; the agent must exit. Returns a problem or None."""
+        """Sends SHUTDOWN, the clean end of a context: the agent must close its
+        end of the stream and exit with status 0. Returns a problem or None."""
         problem = None
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
         end = time.monotonic() + 15
+        try:
+            self.conn.deadline = end
+            self.send(handle=W.constants.SHUTDOWN)
+            self.conn.flush()
+        except Fail:
+            pass  # the agent is gone already: its exit status tells
         try:
             while time.monotonic() < end:
                 r, _, _ = select.select([self.conn.rfd], [], [], max(0, end - time.monotonic()))
                 if r and not os.read(self.conn.rfd, 1 << 20):
                     break
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
             self.proc.wait(timeout=max(0.1, end - time.monotonic()))
             if self.proc.returncode != 0:
-                problem = "agent exited with status %d after its parent stream closed" % self.proc.returncode
+                problem = "agent exited with status %d after SHUTDOWN" % self.proc.returncode
         except subprocess.TimeoutExpired:
             self.proc.kill()  # our own child, by PID
             self.proc.wait()
-            problem = "agent did not exit within 15s of its parent stream closing (killed)"
+            problem = "agent did not exit within 15s of SHUTDOWN (killed)"
         self.proc.stdout.close()
         return problem
 
@@ -469,6 +486,8 @@ class Session:
 
         if mode == "overrun":
             send_chunk(b"x" * (ps.stdin.window - CHUNK_OVERHEAD + 1))  # costs window + 1
+        if exp.get("refused"):
+            return self.refused(ps, start, readers, h_ctl, h_cred)
         while exit_msg is None and ctl_dead is None:
             while mode == "credit" and not stdin_done and stdin_dead is None:
                 fire_injects(sent)
@@ -511,19 +530,13 @@ class Session:
                         continue
                     exit_msg = c
                     for r in readers.values():
-                        if not r.ended and not exp.get("refused"):
+                        if not r.ended:
                             problems.append("EXIT arrived before %s ended" % r.name)
             else:
                 self.dispatch(env)
 
         exit_text = ("EXIT status %r signal %r note %r" % (exit_msg.exit_status, exit_msg.signal, exit_msg.note)
                      if exit_msg else "control handle got " + ctl_dead)
-        if exp.get("refused"):
-            if exit_msg is not None and exit_msg.exit_status == 0 and not exit_msg.note:
-                problems.append("START must be refused, but the process ran: %s" % exit_text)
-            if problems:
-                raise Fail("; ".join(problems))
-            return
         if exit_msg is None:
             raise Fail("no EXIT: %s" % exit_text)
         for name, h in (("stdout", h_out), ("stderr", h_err)):
@@ -537,6 +550,55 @@ class Session:
             problems.append("stdin ended by the agent after %d of %d bytes: %s" % (sent, len(stdin), stdin_dead))
         if problems:
             raise Fail("; ".join(problems))
+
+
+    def refused(self, ps, start, readers, h_ctl, h_cred):
+        """A START that must be refused: the process is ended and nothing, not
+        even EXIT, goes to the handles START named; the agent lives on."""
+        T = W.ttypes
+        self.send(handle=ps.stdin.handle, reply_to=W.constants.IS_DEAD,
+                  data=encode(T.Dead(reason=T.DeadReason.SENDER_CLOSED, message="end of stdin")))
+        problems = []
+
+        def take(env):
+            if env.dst_id == MASTER and (env.handle in readers or env.handle == h_ctl):
+                what = {h_ctl: "control"}.get(env.handle) or readers[env.handle].name
+                text = dead_text(env) if env.reply_to == W.constants.IS_DEAD else env_text(env)
+                if env.handle == h_ctl and env.reply_to != W.constants.IS_DEAD:
+                    c = decode(T.Control, env.data)
+                    text = "Control kind %r status %r note %r" % (c.kind, c.exit_status, c.note)
+                problems.append("START must be refused, but its %s handle got %s" % (what, text))
+            elif env.dst_id == MASTER and env.handle == h_cred:
+                pass  # the stdin stream may be ended or refused
+            else:
+                self.dispatch(env)
+
+        while not process_gone(ps.pid):
+            try:
+                env = self.conn.poll(0.05)
+            except Fail as e:
+                raise Fail("%s; the process (pid %d) is still running: a refused START ends it%s" % (
+                    e, ps.pid, "; " + "; ".join(problems) if problems else ""))
+            if env is not None:
+                take(env)
+        # A round trip: whatever the agent sent before it has arrived.
+        reply, client, seqid = self.call("Agent:ping")
+        if self.outcome(reply, client, seqid)[0] != "returns":
+            problems.append("no REPLY to ping after the refused START")
+        for h in list(readers) + [h_ctl]:
+            while self.queues[h]:
+                take(self.queues[h].popleft())
+        if problems:
+            raise Fail("; ".join(problems))
+
+
+def process_gone(pid):
+    """Whether process pid has exited (a zombie counts: it awaits its reaper)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
 
 
 class Reader:
