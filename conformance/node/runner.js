@@ -480,6 +480,7 @@ class Session {
         return;
       }
       if (header.mtype !== Thrift.MessageType.REPLY) throw new Fail(`reply message type ${header.mtype}, want REPLY or EXCEPTION`);
+      if (!step.payload_raw && header.fname !== bare) throw new Fail(`REPLY names method '${header.fname}', want '${bare}' (the bare name of the method called)`);
       // As the library's connection dispatches: by the reply's method name.
       const svc = rpc.seqId2Service[header.rseqid];
       const c = svc ? rpc.client[svc] : client;

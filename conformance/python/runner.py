@@ -374,6 +374,7 @@ class Session:
         buf = TMemoryBuffer()
         client = W.Agent.Client(TBinaryProtocol(TMemoryBuffer()), TMultiplexedProtocol(TBinaryProtocol(buf), service or "Agent"))
         client._seqid = seqid
+        client.want_name = None if payload_raw is not None else bare
         if payload_raw is not None:
             data, seqid = spec_bytes(payload_raw), None
         elif args_raw is not None:
@@ -409,6 +410,8 @@ class Session:
             return ("exception", x)
         if mtype != TMessageType.REPLY:
             raise Fail("reply message type %d, want REPLY or EXCEPTION" % mtype)
+        if client.want_name is not None and name != client.want_name:
+            raise Fail("REPLY names method %r, want %r (the bare name of the method called)" % (name, client.want_name))
         recv = getattr(client, "recv_" + name, None)
         if recv is None:
             raise Fail("REPLY names method %r: the stock client has no recv_%s (replies carry the bare method name)" % (name, name))
