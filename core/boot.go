@@ -29,17 +29,25 @@ func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int
 	}
 	s := newStream(r, conn, nil, id, name, false)
 	s.leaf = o.leaf
+	rc := r.NewReceiver(WithQueueLimit(1, 4096))
+	defer rc.Close()
+	parents := append([]int32{r.id}, r.parentIDs...)
+	boot := &mitogen.Boot{ContextId: id, ParentId: r.id, ParentIds: parents, Name: name,
+		LogLevel: int32(logLevel(r)), MaxFrameSize: int32(r.cfg.MaxFrameSize)}
+	// Boot is queued on the new stream before the router can see the
+	// stream, so that nothing the router broadcasts to its children
+	// (DEL_ROUTE, SHUTDOWN) can reach the child before it.
+	bootFrame := wire.Encode(&wire.Message{Dst: id, Src: r.id, Auth: r.id, Handle: mitogen.BOOTSTRAP, ReplyTo: rc.Handle(), Data: marshal(boot)})
+	if err := s.enqueue(false, bootFrame); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("starting context %d (%s): %w", id, name, err)
+	}
 	if err := r.addChildStream(s); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
-	rc := r.NewReceiver(WithPeer(id), WithQueueLimit(1, 4096))
-	defer rc.Close()
+	r.watch(id, rc)
 	s.start()
-	parents := append([]int32{r.id}, r.parentIDs...)
-	boot := &mitogen.Boot{ContextId: id, ParentId: r.id, ParentIds: parents, Name: name,
-		LogLevel: int32(logLevel(r)), MaxFrameSize: int32(r.cfg.MaxFrameSize)}
-	r.Send(&wire.Message{Dst: id, Handle: mitogen.BOOTSTRAP, ReplyTo: rc.Handle(), Data: marshal(boot)})
 	m, err := rc.Get(ctx)
 	if err != nil {
 		s.close(fmt.Errorf("boot of %s failed: %w", name, err))
