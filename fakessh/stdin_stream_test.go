@@ -34,13 +34,14 @@ func TestStdinOverrunIsNotSuccess(t *testing.T) {
 	defer stdout.Close()
 	stderr := r.NewByteReader(ctx, r.ID())
 	defer stderr.Close()
+	credit := r.NewReceiver()
+	defer credit.Close()
 	r.Send(&wire.Message{Dst: started.Stdin.ContextId, Handle: started.ControlHandle, Data: thrift.FastMarshal(&mitogen.Control{
-		Kind: mitogen.ControlKind_START, Stdout: stdout.End(), Stderr: stderr.End(), ControlHandle: control.Handle()})})
+		Kind: mitogen.ControlKind_START, Stdout: stdout.End(), Stderr: stderr.End(), ControlHandle: control.Handle(),
+		StdinCredit: &mitogen.StreamEnd{ContextId: r.ID(), Handle: credit.Handle()}})})
 
 	// Flood stdin ignoring credit: six chunks, of which four fit the window.
 	end := started.Stdin
-	credit := r.NewReceiver()
-	defer credit.Close()
 	chunk := int(end.Window/4) - 100
 	for i := range 6 {
 		r.Send(&wire.Message{Dst: end.ContextId, Handle: end.Handle, ReplyTo: credit.Handle(), Data: bytes.Repeat([]byte{byte('a' + i)}, chunk)})
