@@ -126,7 +126,7 @@ func relay(ctx context.Context, r *core.Router, m *Machine, start Starter, spec 
 	// Pumps.
 	go func() {
 		if stdio.Stdin != nil {
-			_, _ = stdin.ReadFrom(stdio.Stdin)
+			_, _ = stdin.ReadFrom(readErrorIsEOF{stdio.Stdin})
 		}
 		stdin.Close()
 	}()
@@ -192,4 +192,17 @@ func relay(ctx context.Context, r *core.Router, m *Machine, start Starter, spec 
 		r.Logger().Debug("relay output", "err", err)
 	}
 	return res, nil
+}
+
+// readErrorIsEOF ends the input at a read error, as OpenSSH's client does
+// with its stdin (a terminal hung up, a descriptor gone): the remote command
+// sees end of input, not a failed stream.
+type readErrorIsEOF struct{ r io.Reader }
+
+func (e readErrorIsEOF) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = io.EOF
+	}
+	return n, err
 }
