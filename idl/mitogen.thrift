@@ -84,6 +84,18 @@ const i32 MASTER_ID = 0
  * earlier agents sent. A call with reply_to 0 expects no reply. Services
  * served on other handles (FakeSSH) follow the same rules.
  *
+ * Errors, precisely: a name without "Service:" or naming a service or
+ * method the context does not serve gives EXCEPTION UNKNOWN_METHOD; a
+ * payload that is not a CALL or ONEWAY message, or arguments that do not
+ * decode (see DECODING), give EXCEPTION PROTOCOL_ERROR; any other failure
+ * that is not a declared exception gives INTERNAL_ERROR. The EXCEPTION
+ * carries the bare name and seqid as far as they could be read ("" and 0
+ * when the message header itself is unreadable). A REPLY's result struct
+ * always sets field 0 (success) for a non-void method, even when the value
+ * is empty (an empty binary), so stock clients never report MISSING_RESULT.
+ * Calls are served concurrently (at most a configured number at once;
+ * beyond that the caller gets Dead{OVERFLOW}); replies may come in any order.
+ *
  * Policy: accepted only when auth_id is the receiving context's own ID or one
  * of its parents' IDs. A child can never make its parent (or the master) run
  * anything; the caller gets Dead{REFUSED}.
@@ -94,6 +106,11 @@ const i32 CALL_FUNCTION = 101
  * FORWARD_LOG: a LogRecord from any context, sent to the master, which
  * writes it through its slog handler with the context ID attached. Any
  * context may send it; the master accepts it only from its descendants.
+ *
+ * UNPROMPTED FRAMES. Besides answers to handles the parent gave it (replies,
+ * byte-stream data, credit and dead messages), a context sends its parent
+ * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, and frames it
+ * forwards for its descendants. A parent may ignore anything else.
  */
 const i32 FORWARD_LOG = 102
 
@@ -356,7 +373,9 @@ struct LogRecord {
  * overhead when it takes a message from its queue, each payload byte when it
  * is read. It sends a Credit when at least a quarter of the window has
  * accumulated, and always before it waits on an empty queue, so a writer
- * that holds too little for its next message always gets it back.
+ * that holds too little for its next message always gets it back. A reader
+ * may return credit more often (e.g. after every message); a Credit is sent
+ * with reply_to 0.
  *
  * Window. At least MIN_STREAM_WINDOW (CHUNK_OVERHEAD + 1: one message of one
  * byte); a writer refuses a reader end offering less. A window smaller than
@@ -479,9 +498,17 @@ enum ControlKind {
    * (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD); stdout's and stderr's
    * windows must be positive. A client can so aim the process's output and
    * EXIT only at handles of its own, never at another context nor at a
-   * well-known handle (where local delivery skips the policy check). A START that fails this is a protocol error: the process
-   * is ended (see ENDINGS) and nothing, not even an EXIT, is sent to the
-   * handles it names.
+   * well-known handle (where local delivery skips the policy check). A
+   * START that fails this is a protocol error: the process is ended (see
+   * ENDINGS) and nothing, not even an EXIT, is sent to the handles it names.
+   * The client learns of it when a later message to the process's control
+   * or stdin handle sent with a reply_to bounces (Dead{UNKNOWN_HANDLE} or
+   * Dead{SENDER_CLOSED}).
+   *
+   * START and SIGNAL are sent with reply_to 0 (or a handle of the client's
+   * that wants to hear of a bounce). The process's stdout and stderr data
+   * messages carry, as reply_to, the credit handles the client returns
+   * Credit to; EXIT is sent to control_handle after both outputs ended.
    */
   START = 1
   /** Process -> client: exit status; sent after stdout and stderr ended. */
@@ -497,7 +524,12 @@ struct Control {
   2: StreamEnd stdout
   /** START: where the process's stderr goes. */
   3: StreamEnd stderr
-  /** START: the client's credit handle for the stdin stream it writes. */
+  /**
+   * START: the client's credit handle for the stdin stream it writes
+   * (context_id and handle; window is not used, send 0). A client with no
+   * input still sends it, and ends stdin at once with Dead{SENDER_CLOSED}
+   * to ProcessStarted.stdin.handle.
+   */
   4: StreamEnd stdin_credit
   /** START: the client's control handle (receives EXIT). */
   5: i32 control_handle
@@ -505,7 +537,13 @@ struct Control {
   6: i32 exit_status
   /** EXIT: the signal name when killed by one, e.g. "KILL". */
   7: string signal
-  /** EXIT: a one-line note for stderr, or an error starting/running the process. */
+  /**
+   * EXIT: a one-line note for stderr, or an error starting/running the
+   * process. When the stdin stream failed (an overrun, a writer error: any
+   * end but Dead{SENDER_CLOSED}), the process is killed before it can take
+   * the truncated input for all of it, and EXIT carries status 255 and a
+   * note beginning "fakessh: stdin stream failed:".
+   */
   8: string note
   /** SIGNAL: signal number to deliver. */
   9: i32 signal_number
