@@ -52,6 +52,7 @@ type confCase struct {
 	Rule        string  `json:"rule"`
 	Description string  `json:"description"`
 	TimeoutS    float64 `json:"timeout_s"`
+	Quiet       bool    `json:"quiet"`
 	Steps       []step  `json:"steps"`
 }
 
@@ -370,11 +371,12 @@ type session struct {
 	wrote    chan struct{} // closed when the writer goroutine is done
 	deadline time.Time
 
-	next   int32
-	queues map[int32][]wire.Message
-	logs   []string
-	strays []string
-	seq    int32
+	next     int32
+	queues   map[int32][]wire.Message
+	logs     []string
+	warnings []string
+	strays   []string
+	seq      int32
 }
 
 // capped keeps the last 4 KiB written to it.
@@ -593,6 +595,9 @@ func (s *session) refused(ps *mitogen.ProcessStarted, readers map[int32]*outRead
 	return nil
 }
 
+// warnLevel is slog's WARN: a quiet case fails on a FORWARD_LOG at or above it.
+const warnLevel = 4
+
 func (s *session) diagnostics() string {
 	var b strings.Builder
 	for _, l := range s.logs[max(0, len(s.logs)-8):] {
@@ -635,6 +640,9 @@ func (s *session) dispatch(m wire.Message) {
 			}
 		}
 		s.logs = append(s.logs, fmt.Sprintf("agent log level %d: %s %s", rec.Level, rec.Message, strings.Join(attrs, " ")))
+		if rec.Level >= warnLevel {
+			s.warnings = append(s.warnings, s.logs[len(s.logs)-1])
+		}
 	case mine:
 		s.queues[m.Handle] = append(q, m)
 	default:
@@ -1264,6 +1272,9 @@ func runCase(agent string, c confCase) (problem, diagnostics string) {
 	}
 	if err == nil && len(s.strays) > 0 {
 		err = errors.New("unexpected frames: " + strings.Join(s.strays[:min(5, len(s.strays))], "; "))
+	}
+	if err == nil && c.Quiet && len(s.warnings) > 0 {
+		err = fmt.Errorf("the agent logged %d warnings or errors in a quiet case: %s", len(s.warnings), s.warnings[0])
 	}
 	closing := s.close()
 	if err != nil {

@@ -29,6 +29,7 @@ const CHUNK_OVERHEAD = 64; // credit charged per chunk on top of its length
 const MAX_FRAME = 16 << 20; // announced in Boot.max_frame_size and enforced
 const DEFAULT_WINDOW = 4 << 20;
 const DEFAULT_TIMEOUT = 20;
+const WARN_LEVEL = 4; // slog WARN: a quiet case fails on a FORWARD_LOG at or above it
 
 let A; // generated Agent service module
 let T; // generated types and constants
@@ -299,6 +300,7 @@ class Session {
     this.nextHandle = T.FIRST_DYNAMIC_HANDLE;
     this.queues = new Map();
     this.logs = [];
+    this.warnings = [];
     this.strays = [];
     // The stock client, multiplexed as Apache's Multiplexer does it: its
     // "connection" is this runner, which puts each CALL in an envelope.
@@ -331,6 +333,7 @@ class Session {
         const rec = decode(T.LogRecord, env.data);
         const attrs = (rec.attrs || []).map((a) => `${a.key}=${a.value}`).join(" ");
         this.logs.push(`agent log level ${rec.level}: ${rec.message} ${attrs}`);
+        if (rec.level >= WARN_LEVEL) this.warnings.push(this.logs[this.logs.length - 1]);
       } catch (e) {
         this.strays.push(`malformed FORWARD_LOG (${e.message})`);
       }
@@ -680,6 +683,9 @@ async function runCase(binary, c) {
       }
     }
     if (s.strays.length) throw new Fail("unexpected frames: " + s.strays.slice(0, 5).join("; "));
+    if (c.quiet && s.warnings.length) {
+      throw new Fail(`the agent logged ${s.warnings.length} warnings or errors in a quiet case: ${s.warnings[0]}`);
+    }
   } catch (e) {
     problem = e instanceof Fail ? e.message : `${e.name}: ${e.message}`;
   }

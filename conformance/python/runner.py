@@ -36,6 +36,7 @@ CHUNK_OVERHEAD = 64  # credit charged per byte-stream chunk on top of its length
 MAX_FRAME = 16 << 20  # what we announce in Boot.max_frame_size and enforce
 DEFAULT_WINDOW = 4 << 20
 DEFAULT_TIMEOUT = 20.0
+WARN_LEVEL = 4  # slog WARN: a quiet case fails on a FORWARD_LOG at or above it
 
 W = None  # the generated package (mitogen_wire), imported in main
 
@@ -254,6 +255,7 @@ class Session:
         self.next_handle = W.constants.FIRST_DYNAMIC_HANDLE
         self.queues = {}  # handles this runner allocated -> frames received there
         self.logs = []
+        self.warnings = []
         self.strays = []
         self.seqid = 0
 
@@ -278,6 +280,8 @@ class Session:
                 rec = decode(W.ttypes.LogRecord, env.data)
                 attrs = " ".join("%s=%s" % (a.key, a.value) for a in rec.attrs or [])
                 self.logs.append("agent log level %d: %s %s" % (rec.level, rec.message, attrs))
+                if rec.level >= WARN_LEVEL:
+                    self.warnings.append(self.logs[-1])
             except Exception as e:
                 self.strays.append("malformed FORWARD_LOG (%s)" % e)
         elif env.handle in self.queues:
@@ -666,6 +670,8 @@ def run_case(binary, case):
         s.conn.flush()
         if s.strays:
             raise Fail("unexpected frames: " + "; ".join(s.strays[:5]))
+        if case.get("quiet") and s.warnings:
+            raise Fail("the agent logged %d warnings or errors in a quiet case: %s" % (len(s.warnings), s.warnings[0]))
     except Fail as e:
         problem = str(e)
     except Exception as e:  # a bug or a decoding error: report, go on with the next case
