@@ -1273,12 +1273,13 @@ func runCase(agent string, c confCase) (problem, diagnostics string) {
 	if err == nil && len(s.strays) > 0 {
 		err = errors.New("unexpected frames: " + strings.Join(s.strays[:min(5, len(s.strays))], "; "))
 	}
-	if err == nil && c.Quiet && len(s.warnings) > 0 {
-		err = fmt.Errorf("the agent logged %d warnings or errors in a quiet case: %s", len(s.warnings), s.warnings[0])
-	}
 	closing := s.close()
 	if err != nil {
 		return err.Error(), s.diagnostics()
+	}
+	// Checked after close, which reads every frame up to the agent's exit.
+	if closing == "" && c.Quiet && len(s.warnings) > 0 {
+		return fmt.Sprintf("the agent logged %d warnings or errors in a quiet case: %s", len(s.warnings), s.warnings[0]), s.diagnostics()
 	}
 	return closing, s.diagnostics()
 }
