@@ -12,6 +12,8 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/internal/testproc"
+	"github.com/seed-a176d0ab/mitogen-go/process"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 )
 
@@ -21,14 +23,14 @@ func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == "ssh" {
 		os.Exit(fakessh.SSHMain(os.Args[1:]))
 	}
-	if f := os.Getenv(fakessh.EnvTestSignalRecorder); f != "" {
-		os.Exit(fakessh.SignalRecorder(f, os.Getenv(fakessh.EnvTestSignalRecorderExitOn)))
+	if f := os.Getenv(testproc.EnvSignalRecorder); f != "" {
+		os.Exit(testproc.SignalRecorder(f, os.Getenv(testproc.EnvSignalRecorderExitOn)))
 	}
 	if n, err := strconv.Atoi(os.Getenv(fakessh.EnvTestHog)); err == nil {
 		os.Exit(fakessh.Hog(n))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "agent" && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
-		os.Exit(agent.Run(nil, fakessh.StartProcess))
+		os.Exit(agent.Run(nil, process.StartProcess))
 	}
 	if len(os.Args) > 1 && os.Args[1] == hostileSSHMode && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
 		os.Exit(hostileSSH())

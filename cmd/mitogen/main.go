@@ -17,6 +17,7 @@ import (
 
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/process"
 )
 
 const usage = `usage: mitogen COMMAND [OPTIONS]
@@ -49,7 +50,7 @@ func run(args []string) int {
 	}
 	switch args[0] {
 	case "agent":
-		return agent.Run(nil, fakessh.StartProcess)
+		return agent.Run(nil, process.StartProcess)
 	case "exec":
 		return cmdExec(args[1:])
 	case "run":

@@ -1,4 +1,4 @@
-package fakessh
+package process
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package fakessh_test
+package process_test
 
 import (
 	"bytes"
