@@ -208,6 +208,8 @@ func (c *client) running() ClientState {
 		return c.onControl(ClientRunning, ev, ClientDraining)
 	case <-c.outputsEnded:
 		return ClientAwaitExit
+	case <-c.ctx.Done():
+		return c.onControl(ClientRunning, ctlEvent{gone: c.ctx.Err()}, ClientDone)
 	}
 }
 
@@ -218,12 +220,19 @@ func (c *client) draining() ClientState {
 		return c.onControl(ClientDraining, ev, ClientDone) // any message is an error here
 	case <-c.outputsEnded:
 		return ClientDone
+	case <-c.ctx.Done():
+		return c.onControl(ClientDraining, ctlEvent{gone: c.ctx.Err()}, ClientDone)
 	}
 }
 
 // awaitExit is the handler of AwaitExit: the outputs ended; EXIT comes.
 func (c *client) awaitExit() ClientState {
-	return c.onControl(ClientAwaitExit, <-c.ctl, ClientDone)
+	select {
+	case ev := <-c.ctl:
+		return c.onControl(ClientAwaitExit, ev, ClientDone)
+	case <-c.ctx.Done():
+		return c.onControl(ClientAwaitExit, ctlEvent{gone: c.ctx.Err()}, ClientDone)
+	}
 }
 
 // onControl acts on a control event in state st: the first EXIT moves to

@@ -104,7 +104,7 @@ type ProtocolError struct {
 }
 
 func (e *ProtocolError) Error() string {
-	msg := fmt.Sprintf("process %s: protocol error: %s in state %s", e.Side, e.Event, e.State)
+	msg := fmt.Sprintf("%s side: protocol error: %s in state %s", e.Side, e.Event, e.State)
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}

@@ -439,6 +439,8 @@ func (s *slave) awaitStart() SlaveState {
 	select {
 	case <-timeout.C:
 		return s.finish("no START within " + s.cfg.StartTimeout.String())
+	case <-s.ctx.Done():
+		return s.finish("context shutting down")
 	case ev := <-s.ctl:
 		switch {
 		case ev.gone != nil:
@@ -474,6 +476,8 @@ func (s *slave) running() SlaveState {
 		}
 		s.r.Send(&wire.Message{Dst: s.peer, Handle: s.client, Data: marshal(&mitogen.Control{Kind: mitogen.ControlKind_EXIT, ExitStatus: status, Signal: sig, Note: note})})
 		return SlaveDone
+	case <-s.ctx.Done():
+		return s.finish("context shutting down")
 	case ev := <-s.ctl:
 		switch {
 		case ev.gone != nil:
@@ -543,7 +547,7 @@ func (s *slave) begin(c *mitogen.Control) error {
 		if err != nil {
 			s.log.Debug("stdin pump", "err", err)
 		}
-		if core.IsDead(err) && !errors.Is(err, core.ErrSenderClosed) {
+		if stdinFailed(err) {
 			// The stream failed (e.g. an overrun): the process must not
 			// take what it got for the whole of its input, so it is killed
 			// before its stdin is closed.
@@ -553,6 +557,23 @@ func (s *slave) begin(c *mitogen.Control) error {
 		s.closeStdin()
 	}()
 	return nil
+}
+
+// stdinFailed says whether the stdin stream's end err is a failure that
+// kills the process (idl: Control.note): any dead end but SENDER_CLOSED,
+// except the client's or this context's departure (DISCONNECTED, NO_ROUTE,
+// SHUTDOWN), which is an ending (ENDINGS: stdin EOF, then SIGHUP), not a
+// kill.
+func stdinFailed(err error) bool {
+	if !core.IsDead(err) {
+		return false
+	}
+	for _, e := range []error{core.ErrSenderClosed, core.ErrDisconnected, core.ErrNoRoute, core.ErrShutdown} {
+		if errors.Is(err, e) {
+			return false
+		}
+	}
+	return true
 }
 
 // exitStatus maps a process's end to ssh's exit status: the code, or 255
