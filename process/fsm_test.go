@@ -116,9 +116,11 @@ func expectBounce(t *testing.T, rc *rawClient, what string, probe func()) {
 func TestSlaveProtocolErrors(t *testing.T) {
 	p := newPair(t)
 	cases := map[string]func(rc *rawClient){
-		"two STARTs":          func(rc *rawClient) { rc.start(); rc.start() },
-		"SIGNAL before START": func(rc *rawClient) { rc.send(&mitogen.Control{Kind: mitogen.ControlKind_SIGNAL, SignalNumber: int32(syscall.SIGUSR1)}) },
-		"EXIT before START":   func(rc *rawClient) { rc.send(&mitogen.Control{Kind: mitogen.ControlKind_EXIT}) },
+		"two STARTs": func(rc *rawClient) { rc.start(); rc.start() },
+		"SIGNAL before START": func(rc *rawClient) {
+			rc.send(&mitogen.Control{Kind: mitogen.ControlKind_SIGNAL, SignalNumber: int32(syscall.SIGUSR1)})
+		},
+		"EXIT before START": func(rc *rawClient) { rc.send(&mitogen.Control{Kind: mitogen.ControlKind_EXIT}) },
 		"EXIT after START": func(rc *rawClient) {
 			rc.start()
 			rc.send(&mitogen.Control{Kind: mitogen.ControlKind_EXIT})
@@ -297,9 +299,11 @@ func TestClientProtocolErrors(t *testing.T) {
 	cases := map[string]func(*mitogen.Control){
 		"a second EXIT": func(s *mitogen.Control) { toClient(p, s, exitMsg(0)); toClient(p, s, exitMsg(1)) },
 		"START":         func(s *mitogen.Control) { toClient(p, s, &mitogen.Control{Kind: mitogen.ControlKind_START}) },
-		"SIGNAL":        func(s *mitogen.Control) { toClient(p, s, &mitogen.Control{Kind: mitogen.ControlKind_SIGNAL, SignalNumber: 1}) },
-		"unknown kind":  func(s *mitogen.Control) { toClient(p, s, &mitogen.Control{Kind: 77}) },
-		"undecodable":   func(s *mitogen.Control) { toClientRaw(p, s, []byte{0xff, 0xff}) },
+		"SIGNAL": func(s *mitogen.Control) {
+			toClient(p, s, &mitogen.Control{Kind: mitogen.ControlKind_SIGNAL, SignalNumber: 1})
+		},
+		"unknown kind": func(s *mitogen.Control) { toClient(p, s, &mitogen.Control{Kind: 77}) },
+		"undecodable":  func(s *mitogen.Control) { toClientRaw(p, s, []byte{0xff, 0xff}) },
 		"unknown kind after the outputs ended": func(s *mitogen.Control) {
 			endOutputs(t, p, s)
 			toClient(p, s, &mitogen.Control{Kind: 77})
