@@ -48,7 +48,7 @@ func (l *logSink) contains(s string) bool {
 	return false
 }
 
-func socketpair(t *testing.T) (net.Conn, net.Conn) {
+func socketpair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
@@ -17,8 +18,8 @@ func marshal(v thrift.FastCodec) []byte { return thrift.FastMarshal(v) }
 // installCoreHandlers binds the well-known handles every router serves.
 func (r *Router) installCoreHandlers() {
 	r.AddHandler(mitogen.CALL_FUNCTION, r.HasParentAuth, r.serveCall)
-	r.AddHandler(mitogen.ADD_ROUTE, fromChild, r.onAddRoute)
-	r.AddHandler(mitogen.DEL_ROUTE, nil, r.onDelRoute)
+	r.AddHandler(mitogen.ADD_ROUTE, fromChildNeighbor, r.onAddRoute)
+	r.AddHandler(mitogen.DEL_ROUTE, fromNeighbor, r.onDelRoute)
 	r.AddHandler(mitogen.SHUTDOWN, r.HasParentAuth, func(*wire.Message, *Stream) {
 		r.log.Debug("SHUTDOWN received")
 		go r.Shutdown()
@@ -32,6 +33,18 @@ func (r *Router) installCoreHandlers() {
 // fromChild accepts messages that arrived on a child stream.
 func fromChild(_ *wire.Message, in *Stream) bool { return !in.isParent }
 
+// fromNeighbor accepts messages sent (and vouched for) by the context at
+// the other end of the stream they arrived on: ADD_ROUTE and DEL_ROUTE
+// travel hop by hop, each router re-announcing them as its own, so one
+// forwarded from further away (a sibling's, a grandchild's) is forged.
+func fromNeighbor(m *wire.Message, in *Stream) bool {
+	return m.Src == in.remoteID && m.Auth == in.remoteID
+}
+
+func fromChildNeighbor(m *wire.Message, in *Stream) bool {
+	return fromChild(m, in) && fromNeighbor(m, in)
+}
+
 func (r *Router) onAddRoute(m *wire.Message, in *Stream) {
 	var u mitogen.RouteUpdate
 	if _, err := u.FastRead(m.Data); err != nil {
@@ -41,7 +54,11 @@ func (r *Router) onAddRoute(m *wire.Message, in *Stream) {
 	r.mu.Lock()
 	if old, ok := r.routes[u.TargetId]; ok || u.TargetId == r.id || u.TargetId == mitogen.MASTER_ID {
 		r.mu.Unlock()
-		r.log.Error("refusing ADD_ROUTE for a context routed elsewhere", "target", u.TargetId, "stream", in.name, "existing", old)
+		existing := "this context or the master"
+		if old != nil {
+			existing = old.name // not the *Stream: formatting it races with its counters
+		}
+		r.log.Error("refusing ADD_ROUTE for a context routed elsewhere", "target", u.TargetId, "stream", in.name, "existing", existing)
 		return
 	}
 	delete(r.gone, u.TargetId)
@@ -63,8 +80,12 @@ func (r *Router) onDelRoute(m *wire.Message, in *Stream) {
 	r.mu.Lock()
 	via, routed := r.routes[u.TargetId]
 	r.mu.Unlock()
-	if in != nil && routed && via != in {
-		// Only the side a context was reached through may say it is gone.
+	// Only the side a context is reached through may say it is gone: the
+	// child stream it is routed through, or, for a context not routed below
+	// this one (the master, ancestors, their other descendants), the parent.
+	// Nobody may declare this context itself or one of its ancestors gone:
+	// their end is the end of the parent stream.
+	if in != nil && (u.TargetId == r.id || slices.Contains(r.parentIDs, u.TargetId) || routed && via != in || !routed && !in.isParent) {
 		r.log.Error("ignoring DEL_ROUTE from the wrong stream", "target", u.TargetId, "stream", in.name)
 		return
 	}

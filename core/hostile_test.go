@@ -164,3 +164,45 @@ func TestHostileCallHugeArgs(t *testing.T) {
 		t.Fatalf("ping after hostile calls: %v type %d seq %d", err, typ, seq)
 	}
 }
+
+// Found by FuzzRouter: a DEL_ROUTE is believed only from the side the
+// context is reached through, only from the neighbor itself (route updates
+// travel hop by hop), and never for the receiver or its ancestors. Before,
+// a child saying "context 0 is gone" made the master announce its own death
+// to every context, which then could not answer it.
+func TestDelRouteOnlyFromTheRightNeighbor(t *testing.T) {
+	m, _ := testMaster(t)
+	c1, _, _ := startChild(t, m, 1)
+	startChild(t, c1, 2)
+	waitRoute(t, m, 2)
+	hm := rawChild(t, m, 7)
+	del := func(dst, target int32) {
+		hm.Write(wire.Encode(&wire.Message{Dst: dst, Src: 7, Auth: 7, Handle: mitogen.DEL_ROUTE,
+			Data: fastMarshal(&mitogen.RouteUpdate{TargetId: target, Reason: "forged"})}))
+	}
+	del(0, 1) // a sibling, routed elsewhere
+	del(0, 0) // the master itself
+	del(1, 0) // to c1, through the master: not from c1's neighbor
+	del(2, 1) // to c2, about its parent
+	// The hostile frames are processed in order before this one.
+	rc := m.NewReceiver()
+	defer rc.Close()
+	hm.Write(wire.Encode(&wire.Message{Dst: 0, Src: 7, Auth: 7, Handle: rc.Handle(), Data: []byte("sync")}))
+	if _, err := rc.Get(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int32{1, 2} {
+		if err := m.Context(id, "").Agent().Ping(ctxT(t)); err != nil {
+			t.Fatalf("ping %d after forged DEL_ROUTEs: %v", id, err)
+		}
+	}
+
+	// A parent may not declare the master (an ancestor) gone either.
+	conn, _ := rawParent(t, 5)
+	conn.Write(wire.Encode(&wire.Message{Dst: 5, Handle: mitogen.DEL_ROUTE, Data: fastMarshal(&mitogen.RouteUpdate{TargetId: 0})}))
+	conn.Write(wire.Encode(&wire.Message{Dst: 5, Handle: mitogen.CALL_FUNCTION, ReplyTo: 3000, Data: callMsg(mitogen.AgentPingMethod, 1, []byte{0})}))
+	reply := readFor(t, conn, 3000)
+	if _, typ, _, _, err := thrift.Binary.ReadMessageBegin(reply.Data); err != nil || typ != thrift.REPLY {
+		t.Fatalf("ping after DEL_ROUTE of the master from the parent: %v type %d dead %v", err, typ, reply.IsDead())
+	}
+}

@@ -43,14 +43,23 @@ const (
 	/**
 	 * ADD_ROUTE: a RouteUpdate sent by a context to its parent when a new context
 	 * becomes reachable through it; the parent records "target via this stream"
-	 * and passes the update on to its own parent. Accepted only on a child
-	 * stream, and only for a target not already routed elsewhere.
+	 * and passes the update on to its own parent. Route updates travel hop by
+	 * hop: each router re-sends them as its own, so a receiver accepts one only
+	 * when src_id and auth_id are the context at the other end of the stream it
+	 * arrived on. ADD_ROUTE is accepted only on a child stream, and only for a
+	 * target not already routed elsewhere.
 	 */
 	ADD_ROUTE = 103
 	/**
 	 * DEL_ROUTE: a RouteUpdate announcing that a context is gone. Sent upward to
 	 * the parent and downward to every child. Each receiver removes the route and
 	 * tells every local receiver waiting on that context (Dead{DISCONNECTED}).
+	 * Like ADD_ROUTE it is accepted only from the neighbor itself (src_id and
+	 * auth_id are the context at the other end of the stream), and only from
+	 * the side the target is reached through: the child stream it is routed
+	 * through, or the parent for a target not routed below the receiver. It is
+	 * ignored when it names the receiver or one of its ancestors (their end is
+	 * the end of the parent stream).
 	 */
 	DEL_ROUTE = 104
 	/**
