@@ -43,7 +43,7 @@ import (
 // every well-known handle, others are taken as they are), and its payload:
 // one of the valid encodings of every payload type in the IDL (CALLs of
 // every Agent method among them) mutated by data, or (route&0x80) data as
-// raw bytes on the stream.
+// raw bytes on the stream, which the peer then closes.
 func FuzzRouter(f *testing.F) {
 	w := newFuzzWorld(f)
 	f.Cleanup(w.close)
@@ -71,7 +71,11 @@ func FuzzRouter(f *testing.F) {
 		w.tb = t // what the world rebuilds during this input reports here
 		p := w.peers[int(route&0x7f)%len(w.peers)]
 		if route&0x80 != 0 {
+			// Raw bytes may leave a frame unfinished, which keeps that
+			// stream waiting for the rest (bounded: see wire.ReadFrame);
+			// end it so the router must clean up after a broken stream.
 			p.conn.Write(data)
+			p.conn.Close()
 		} else {
 			m := &wire.Message{
 				Dst:     w.pickID(p, dst),
