@@ -25,7 +25,7 @@ func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int
 		conn.Close()
 		return nil, nil, err
 	}
-	rc := r.NewReceiver(WithPeer(id), WithQueueLimit(1, 4096))
+	rc := r.NewReceiver(WithPeer(id), WithPolicy(r.replyPolicy(id)), WithQueueLimit(1, 4096))
 	defer rc.Close()
 	s.start()
 	parents := append([]int32{r.id}, r.parentIDs...)

@@ -132,7 +132,7 @@ func (r *Router) AllocateIDs(ctx context.Context, count int32) (first, n int32, 
 		first, n = r.allocateIDs(count)
 		return first, n, nil
 	}
-	rc := r.NewReceiver(WithPeer(mitogen.MASTER_ID), WithQueueLimit(1, 1024))
+	rc := r.NewReceiver(WithPeer(mitogen.MASTER_ID), WithPolicy(r.replyPolicy(mitogen.MASTER_ID)), WithQueueLimit(1, 1024))
 	defer rc.Close()
 	r.Send(&wire.Message{Dst: mitogen.MASTER_ID, Handle: mitogen.ALLOCATE_ID, ReplyTo: rc.Handle(), Data: marshal(&mitogen.AllocateIDRequest{Count: count})})
 	m, err := rc.Get(ctx)
