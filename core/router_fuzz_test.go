@@ -265,6 +265,9 @@ type fuzzWorld struct {
 const (
 	fuzzA = 5
 	fuzzG = 6
+	// fuzzWait bounds each wait of an input's checks; the fuzzing engine
+	// takes an input running for 10 s in all as a hang.
+	fuzzWait = 3 * time.Second
 )
 
 func newFuzzWorld(tb testing.TB) *fuzzWorld {
@@ -419,7 +422,7 @@ func (w *fuzzWorld) sync(t *testing.T, p *rawPeer) (alive bool) {
 	marker := []byte(fmt.Sprintf("marker %d", w.seq))
 	src := p.id
 	p.conn.Write(wire.Encode(&wire.Message{Dst: p.router.ID(), Src: src, Auth: src, Handle: rc.Handle(), Data: marker}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), fuzzWait)
 	defer cancel()
 	go func() {
 		select {
@@ -455,7 +458,7 @@ func (w *fuzzWorld) parentPing(id int32) error {
 	h := 9000 + w.seq%100000
 	p.conn.Write(wire.Encode(&wire.Message{Dst: id, Src: 0, Auth: 0, Handle: mitogen.CALL_FUNCTION, ReplyTo: h,
 		Data: callMsg(mitogen.AgentPingMethod, w.seq, []byte{0})}))
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(fuzzWait)
 	for {
 		select {
 		case m := <-p.frames:
@@ -487,12 +490,14 @@ func (w *fuzzWorld) check(t *testing.T, p *rawPeer) {
 			}
 		}
 		if err != nil {
-			// hp may shut a down (it is a's parent), or send what ends
-			// the stream; anything else that stops a answering is a bug.
+			// hp may shut a or g down (it is their parent), or send what
+			// ends the stream; anything else that stops them answering is
+			// a bug.
 			select {
 			case <-w.a.Done():
+			case <-w.g.Done():
 			case <-p.closed:
-			case <-time.After(20 * time.Second):
+			case <-time.After(fuzzWait):
 				t.Fatal(err)
 			}
 			w.newHostileParent()
@@ -505,7 +510,7 @@ func (w *fuzzWorld) check(t *testing.T, p *rawPeer) {
 		}
 	}
 	for _, id := range []int32{w.c1.ID(), w.c2.ID()} {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), fuzzWait)
 		err := w.m.Context(id, "").Agent().Ping(ctx)
 		cancel()
 		if err != nil {
