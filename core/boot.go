@@ -20,6 +20,10 @@ const Version = "mitogen-go/0.1"
 // stream of this router: it sends Boot, waits for Ready (or ctx), adds the
 // route and, below the master, announces it upward with ADD_ROUTE.
 func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int32, name string) (*Context, *mitogen.Ready, error) {
+	if id <= mitogen.MASTER_ID {
+		conn.Close()
+		return nil, nil, fmt.Errorf("starting context %d (%s): not a valid context ID (are context IDs exhausted?)", id, name)
+	}
 	s := newStream(r, conn, nil, id, name, false)
 	if err := r.addChildStream(s); err != nil {
 		conn.Close()

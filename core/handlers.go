@@ -2,8 +2,10 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -95,12 +97,18 @@ func (r *Router) onDelRoute(m *wire.Message, in *Stream) {
 // idBlock is the number of IDs ALLOCATE_ID hands out when asked for none in particular.
 const idBlock = 32
 
-// AllocateID returns a fresh context ID (master only).
+// AllocateID returns a fresh context ID (master only), or -1 once all 2^31-1
+// IDs have been handed out: IDs are never reused.
 func (r *Router) AllocateID() int32 {
-	first, _ := r.allocateIDs(1)
+	first, n := r.allocateIDs(1)
+	if n == 0 {
+		return -1
+	}
 	return first
 }
 
+// allocateIDs hands out n IDs (idBlock when n is out of range), fewer when
+// fewer remain, none (n == 0) when the space is spent.
 func (r *Router) allocateIDs(n int32) (int32, int32) {
 	if n <= 0 || n > 1<<16 {
 		n = idBlock
@@ -108,7 +116,17 @@ func (r *Router) allocateIDs(n int32) (int32, int32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	first := r.nextID
-	r.nextID += n
+	if first <= 0 { // spent: nextID went past MaxInt32 (kept at -1)
+		return 0, 0
+	}
+	if left := math.MaxInt32 - first + 1; int64(n) > int64(left) {
+		n = int32(left)
+	}
+	if int64(first)+int64(n) > math.MaxInt32 {
+		r.nextID = -1
+	} else {
+		r.nextID = first + n
+	}
 	return first, n
 }
 
@@ -119,6 +137,11 @@ func (r *Router) onAllocateID(m *wire.Message, in *Stream) {
 		return
 	}
 	first, n := r.allocateIDs(req.Count)
+	if n == 0 {
+		r.log.Error("context IDs exhausted", "asked by", m.Src)
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_OVERFLOW, Message: "the master has handed out every context ID"})
+		return
+	}
 	r.log.Debug("allocated IDs", "to", m.Src, "first", first, "count", n)
 	if m.ReplyTo != 0 {
 		go r.Send(&wire.Message{Dst: m.Src, Handle: m.ReplyTo, Data: marshal(&mitogen.AllocateIDReply{First: first, Count: n})})
@@ -130,6 +153,9 @@ func (r *Router) onAllocateID(m *wire.Message, in *Stream) {
 func (r *Router) AllocateIDs(ctx context.Context, count int32) (first, n int32, err error) {
 	if r.IsMaster() {
 		first, n = r.allocateIDs(count)
+		if n == 0 {
+			return 0, 0, errors.New("allocating context IDs: every ID has been handed out")
+		}
 		return first, n, nil
 	}
 	rc := r.NewReceiver(WithPeer(mitogen.MASTER_ID), WithPolicy(r.replyPolicy(mitogen.MASTER_ID)), WithQueueLimit(1, 1024))

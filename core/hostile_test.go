@@ -206,3 +206,39 @@ func TestDelRouteOnlyFromTheRightNeighbor(t *testing.T) {
 		t.Fatalf("ping after DEL_ROUTE of the master from the parent: %v type %d dead %v", err, typ, reply.IsDead())
 	}
 }
+
+// Found by FuzzRouter: ALLOCATE_ID requests of 65536 IDs each used to wrap
+// the master's 31-bit ID counter after 32768 of them, handing out negative
+// IDs and then IDs already in use (the master's own among them). Now the
+// space runs out instead: the master answers Dead{OVERFLOW} and AllocateID
+// returns -1, and no ID is handed out twice.
+func TestAllocateIDNeverWraps(t *testing.T) {
+	m, _ := testMaster(t)
+	conn := rawChild(t, m, m.AllocateID())
+	req := fastMarshal(&mitogen.AllocateIDRequest{Count: 1 << 16})
+	var batch []byte
+	for i := 0; i < 1<<15; i++ {
+		batch = append(batch, wire.Encode(&wire.Message{Dst: 0, Src: 1, Auth: 1, Handle: mitogen.ALLOCATE_ID, Data: req})...)
+	}
+	// The last one asks for a reply: the space is spent by then.
+	batch = append(batch, wire.Encode(&wire.Message{Dst: 0, Src: 1, Auth: 1, Handle: mitogen.ALLOCATE_ID, ReplyTo: 4242, Data: req})...)
+	go conn.Write(batch)
+	reply := readFor(t, conn, 4242)
+	if !reply.IsDead() {
+		var rep mitogen.AllocateIDReply
+		rep.FastRead(reply.Data)
+		t.Fatalf("the master still allocates after 2^31 IDs: %+v", &rep)
+	}
+	last := int32(0)
+	for i := 0; i < 1<<17; i++ {
+		id := m.AllocateID()
+		if id == -1 {
+			return
+		}
+		if id <= last {
+			t.Fatalf("AllocateID returned %d after %d", id, last)
+		}
+		last = id
+	}
+	t.Fatalf("AllocateID still returns IDs (%d) after 2^31 were handed out", last)
+}

@@ -274,14 +274,29 @@ func newFuzzWorld(tb testing.TB) *fuzzWorld {
 	cfg := core.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	w := &fuzzWorld{tb: tb, cfg: cfg}
-	w.m = core.NewMaster(cfg)
+	w.build()
+	return w
+}
+
+// build makes the world's routers and peers.
+func (w *fuzzWorld) build() {
+	w.m = core.NewMaster(w.cfg)
 	serveFuzzAgent(w)(w.m)
 	w.c1 = w.bootAgent(w.m, w.m.AllocateID())
 	w.c2 = w.bootAgent(w.c1, w.m.AllocateID())
 	w.peers = []*rawPeer{w.rawChildOf(w.m, "hm"), w.rawChildOf(w.c1, "ha"), nil}
+	w.a, w.g = nil, nil
 	w.newHostileParent()
 	w.waitPing(w.m, w.c2.ID())
-	return w
+}
+
+// rebuild replaces the whole world with a new one.
+func (w *fuzzWorld) rebuild() {
+	w.close()
+	w.mu.Lock()
+	w.conn = nil
+	w.mu.Unlock()
+	w.build()
 }
 
 func (w *fuzzWorld) violation(err error) {
@@ -291,16 +306,16 @@ func (w *fuzzWorld) violation(err error) {
 }
 
 func (w *fuzzWorld) close() {
-	w.m.Close()
-	for _, r := range []*core.Router{w.c1, w.c2, w.a, w.g} {
+	// Streams first, so that no router waits for a child to answer SHUTDOWN.
+	w.mu.Lock()
+	for _, c := range w.conn {
+		c.Close()
+	}
+	w.mu.Unlock()
+	for _, r := range []*core.Router{w.m, w.c1, w.c2, w.a, w.g} {
 		if r != nil {
 			r.Close()
 		}
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, c := range w.conn {
-		c.Close()
 	}
 }
 
@@ -324,7 +339,7 @@ func (w *fuzzWorld) bootAgent(parent *core.Router, id int32) *core.Router {
 		}
 		ch <- r
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), fuzzWait)
 	defer cancel()
 	if _, _, err := parent.StartChild(ctx, a, id, fmt.Sprintf("agent %d", id)); err != nil {
 		w.tb.Fatalf("starting agent %d under %d: %v", id, parent.ID(), err)
@@ -336,17 +351,22 @@ func (w *fuzzWorld) bootAgent(parent *core.Router, id int32) *core.Router {
 func (w *fuzzWorld) rawChildOf(parent *core.Router, name string) *rawPeer {
 	w.tb.Helper()
 	id := w.m.AllocateID()
+	if id < 0 {
+		w.tb.Fatalf("%s: context IDs exhausted (check handles that)", name)
+	}
 	a, b := socketpair(w.tb)
 	w.track(a)
 	w.track(b)
 	done := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), fuzzWait)
 		defer cancel()
 		_, _, err := parent.StartChild(ctx, a, id, name)
 		done <- err
 	}()
+	b.SetReadDeadline(time.Now().Add(fuzzWait))
 	boot, err := wire.ReadFrame(b, 1<<20)
+	b.SetReadDeadline(time.Time{})
 	if err != nil {
 		w.tb.Fatalf("%s: reading Boot: %v", name, err)
 	}
@@ -401,8 +421,8 @@ func (w *fuzzWorld) pickID(p *rawPeer, v int32) int32 {
 func (w *fuzzWorld) waitPing(r *core.Router, id int32) {
 	w.tb.Helper()
 	var err error
-	for i := 0; i < 200; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	for deadline := time.Now().Add(fuzzWait); time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(context.Background(), fuzzWait)
 		err = r.Context(id, "").Agent().Ping(ctx)
 		cancel()
 		if err == nil {
@@ -503,6 +523,12 @@ func (w *fuzzWorld) check(t *testing.T, p *rawPeer) {
 			w.newHostileParent()
 		}
 	} else if !alive {
+		if w.m.AllocateID() < 0 {
+			// Hostile ALLOCATE_IDs have spent the master's IDs (it now
+			// refuses more, as it must): start a new world.
+			w.rebuild()
+			return
+		}
 		if p == w.peers[0] {
 			w.peers[0] = w.rawChildOf(w.m, "hm")
 		} else {
