@@ -54,6 +54,13 @@ func (r *Router) onAddRoute(m *wire.Message, in *Stream) {
 		return
 	}
 	r.mu.Lock()
+	if r.IsMaster() && (u.TargetId <= 0 || r.nextID > 0 && u.TargetId >= r.nextID) {
+		r.mu.Unlock()
+		// A context can only have an ID the master handed out: a claim on
+		// a future one would capture the context later started with it.
+		r.log.Error("refusing ADD_ROUTE for an ID not allocated", "target", u.TargetId, "stream", in.name)
+		return
+	}
 	if old, ok := r.routes[u.TargetId]; ok || u.TargetId == r.id || u.TargetId == mitogen.MASTER_ID {
 		r.mu.Unlock()
 		existing := "this context or the master"

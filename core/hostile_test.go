@@ -214,14 +214,15 @@ func TestDelRouteOnlyFromTheRightNeighbor(t *testing.T) {
 // returns -1, and no ID is handed out twice.
 func TestAllocateIDNeverWraps(t *testing.T) {
 	m, _ := testMaster(t)
-	conn := rawChild(t, m, m.AllocateID())
+	me := m.AllocateID()
+	conn := rawChild(t, m, me)
 	req := fastMarshal(&mitogen.AllocateIDRequest{Count: 1 << 16})
 	var batch []byte
 	for i := 0; i < 1<<15; i++ {
-		batch = append(batch, wire.Encode(&wire.Message{Dst: 0, Src: 1, Auth: 1, Handle: mitogen.ALLOCATE_ID, Data: req})...)
+		batch = append(batch, wire.Encode(&wire.Message{Dst: 0, Src: me, Auth: me, Handle: mitogen.ALLOCATE_ID, Data: req})...)
 	}
 	// The last one asks for a reply: the space is spent by then.
-	batch = append(batch, wire.Encode(&wire.Message{Dst: 0, Src: 1, Auth: 1, Handle: mitogen.ALLOCATE_ID, ReplyTo: 4242, Data: req})...)
+	batch = append(batch, wire.Encode(&wire.Message{Dst: 0, Src: me, Auth: me, Handle: mitogen.ALLOCATE_ID, ReplyTo: 4242, Data: req})...)
 	go conn.Write(batch)
 	reply := readFor(t, conn, 4242)
 	if !reply.IsDead() {
@@ -241,4 +242,33 @@ func TestAllocateIDNeverWraps(t *testing.T) {
 		last = id
 	}
 	t.Fatalf("AllocateID still returns IDs (%d) after 2^31 were handed out", last)
+}
+
+// Found by FuzzRouter: a child could claim, with ADD_ROUTE, an ID the master
+// had not handed out yet; the context later started with that ID was then
+// unreachable (or, worse, its traffic went to the claimant). The master
+// takes ADD_ROUTE only for IDs it has allocated.
+func TestAddRouteForUnallocatedIDRefused(t *testing.T) {
+	m, _ := testMaster(t)
+	me := m.AllocateID()
+	conn := rawChild(t, m, me)
+	future := m.AllocateID() + 3
+	rc := m.NewReceiver()
+	defer rc.Close()
+	conn.Write(wire.Encode(&wire.Message{Dst: 0, Src: me, Auth: me, Handle: mitogen.ADD_ROUTE,
+		Data: fastMarshal(&mitogen.RouteUpdate{TargetId: future, Name: "claimed"})}))
+	conn.Write(wire.Encode(&wire.Message{Dst: 0, Src: me, Auth: me, Handle: rc.Handle(), Data: []byte("sync")}))
+	if _, err := rc.Get(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for m.AllocateID() < future-1 {
+	}
+	id := m.AllocateID()
+	if id != future {
+		t.Fatalf("allocated %d, want %d", id, future)
+	}
+	_, c, _ := startChild(t, m, id)
+	if err := c.Agent().Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
 }

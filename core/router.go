@@ -354,7 +354,7 @@ func (r *Router) streamEnded(s *Stream) {
 	r.mu.Unlock()
 	slices.Sort(lost)
 	for _, id := range lost {
-		r.contextGone(id, fmt.Sprintf("context %d disconnected: %s", id, why), true)
+		r.contextGoneUnlessRouted(id, fmt.Sprintf("context %d disconnected: %s", id, why), true)
 	}
 	if s.isParent && !closed {
 		r.log.Debug("parent stream ended; shutting down", "why", why)
@@ -365,7 +365,22 @@ func (r *Router) streamEnded(s *Stream) {
 // contextGone records that id is dead, fails its waiters and, when announce
 // is set, tells the parent and the children with DEL_ROUTE.
 func (r *Router) contextGone(id int32, why string, announce bool) {
+	r.contextGoneIf(id, why, announce, false)
+}
+
+// contextGoneUnlessRouted is contextGone for an ID whose route was removed
+// earlier: when a new stream has claimed the ID meanwhile (a context started
+// again with it), that context is not gone and nothing is done.
+func (r *Router) contextGoneUnlessRouted(id int32, why string, announce bool) {
+	r.contextGoneIf(id, why, announce, true)
+}
+
+func (r *Router) contextGoneIf(id int32, why string, announce, unlessRouted bool) {
 	r.mu.Lock()
+	if _, routed := r.routes[id]; unlessRouted && routed {
+		r.mu.Unlock()
+		return
+	}
 	if _, already := r.gone[id]; already {
 		r.mu.Unlock()
 		return

@@ -85,7 +85,8 @@ const i32 FORWARD_LOG = 102
  * hop: each router re-sends them as its own, so a receiver accepts one only
  * when src_id and auth_id are the context at the other end of the stream it
  * arrived on. ADD_ROUTE is accepted only on a child stream, and only for a
- * target not already routed elsewhere.
+ * target not already routed elsewhere; the master accepts it only for an ID
+ * it has allocated (Boot, ALLOCATE_ID or Agent.connect handed it out).
  */
 const i32 ADD_ROUTE = 103
 
