@@ -24,18 +24,22 @@ func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int
 		conn.Close()
 		return nil, nil, fmt.Errorf("starting context %d (%s): not a valid context ID (are context IDs exhausted?)", id, name)
 	}
+	rc := r.NewReceiver(WithPolicy(r.replyPolicy(id)), WithQueueLimit(1, 4096))
+	defer rc.Close()
+	// Boot goes on the stream before the stream is known to the router:
+	// nothing routed to id (a DEL_ROUTE broadcast, a peer's message) can
+	// come first.
 	s := newStream(r, conn, nil, id, name, false)
+	parents := append([]int32{r.id}, r.parentIDs...)
+	boot := &mitogen.Boot{ContextId: id, ParentId: r.id, ParentIds: parents, Name: name,
+		LogLevel: int32(logLevel(r)), MaxFrameSize: int32(r.cfg.MaxFrameSize)}
+	s.enqueue(false, wire.Encode(&wire.Message{Dst: id, Src: r.id, Auth: r.id, Handle: mitogen.BOOTSTRAP, ReplyTo: rc.Handle(), Data: marshal(boot)}))
 	if err := r.addChildStream(s); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
-	rc := r.NewReceiver(WithPeer(id), WithPolicy(r.replyPolicy(id)), WithQueueLimit(1, 4096))
-	defer rc.Close()
+	r.watch(id, rc)
 	s.start()
-	parents := append([]int32{r.id}, r.parentIDs...)
-	boot := &mitogen.Boot{ContextId: id, ParentId: r.id, ParentIds: parents, Name: name,
-		LogLevel: int32(logLevel(r)), MaxFrameSize: int32(r.cfg.MaxFrameSize)}
-	r.Send(&wire.Message{Dst: id, Handle: mitogen.BOOTSTRAP, ReplyTo: rc.Handle(), Data: marshal(boot)})
 	m, err := rc.Get(ctx)
 	if err != nil {
 		s.close(fmt.Errorf("boot of %s failed: %w", name, err))

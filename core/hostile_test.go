@@ -1,11 +1,13 @@
 package core_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,5 +272,48 @@ func TestAddRouteForUnallocatedIDRefused(t *testing.T) {
 	_, c, _ := startChild(t, m, id)
 	if err := c.Agent().Ping(ctxT(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Found by FuzzRouter: a message routed to a new child's ID (a DEL_ROUTE
+// broadcast, or a peer's message to that ID) could reach its stream before
+// Boot, and the child then refused to boot. Boot is now queued on the
+// stream before the stream is known to the router.
+func TestNothingBeforeBoot(t *testing.T) {
+	m, _ := testMaster(t)
+	me := m.AllocateID()
+	hm := rawChild(t, m, me)
+	// hm floods messages to the ID the next child will have.
+	var target atomic.Int32
+	target.Store(m.AllocateID())
+	stop := make(chan struct{})
+	flooding := make(chan struct{})
+	go func() {
+		defer close(flooding)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			early := wire.Encode(&wire.Message{Dst: target.Load(), Src: me, Auth: me, Handle: 4242, Data: []byte("early")})
+			if _, err := hm.Write(bytes.Repeat(early, 64)); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-flooding }()
+	for i := 0; i < 100; i++ {
+		a, b := socketpair(t)
+		go m.StartChild(ctxT(t), a, target.Load(), "new")
+		first, err := wire.ReadFrame(b, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.Handle != mitogen.BOOTSTRAP {
+			t.Fatalf("try %d: the first frame on a new child stream is %v, not Boot", i, &first)
+		}
+		b.Close()
+		target.Store(m.AllocateID())
 	}
 }

@@ -222,6 +222,31 @@ func serveFuzzAgent(w *fuzzWorld) func(*core.Router) {
 	}
 }
 
+// logRing is an io.Writer keeping the last few hundred lines written.
+type logRing struct {
+	mu    sync.Mutex
+	lines [][]byte
+}
+
+func (r *logRing) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	r.lines = append(r.lines, slices.Clone(b))
+	if len(r.lines) > 400 {
+		r.lines = r.lines[len(r.lines)-300:]
+	}
+	r.mu.Unlock()
+	return len(b), nil
+}
+
+func (r *logRing) tail(n int) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Join(r.lines[max(0, len(r.lines)-n):], nil)
+}
+
+// fuzzLogRing keeps the routers' last log lines, for failure messages.
+var fuzzLogRing logRing
+
 // rawPeer is a hostile peer's end of a stream.
 type rawPeer struct {
 	name   string
@@ -272,7 +297,7 @@ const (
 
 func newFuzzWorld(tb testing.TB) *fuzzWorld {
 	cfg := core.DefaultConfig()
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Logger = slog.New(slog.NewTextHandler(&fuzzLogRing, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w := &fuzzWorld{tb: tb, cfg: cfg}
 	w.build()
 	return w
@@ -372,7 +397,7 @@ func (w *fuzzWorld) rawChildOf(parent *core.Router, name string) *rawPeer {
 	}
 	b.Write(wire.Encode(&wire.Message{Dst: parent.ID(), Src: id, Auth: id, Handle: boot.ReplyTo, Data: thrift.FastMarshal(&mitogen.Ready{ContextId: id})}))
 	if err := <-done; err != nil {
-		w.tb.Fatalf("%s: %v", name, err)
+		w.tb.Fatalf("%s: %v\nlast router logs:\n%s", name, err, fuzzLogRing.tail(30))
 	}
 	p := &rawPeer{name: name, conn: b, id: id, router: parent, closed: make(chan struct{})}
 	go p.read()
