@@ -37,8 +37,15 @@ fmt-check:
 test: deps check-gen fmt-check vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+# Runs every fuzz target for FUZZTIME each (go test fuzzes one target per run).
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./core/wire -run '^$$' -fuzz FuzzDecode -fuzztime 60s
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
 
 # The suite 20 times in a row with two busy loops beside it (stops at the first failure).
 stress: deps

@@ -130,7 +130,7 @@ func (r *Router) grantIDsLocked(s *Stream, n int32) (idBlock, error) {
 	if n <= 0 || n > maxGrantCount {
 		n = defaultIDBlock
 	}
-	if int64(r.nextID)+int64(n)-1 > int64(^uint32(0)>>1) {
+	if r.nextID <= 0 || int64(r.nextID)+int64(n)-1 > int64(^uint32(0)>>1) {
 		return idBlock{}, fmt.Errorf("context IDs exhausted")
 	}
 	b := idBlock{first: r.nextID, count: n}

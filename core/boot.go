@@ -23,13 +23,17 @@ const Version = "mitogen-go/0.1"
 // master, id must have been granted to this context (Router.AllocateIDFor at
 // the master, or AllocateIDs here).
 func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int32, name string, opts ...ChildOption) (*Context, *mitogen.Ready, error) {
+	if id <= mitogen.MASTER_ID {
+		conn.Close()
+		return nil, nil, fmt.Errorf("starting context %d (%s): not a valid context ID (are context IDs exhausted?)", id, name)
+	}
 	var o childOptions
 	for _, f := range opts {
 		f(&o)
 	}
 	s := newStream(r, conn, nil, id, name, false)
 	s.leaf = o.leaf
-	rc := r.NewReceiver(WithQueueLimit(1, 4096))
+	rc := r.NewReceiver(WithPolicy(r.replyPolicy(id)), WithQueueLimit(1, 4096))
 	defer rc.Close()
 	parents := append([]int32{r.id}, r.parentIDs...)
 	boot := &mitogen.Boot{ContextId: id, ParentId: r.id, ParentIds: parents, Name: name,

@@ -170,7 +170,7 @@ func (r *Router) CallAt(ctx context.Context, t CallTarget, method string, args, 
 }
 
 func (r *Router) call(ctx context.Context, c *Context, t CallTarget, method string, args, result thrift.FastCodec) error {
-	rc := r.NewReceiver(WithPeer(t.Context), WithQueueLimit(1, r.cfg.MaxFrameSize))
+	rc := r.NewReceiver(WithPeer(t.Context), WithPolicy(r.replyPolicy(t.Context)), WithQueueLimit(1, r.cfg.MaxFrameSize))
 	defer rc.Close()
 	seq := callSeq.Add(1)
 	b := make([]byte, thrift.Binary.MessageBeginLength(method)+args.BLength())
@@ -185,6 +185,26 @@ func (r *Router) call(ctx context.Context, c *Context, t CallTarget, method stri
 		return fmt.Errorf("call %s on %s: %w", method, c, err)
 	}
 	return nil
+}
+
+// replyPolicy is the policy of a handle waiting for one answer from
+// context target: it takes messages from target, and dead messages that
+// arrive on the stream leading to target (sent by a router on the way that
+// could not deliver). Anyone else guessing the handle is refused, so a
+// sibling can neither answer in target's place nor kill the wait.
+func (r *Router) replyPolicy(target int32) Policy {
+	return func(m *wire.Message, in *Stream) bool {
+		if m.Src == target {
+			return true
+		}
+		if !m.IsDead() {
+			return false
+		}
+		r.mu.Lock()
+		toward := r.streamForLocked(target)
+		r.mu.Unlock()
+		return in == toward
+	}
 }
 
 // callSeq numbers the calls this process makes (the seqid of each CALL).

@@ -48,7 +48,7 @@ func (l *logSink) contains(s string) bool {
 	return false
 }
 
-func socketpair(t *testing.T) (net.Conn, net.Conn) {
+func socketpair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -72,6 +72,11 @@ func testMaster(t *testing.T) (*core.Router, *logSink) {
 	cfg.Logger = slog.New(sink)
 	r := core.NewMaster(cfg)
 	t.Cleanup(func() { r.Close() })
+	// Tests name contexts with small fixed IDs; a master takes ADD_ROUTE
+	// only for IDs it has handed out, so hand those out first.
+	if _, _, err := r.AllocateIDs(context.Background(), 1000); err != nil {
+		t.Fatal(err)
+	}
 	return r, sink
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
@@ -18,8 +19,8 @@ func marshal(v thrift.FastCodec) []byte { return thrift.FastMarshal(v) }
 // installCoreHandlers binds the well-known handles every router serves.
 func (r *Router) installCoreHandlers() {
 	r.AddHandler(mitogen.CALL_FUNCTION, r.HasParentAuth, r.serveCall)
-	r.AddHandler(mitogen.ADD_ROUTE, fromChild, r.onAddRoute)
-	r.AddHandler(mitogen.DEL_ROUTE, nil, r.onDelRoute)
+	r.AddHandler(mitogen.ADD_ROUTE, fromChildNeighbor, r.onAddRoute)
+	r.AddHandler(mitogen.DEL_ROUTE, fromNeighbor, r.onDelRoute)
 	r.AddHandler(mitogen.GRANT_IDS, fromParent, r.onGrantIDs)
 	r.AddHandler(mitogen.SHUTDOWN, r.HasParentAuth, func(*wire.Message, *Stream) {
 		r.log.Debug("SHUTDOWN received")
@@ -38,6 +39,18 @@ func (r *Router) installCoreHandlers() {
 
 // fromChild accepts messages that arrived on a child stream.
 func fromChild(_ *wire.Message, in *Stream) bool { return !in.isParent }
+
+// fromNeighbor accepts messages sent (and vouched for) by the context at
+// the other end of the stream they arrived on: ADD_ROUTE and DEL_ROUTE
+// travel hop by hop, each router re-announcing them as its own, so one
+// forwarded from further away (a sibling's, a grandchild's) is forged.
+func fromNeighbor(m *wire.Message, in *Stream) bool {
+	return m.Src == in.remoteID && m.Auth == in.remoteID
+}
+
+func fromChildNeighbor(m *wire.Message, in *Stream) bool {
+	return fromChild(m, in) && fromNeighbor(m, in)
+}
 
 // onAddRoute applies the rules of ADD_ROUTE (idl/mitogen.thrift).
 func (r *Router) onAddRoute(m *wire.Message, in *Stream) {
@@ -118,11 +131,16 @@ func streamName(s *Stream) string {
 const defaultIDBlock = 32
 
 // AllocateID returns a fresh context ID for a child of the master itself
-// (master only). For a child started by another context, see AllocateIDFor.
+// (master only), or -1 once every ID has been handed out (IDs are never
+// reused). For a child started by another context, see AllocateIDFor.
 func (r *Router) AllocateID() int32 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := r.nextID
+	if id <= 0 || id == math.MaxInt32 { // spent: IDs are never reused
+		r.nextID = -1
+		return -1
+	}
 	r.nextID++
 	return id
 }
@@ -168,14 +186,14 @@ func (r *Router) AllocateIDs(ctx context.Context, count int32) (first, n int32, 
 		if count <= 0 || count > maxGrantCount {
 			count = defaultIDBlock
 		}
-		if int64(r.nextID)+int64(count)-1 > int64(^uint32(0)>>1) {
+		if r.nextID <= 0 || int64(r.nextID)+int64(count)-1 > int64(^uint32(0)>>1) {
 			return 0, 0, errors.New("allocating context IDs: exhausted")
 		}
 		first = r.nextID
 		r.nextID += count
 		return first, count, nil
 	}
-	rc := r.NewReceiver(WithPeer(mitogen.MASTER_ID), WithQueueLimit(1, 1024))
+	rc := r.NewReceiver(WithPeer(mitogen.MASTER_ID), WithPolicy(r.replyPolicy(mitogen.MASTER_ID)), WithQueueLimit(1, 1024))
 	defer rc.Close()
 	r.Send(&wire.Message{Dst: mitogen.MASTER_ID, Handle: mitogen.ALLOCATE_ID, ReplyTo: rc.Handle(), Data: marshal(&mitogen.AllocateIDRequest{Count: count})})
 	m, err := rc.Get(ctx)

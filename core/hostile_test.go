@@ -1,11 +1,13 @@
 package core_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +164,156 @@ func TestHostileCallHugeArgs(t *testing.T) {
 	m := readFor(t, conn, 3000)
 	if _, typ, seq, _, err := thrift.Binary.ReadMessageBegin(m.Data); err != nil || typ != thrift.REPLY || seq != 99 {
 		t.Fatalf("ping after hostile calls: %v type %d seq %d", err, typ, seq)
+	}
+}
+
+// Found by FuzzRouter: a DEL_ROUTE is believed only from the side the
+// context is reached through, only from the neighbor itself (route updates
+// travel hop by hop), and never for the receiver or its ancestors. Before,
+// a child saying "context 0 is gone" made the master announce its own death
+// to every context, which then could not answer it.
+func TestDelRouteOnlyFromTheRightNeighbor(t *testing.T) {
+	m, _ := testMaster(t)
+	c1, _, _ := startChild(t, m, 1)
+	startChild(t, c1, 2)
+	waitRoute(t, m, 2)
+	hm := rawChild(t, m, 7)
+	del := func(dst, target int32) {
+		hm.Write(wire.Encode(&wire.Message{Dst: dst, Src: 7, Auth: 7, Handle: mitogen.DEL_ROUTE,
+			Data: fastMarshal(&mitogen.RouteUpdate{TargetId: target, Reason: "forged"})}))
+	}
+	del(0, 1) // a sibling, routed elsewhere
+	del(0, 0) // the master itself
+	del(1, 0) // to c1, through the master: not from c1's neighbor
+	del(2, 1) // to c2, about its parent
+	// The hostile frames are processed in order before this one.
+	rc := m.NewReceiver()
+	defer rc.Close()
+	hm.Write(wire.Encode(&wire.Message{Dst: 0, Src: 7, Auth: 7, Handle: rc.Handle(), Data: []byte("sync")}))
+	if _, err := rc.Get(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int32{1, 2} {
+		if err := m.Context(id, "").Agent().Ping(ctxT(t)); err != nil {
+			t.Fatalf("ping %d after forged DEL_ROUTEs: %v", id, err)
+		}
+	}
+
+	// A parent may not declare the master (an ancestor) gone either.
+	conn, _ := rawParent(t, 5)
+	conn.Write(wire.Encode(&wire.Message{Dst: 5, Handle: mitogen.DEL_ROUTE, Data: fastMarshal(&mitogen.RouteUpdate{TargetId: 0})}))
+	conn.Write(wire.Encode(&wire.Message{Dst: 5, Handle: mitogen.CALL_FUNCTION, ReplyTo: 3000, Data: callMsg(mitogen.AgentPingMethod, 1, []byte{0})}))
+	reply := readFor(t, conn, 3000)
+	if _, typ, _, _, err := thrift.Binary.ReadMessageBegin(reply.Data); err != nil || typ != thrift.REPLY {
+		t.Fatalf("ping after DEL_ROUTE of the master from the parent: %v type %d dead %v", err, typ, reply.IsDead())
+	}
+}
+
+// Found by FuzzRouter: ALLOCATE_ID requests of 65536 IDs each used to wrap
+// the master's 31-bit ID counter after 32768 of them, handing out negative
+// IDs and then IDs already in use (the master's own among them). Now the
+// space runs out instead: the master answers Dead{OVERFLOW} and AllocateID
+// returns -1, and no ID is handed out twice.
+func TestAllocateIDNeverWraps(t *testing.T) {
+	m, _ := testMaster(t)
+	me := m.AllocateID()
+	conn := rawChild(t, m, me)
+	req := fastMarshal(&mitogen.AllocateIDRequest{Count: 1 << 16})
+	var batch []byte
+	for i := 0; i < 1<<15; i++ {
+		batch = append(batch, wire.Encode(&wire.Message{Dst: 0, Src: me, Auth: me, Handle: mitogen.ALLOCATE_ID, Data: req})...)
+	}
+	// The last one asks for a reply: the space is spent by then.
+	batch = append(batch, wire.Encode(&wire.Message{Dst: 0, Src: me, Auth: me, Handle: mitogen.ALLOCATE_ID, ReplyTo: 4242, Data: req})...)
+	go conn.Write(batch)
+	reply := readFor(t, conn, 4242)
+	if !reply.IsDead() {
+		var rep mitogen.AllocateIDReply
+		rep.FastRead(reply.Data)
+		t.Fatalf("the master still allocates after 2^31 IDs: %+v", &rep)
+	}
+	last := int32(0)
+	for i := 0; i < 1<<17; i++ {
+		id := m.AllocateID()
+		if id == -1 {
+			return
+		}
+		if id <= last {
+			t.Fatalf("AllocateID returned %d after %d", id, last)
+		}
+		last = id
+	}
+	t.Fatalf("AllocateID still returns IDs (%d) after 2^31 were handed out", last)
+}
+
+// Found by FuzzRouter: a child could claim, with ADD_ROUTE, an ID the master
+// had not handed out yet; the context later started with that ID was then
+// unreachable (or, worse, its traffic went to the claimant). The master
+// takes ADD_ROUTE only for IDs it has allocated.
+func TestAddRouteForUnallocatedIDRefused(t *testing.T) {
+	m, _ := testMaster(t)
+	me := m.AllocateID()
+	conn := rawChild(t, m, me)
+	future := m.AllocateID() + 3
+	rc := m.NewReceiver()
+	defer rc.Close()
+	conn.Write(wire.Encode(&wire.Message{Dst: 0, Src: me, Auth: me, Handle: mitogen.ADD_ROUTE,
+		Data: fastMarshal(&mitogen.RouteUpdate{TargetId: future, Name: "claimed"})}))
+	conn.Write(wire.Encode(&wire.Message{Dst: 0, Src: me, Auth: me, Handle: rc.Handle(), Data: []byte("sync")}))
+	if _, err := rc.Get(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for m.AllocateID() < future-1 {
+	}
+	id := m.AllocateID()
+	if id != future {
+		t.Fatalf("allocated %d, want %d", id, future)
+	}
+	_, c, _ := startChild(t, m, id)
+	if err := c.Agent().Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Found by FuzzRouter: a message routed to a new child's ID (a DEL_ROUTE
+// broadcast, or a peer's message to that ID) could reach its stream before
+// Boot, and the child then refused to boot. Boot is now queued on the
+// stream before the stream is known to the router.
+func TestNothingBeforeBoot(t *testing.T) {
+	m, _ := testMaster(t)
+	me := m.AllocateID()
+	hm := rawChild(t, m, me)
+	// hm floods messages to the ID the next child will have.
+	var target atomic.Int32
+	target.Store(m.AllocateID())
+	stop := make(chan struct{})
+	flooding := make(chan struct{})
+	go func() {
+		defer close(flooding)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			early := wire.Encode(&wire.Message{Dst: target.Load(), Src: me, Auth: me, Handle: 4242, Data: []byte("early")})
+			if _, err := hm.Write(bytes.Repeat(early, 64)); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-flooding }()
+	for i := 0; i < 100; i++ {
+		a, b := socketpair(t)
+		go m.StartChild(ctxT(t), a, target.Load(), "new")
+		first, err := wire.ReadFrame(b, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.Handle != mitogen.BOOTSTRAP {
+			t.Fatalf("try %d: the first frame on a new child stream is %v, not Boot", i, &first)
+		}
+		b.Close()
+		target.Store(m.AllocateID())
 	}
 }

@@ -85,3 +85,52 @@ func TestCallerChecksReplyNameAndSeqid(t *testing.T) {
 		t.Errorf("CALL as a reply: got %v, want INVALID_MESSAGE_TYPE", err)
 	}
 }
+
+// A call's reply handle takes replies only from the context called (and
+// dead messages only from this router or from the stream toward it): a
+// sibling that guesses the handle and seqid cannot answer in its place nor
+// kill the call.
+func TestSiblingCannotForgeReply(t *testing.T) {
+	m, _ := testMaster(t)
+	target := rawChild(t, m, 7)
+	sibling := rawChild(t, m, 8)
+	sync := func() {
+		rc := m.NewReceiver()
+		defer rc.Close()
+		sibling.Write(wire.Encode(&wire.Message{Dst: 0, Src: 8, Auth: 8, Handle: rc.Handle(), Data: []byte("sync")}))
+		if _, err := rc.Get(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reply := func(data string, seq int32) []byte {
+		b := make([]byte, thrift.Binary.MessageBeginLength("echo"))
+		thrift.Binary.WriteMessageBegin(b, "echo", thrift.REPLY, seq)
+		return append(b, fastMarshal(&mitogen.AgentEchoResult{Success: []byte(data)})...)
+	}
+	type res struct {
+		b   []byte
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		b, err := m.Context(7, "").Agent().Echo(ctxT(t), []byte("x"))
+		done <- res{b, err}
+	}()
+	call, err := wire.ReadFrame(target, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, seq, _, err := thrift.Binary.ReadMessageBegin(call.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sibling.Write(wire.Encode(&wire.Message{Dst: 0, Src: 8, Auth: 8, Handle: call.ReplyTo, Data: reply("forged", seq)}))
+	sibling.Write(wire.Encode(&wire.Message{Dst: 0, Src: 8, Auth: 8, Handle: call.ReplyTo, ReplyTo: mitogen.IS_DEAD,
+		Data: fastMarshal(&mitogen.Dead{Reason: mitogen.DeadReason_DISCONNECTED, Message: "forged", ContextId: 7})}))
+	sync()
+	target.Write(wire.Encode(&wire.Message{Dst: 0, Src: 7, Auth: 7, Handle: call.ReplyTo, Data: reply("genuine", seq)}))
+	got := <-done
+	if got.err != nil || string(got.b) != "genuine" {
+		t.Fatalf("echo returned %q, %v; want the target's reply", got.b, got.err)
+	}
+}

@@ -385,7 +385,14 @@ func (r *Router) streamEnded(s *Stream) {
 	r.mu.Unlock()
 	slices.Sort(lost)
 	for _, id := range lost {
-		r.contextGone(id, fmt.Sprintf("context %d disconnected: %s", id, why), s, true)
+		// A new stream may have claimed the ID meanwhile (a context started
+		// again with it): then that context is not gone.
+		r.contextGoneIf(id, fmt.Sprintf("context %d disconnected: %s", id, why), s, true, func() string {
+			if _, routed := r.routes[id]; routed {
+				return "routed again"
+			}
+			return ""
+		})
 	}
 	if s.isParent && !closed {
 		r.log.Debug("parent stream ended; shutting down", "why", why)

@@ -192,13 +192,18 @@ func ReadFrameInto(r io.Reader, max int, alloc func(n int) []byte) (Message, err
 	if n < 1 {
 		return Message{}, fmt.Errorf("%w: empty frame", ErrMalformed)
 	}
-	frame := alloc(LengthSize + int(n))
-	copy(frame, hdr[:])
-	if _, err := io.ReadFull(r, frame[LengthSize:]); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return Message{}, fmt.Errorf("%w: stream ended inside a %d-byte frame", ErrMalformed, n)
+	var frame []byte
+	if n <= eagerFrame {
+		frame = alloc(LengthSize + int(n))
+		copy(frame, hdr[:])
+		if _, err := io.ReadFull(r, frame[LengthSize:]); err != nil {
+			return Message{}, frameReadError(err, n)
 		}
-		return Message{}, err
+	} else {
+		var err error
+		if frame, err = readGrowing(r, hdr, int(n)); err != nil {
+			return Message{}, frameReadError(err, n)
+		}
 	}
 	m, err := Decode(frame[LengthSize:])
 	if err != nil {
@@ -206,4 +211,44 @@ func ReadFrameInto(r io.Reader, max int, alloc func(n int) []byte) (Message, err
 	}
 	m.Frame = frame
 	return m, nil
+}
+
+// eagerFrame is the largest frame whose buffer is allocated (from alloc) as
+// soon as its length prefix is read. A larger one is read into a buffer that
+// starts at growStart bytes and doubles as data arrives, so a peer
+// announcing a huge frame and sending little costs little.
+const (
+	eagerFrame = 2 << 20
+	growStart  = 64 << 10
+)
+
+// readGrowing reads the n-byte body of a frame whose length prefix is hdr,
+// doubling its buffer as data arrives rather than trusting n up front.
+func readGrowing(r io.Reader, hdr [LengthSize]byte, n int) ([]byte, error) {
+	total := LengthSize + n
+	frame := make([]byte, LengthSize, growStart)
+	copy(frame, hdr[:])
+	for len(frame) < total {
+		if len(frame) == cap(frame) {
+			grown := make([]byte, len(frame), min(2*cap(frame), total))
+			copy(grown, frame)
+			frame = grown
+		}
+		k, err := r.Read(frame[len(frame):cap(frame)])
+		frame = frame[:len(frame)+k]
+		if err != nil && len(frame) < total {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return frame, nil
+}
+
+func frameReadError(err error, n uint32) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: stream ended inside a %d-byte frame", ErrMalformed, n)
+	}
+	return err
 }

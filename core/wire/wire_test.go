@@ -3,9 +3,12 @@ package wire
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
+	"testing/iotest"
 
 	apache "github.com/apache/thrift/lib/go/thrift"
 	"github.com/cloudwego/gopkg/protocol/thrift"
@@ -151,5 +154,34 @@ func TestDataOffset(t *testing.T) {
 	}
 	if len(f) != DataOffset+len(m.Data)+len(Trailer) {
 		t.Fatalf("frame length %d", len(f))
+	}
+}
+
+// A declared frame length is not trusted either: a peer that announces a
+// frame of MAX_FRAME_SIZE bytes and sends a few costs the reader memory in
+// proportion to what it sent, not to what it announced.
+func TestDeclaredFrameLengthNotPreallocated(t *testing.T) {
+	hdr := binary.BigEndian.AppendUint32(nil, 100<<20)
+	in := io.MultiReader(bytes.NewReader(hdr), bytes.NewReader(make([]byte, 10)))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := ReadFrame(in, 128<<20)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("truncated frame: got %v, want malformed", err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 2<<20 {
+		t.Fatalf("reading 14 bytes of a frame declared 100 MiB allocated %d bytes", d)
+	}
+	// Large frames that do arrive whole still decode.
+	big := Encode(&Message{Dst: 1, Handle: 2, Data: bytes.Repeat([]byte("z"), 5<<20+3)})
+	m, err := ReadFrame(iotest.OneByteReader(bytes.NewReader(big[:4096])), 128<<20)
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("cut frame: %v %v", m.Dst, err)
+	}
+	m, err = ReadFrame(bytes.NewReader(big), 128<<20)
+	if err != nil || len(m.Data) != 5<<20+3 || !bytes.Equal(m.Frame, big) {
+		t.Fatalf("5 MiB frame: %v, %d bytes", err, len(m.Data))
 	}
 }

@@ -60,8 +60,11 @@ const (
 	/**
 	 * ADD_ROUTE: a RouteUpdate sent by a context to its parent when a new context
 	 * (target_id) becomes reachable through it; the parent records "target via
-	 * this stream" and passes the update on to its own parent, unchanged, so
-	 * that every router up to the master learns the route.
+	 * this stream" and passes the update on to its own parent (the same
+	 * payload, sent as its own message), so that every router up to the master
+	 * learns the route. Route updates travel hop by hop: each router re-sends
+	 * them as its own, so a receiver takes one only when src_id and auth_id are
+	 * both the context at the other end of the stream it arrived on.
 	 *
 	 * A receiver R accepts ADD_ROUTE arriving on stream S only when all hold:
 	 *  - S is a child stream and not a leaf (see LEAF STREAMS);
@@ -86,6 +89,8 @@ const (
 	 * it came from, and forwards it at most once per target.
 	 *
 	 * A receiver R accepts DEL_ROUTE arriving on stream S only when all hold:
+	 *  - src_id and auth_id are both the context at the other end of S (route
+	 *    updates travel hop by hop; see ADD_ROUTE);
 	 *  - target_id is not R's own ID, not in R's parent_ids, not MASTER_ID;
 	 *  - when S is a child stream: target_id is currently routed through S and
 	 *    is not the ID of S's own context (a context's own end is signalled by
