@@ -308,11 +308,32 @@ func (w *fuzzWorld) build() {
 	w.m = core.NewMaster(w.cfg)
 	serveFuzzAgent(w)(w.m)
 	w.c1 = w.bootAgent(w.m, w.m.AllocateID())
-	w.c2 = w.bootAgent(w.c1, w.m.AllocateID())
+	w.c2 = w.bootAgent(w.c1, w.idFor(w.c1))
 	w.peers = []*rawPeer{w.rawChildOf(w.m, "hm"), w.rawChildOf(w.c1, "ha"), nil}
 	w.a, w.g = nil, nil
 	w.newHostileParent()
 	w.waitPing(w.m, w.c2.ID())
+}
+
+// idFor allocates an ID for a child of parent: the master's own, or one
+// granted to parent's subtree (GRANT_IDS), waiting until parent holds it.
+func (w *fuzzWorld) idFor(parent *core.Router) int32 {
+	w.tb.Helper()
+	if parent == w.m {
+		return w.m.AllocateID()
+	}
+	id, err := w.m.AllocateIDFor(parent.ID())
+	if err != nil {
+		return -1
+	}
+	deadline := time.Now().Add(fuzzWait)
+	for !parent.HoldsID(id) {
+		if time.Now().After(deadline) {
+			w.tb.Fatalf("context %d never heard it was granted ID %d", parent.ID(), id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return id
 }
 
 // rebuild replaces the whole world with a new one.
@@ -375,7 +396,7 @@ func (w *fuzzWorld) bootAgent(parent *core.Router, id int32) *core.Router {
 // rawChildOf makes a hostile child of parent with a fresh ID.
 func (w *fuzzWorld) rawChildOf(parent *core.Router, name string) *rawPeer {
 	w.tb.Helper()
-	id := w.m.AllocateID()
+	id := w.idFor(parent)
 	if id < 0 {
 		w.tb.Fatalf("%s: context IDs exhausted (check handles that)", name)
 	}
@@ -434,6 +455,16 @@ func (w *fuzzWorld) newHostileParent() {
 	p := &rawPeer{name: "hp", conn: a, id: 0, router: w.a, closed: make(chan struct{}), frames: make(chan wire.Message, 64)}
 	go p.read()
 	w.peers[2] = p
+	// The (hostile) parent grants a the ID of its child g, as a master would.
+	a.Write(wire.Encode(&wire.Message{Dst: fuzzA, Handle: mitogen.GRANT_IDS,
+		Data: thrift.FastMarshal(&mitogen.IDGrant{First: fuzzG, Count: 1, HolderId: fuzzA})}))
+	deadline := time.Now().Add(fuzzWait)
+	for !w.a.HoldsID(fuzzG) {
+		if time.Now().After(deadline) {
+			w.tb.Fatal("agent a never took the grant of its child's ID")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	w.g = w.bootAgent(w.a, fuzzG)
 }
 
