@@ -1,6 +1,3 @@
-// Package agent is what every context serves (the Agent service of
-// idl/mitogen.thrift) and how a master reaches contexts: Dial starts a
-// context directly or through a chain of others.
 package agent
 
 import (

@@ -1,11 +1,3 @@
-// Package core is mitogen-go's message layer: a Router per context that
-// moves Envelopes between streams by destination, enforces the authority
-// rules of idl/mitogen.thrift, delivers messages to handles, makes and serves
-// CALL_FUNCTION calls, and carries flow-controlled byte streams.
-//
-// Every queue in this package has a bound, and every wait ends with its
-// context.Context, the death of the peer it waits on, or the router's
-// shutdown.
 package core
 
 import (
