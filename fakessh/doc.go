@@ -23,5 +23,4 @@
 // context of the master, which admits nothing else through it.
 //
 // # How it works
-//
 package fakessh
