@@ -202,6 +202,8 @@ type FakeSSHOptions struct {
 	Env []string
 	// Dir is the program's working directory ("": this process's).
 	Dir string
+	// Config holds the run's limits and timings (zero: the defaults).
+	Config fakessh.RunConfig
 }
 
 // RunFakeSSH runs argv on this host with fakessh's ssh first on its PATH:
@@ -219,7 +221,7 @@ func (m *Master) RunFakeSSH(ctx context.Context, dest *Context, argv []string, o
 		opts = &FakeSSHOptions{}
 	}
 	rn := &fakessh.Runner{Router: m.router, Default: dest.Context, Hosts: map[string]*core.Context{},
-		Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Env: opts.Env, Dir: opts.Dir}
+		Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Env: opts.Env, Dir: opts.Dir, Config: opts.Config}
 	if rn.Stdin == nil {
 		rn.Stdin = os.Stdin
 	}
