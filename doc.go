@@ -86,6 +86,8 @@
 // queue bounds, stream window and chunk size, concurrent calls, shutdown
 // grace): zero fields mean the defaults (core.DefaultConfig), and a value
 // that makes no sense is an error from NewMaster, never silently changed.
-// Per-hop settings (ssh options, sudo password, ...) are the options
+// A fakessh run's own limits and timings (pre-authentication cap and
+// timeout, boot and start timeouts) are FakeSSHOptions.Config, under the
+// same rules. Per-hop settings (ssh options, sudo password, ...) are the options
 // structs of the connection methods, given with each hop.
 package mitogen
