@@ -45,16 +45,16 @@ func (c *Context) Shutdown(ctx context.Context) error {
 		WithPolicy(func(*wire.Message, *Stream) bool { return false }))
 	defer rc.Close()
 	r.Send(&wire.Message{Dst: c.id, Handle: mitogen.SHUTDOWN})
-	for {
-		_, err := rc.Get(ctx)
+	routedNow := func() bool {
 		r.mu.Lock()
-		_, routed := r.routes[c.id]
-		r.mu.Unlock()
-		if !routed {
-			return nil
-		}
-		if err != nil {
+		defer r.mu.Unlock()
+		_, ok := r.routes[c.id]
+		return ok
+	}
+	for routedNow() {
+		if _, err := rc.Get(ctx); err != nil && routedNow() {
 			return fmt.Errorf("shutting down %s: %w", c, err)
 		}
 	}
+	return nil
 }
