@@ -7,7 +7,9 @@
 // available for everything it does not cover: core (routing, calls, byte
 // streams), agent (what a context serves; dialing chains), transport (the
 // connection methods) and fakessh. The wire protocol, which peers in other
-// languages speak, is idl/mitogen.thrift.
+// languages speak, is idl/mitogen.thrift; its generated Go types (such as
+// ProcessSpec and CallError) are package gen/mitogen, which shares this
+// package's name: a file using both imports one under another name.
 //
 // # The embedding contract
 //

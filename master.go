@@ -16,7 +16,8 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/transport/sudo"
 )
 
-// Config configures a Master. Its zero value is DefaultConfig().
+// Config configures a Master. Its zero value means the defaults
+// (DefaultConfig).
 type Config struct {
 	// Core holds the router's limits and timings (see core.Config: zero
 	// fields mean the defaults, nonsense is an error).
