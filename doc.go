@@ -75,8 +75,11 @@
 // agent exits 0) and leaves every other context alone; Master.Close ends
 // them all. A context whose parent goes away ends too.
 //
-// Processes. Agent.StartProcess runs a command in a context with its stdio
-// relayed as byte streams and its exit status reported. RunFakeSSH runs a
+// Processes. Package process runs a command in a context the way os/exec
+// runs one here (process.Command(pg.Context, "pg_dump", ...), with Run,
+// Output, Start and Wait), its stdio relayed as byte streams and its exit
+// status reported; every agent serves it (Agent.start_process). RunFakeSSH
+// runs a
 // local program (rsync, scp, git, a script) with fakessh's ssh first on its
 // PATH, so every ssh it starts runs its command in a context instead:
 //
@@ -90,6 +93,8 @@
 // that makes no sense is an error from NewMaster, never silently changed.
 // A fakessh run's own limits and timings (pre-authentication cap and
 // timeout, boot and start timeouts) are FakeSSHOptions.Config, under the
-// same rules. Per-hop settings (ssh options, sudo password, ...) are the options
+// same rules. The process side's timings (process.Config: the start
+// timeout, the steps of a process's ending) belong to the agents, which
+// use process.DefaultConfig. Per-hop settings (ssh options, sudo password, ...) are the options
 // structs of the connection methods, given with each hop.
 package mitogen

@@ -6,6 +6,7 @@ import (
 
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/process"
 )
 
 // AgentArg is the first argument a context's agent is started with: the
@@ -68,7 +69,7 @@ func Main() {
 	switch RoleOf(os.Args) {
 	case RoleAgent:
 		agent.TuneRuntime()
-		os.Exit(agent.Run(nil, fakessh.StartProcess))
+		os.Exit(agent.Run(nil, process.StartProcess))
 	case RoleSSH:
 		agent.TuneRuntime()
 		os.Exit(fakessh.SSHMain(os.Args[1:]))

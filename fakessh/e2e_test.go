@@ -21,6 +21,7 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/internal/testhosts"
+	"github.com/seed-a176d0ab/mitogen-go/internal/testproc"
 )
 
 // runUnder runs argv under fakessh with dest as the default destination.
@@ -550,7 +551,7 @@ func TestAgentShutdownEndsProcesses(t *testing.T) {
 	r, dest := chain(t, 1)
 	rec := filepath.Join(t.TempDir(), "record")
 	started, err := dest.Agent().StartProcess(ctxT(t, 60*time.Second), &mitogen.ProcessSpec{Argv: []string{os.Args[0]},
-		Env: map[string]string{fakessh.EnvTestSignalRecorder: rec}})
+		Env: map[string]string{testproc.EnvSignalRecorder: rec}})
 	if err != nil {
 		t.Fatal(err)
 	}

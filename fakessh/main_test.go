@@ -12,6 +12,7 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/internal/testproc"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 )
 
@@ -19,8 +20,8 @@ import (
 // run the real thing without building the CLI first.
 func TestMain(m *testing.M) {
 	mitogengo.Main()
-	if f := os.Getenv(fakessh.EnvTestSignalRecorder); f != "" {
-		os.Exit(fakessh.SignalRecorder(f, os.Getenv(fakessh.EnvTestSignalRecorderExitOn)))
+	if f := os.Getenv(testproc.EnvSignalRecorder); f != "" {
+		os.Exit(testproc.SignalRecorder(f, os.Getenv(testproc.EnvSignalRecorderExitOn)))
 	}
 	if n, err := strconv.Atoi(os.Getenv(fakessh.EnvTestHog)); err == nil {
 		os.Exit(fakessh.Hog(n))

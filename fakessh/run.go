@@ -1,3 +1,25 @@
+// Package fakessh runs unmodified programs that shell out to ssh (rsync,
+// scp, sftp, git) against contexts the master already holds: a private `ssh`
+// first on the program's PATH turns each invocation into a context of its
+// own, which asks the master to start the command in the destination
+// context and relays stdio both ways with flow control and the exact exit
+// status. The relay itself, both ends, is package process; what is ssh's
+// stays here:
+//
+//  1. Run prepares a private directory with our ssh first on PATH and a
+//     private socket back to the master (run.go).
+//  2. The program runs and executes ssh from PATH.
+//  3. Our ssh connects back, proves it belongs to the run, and boots as a
+//     child context of the master (sshmain.go).
+//  4. It turns the ssh command line into the ProcessSpec sshd would run
+//     (a command through the user's shell, a subsystem or a login shell,
+//     in the home directory, with SendEnv/SetEnv) and asks the master, on
+//     the run's FakeSSH handle, to start it (process.Relay with a Starter).
+//  5. The master calls Agent.start_process in the destination on its own
+//     authority, naming the ssh context as the only peer allowed to drive
+//     the process (process.StartProcess serves it there).
+//  6. The relay runs until the process has exited and every byte of its
+//     output is out; our ssh exits with its status.
 package fakessh
 
 import (

@@ -22,6 +22,8 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh/sshargs"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+	"github.com/seed-a176d0ab/mitogen-go/internal/pipesize"
+	"github.com/seed-a176d0ab/mitogen-go/process"
 )
 
 // SSHMain is the body of fakessh's ssh: it parses the command line as
@@ -88,13 +90,13 @@ func SSHMain(args []string) int {
 		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
 		return fc.StartSlave(ctx, &mitogen.StartSlaveRequest{Host: inv.Host, User: inv.User, Port: int32(inv.Port), Spec: spec})
 	}
-	growPipe(os.Stdin)
-	growPipe(os.Stdout)
-	stdio := Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	pipesize.Grow(os.Stdin)
+	pipesize.Grow(os.Stdout)
+	stdio := process.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	if inv.NoStdin {
 		stdio.Stdin = nil
 	}
-	res, _, err := Relay(ctx, r, start, spec, stdio)
+	res, err := process.Relay(ctx, r, start, spec, stdio)
 	if err != nil {
 		select {
 		case sig := <-caught:

@@ -24,8 +24,8 @@ import (
 	mitogengo "github.com/seed-a176d0ab/mitogen-go"
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
-	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+	"github.com/seed-a176d0ab/mitogen-go/process"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 )
 
@@ -132,8 +132,8 @@ func run(anchorScript string, calls, streamMiB int) error {
 		return c.Agent().StartProcess(ctx, spec)
 	}
 	t = time.Now()
-	res, _, err := fakessh.Relay(ctx, r, start, &mitogen.ProcessSpec{Argv: []string{"cat"}},
-		fakessh.Stdio{Stdin: io.LimitReader(zeroReader{}, streamBytes), Stdout: io.Discard, Stderr: os.Stderr})
+	res, err := process.Relay(ctx, r, start, &mitogen.ProcessSpec{Argv: []string{"cat"}},
+		process.Stdio{Stdin: io.LimitReader(zeroReader{}, streamBytes), Stdout: io.Discard, Stderr: os.Stderr})
 	if err != nil || res.Status != 0 {
 		return fmt.Errorf("stream relay: %v (status %d)", err, res.Status)
 	}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+	"github.com/seed-a176d0ab/mitogen-go/process"
 )
 
 func cmdExec(args []string) int {
@@ -31,7 +31,7 @@ func cmdExec(args []string) int {
 		return dest.Agent().StartProcess(ctx, spec)
 	}
 	spec := &mitogen.ProcessSpec{Argv: argv, Dir: *dir, Origin: "mitogen exec"}
-	res, _, err := fakessh.Relay(ctx, r, start, spec, fakessh.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	res, err := process.Relay(ctx, r, start, spec, process.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 	if err != nil && res.Note != "" {
 		return fail(os.Stderr, "exec %s in %s: %s", argv[0], dest, res.Note)
 	}

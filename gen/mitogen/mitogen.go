@@ -1079,7 +1079,10 @@ type Control struct {
 	 * process. When the stdin stream failed (an overrun, a writer error: any
 	 * end but Dead{SENDER_CLOSED}), the process is killed before it can take
 	 * the truncated input for all of it, and EXIT carries status 255 and a
-	 * note beginning "fakessh: stdin stream failed:".
+	 * note beginning "fakessh: stdin stream failed:". The exception is a
+	 * stream ended by the client's departure or this context's shutdown
+	 * (Dead{DISCONNECTED}, Dead{NO_ROUTE}, Dead{SHUTDOWN}): that is an ending
+	 * (ProcessSpec ENDINGS: stdin EOF, then SIGHUP), not a kill.
 	 */
 	Note string `thrift:"note,8" json:"note"`
 	/** SIGNAL: signal number to deliver. */

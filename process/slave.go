@@ -1,4 +1,4 @@
-package fakessh
+package process
 
 import (
 	"context"
@@ -21,75 +21,49 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+	"github.com/seed-a176d0ab/mitogen-go/internal/pipesize"
 )
 
-// Slave states and events.
-const (
-	SlaveStarting   State = "Starting"   // process being started
-	SlaveAwaitStart State = "AwaitStart" // started, replied, waiting for START
-	SlaveRunning    State = "Running"    // pumping stdio
-	SlaveDone       State = "Done"       // EXIT sent, or gave up
-
-	EvStarted      Event = "started"       // the process started
-	EvStartFailed  Event = "start-failed"  // the process could not start
-	EvStart        Event = "START"         // Control START from the client
-	EvSignal       Event = "SIGNAL"        // Control SIGNAL from the client
-	EvExit         Event = "EXIT"          // Control EXIT (only valid towards a client)
-	EvExited       Event = "exited"        // process exited and its outputs ended
-	EvPeerGone     Event = "peer-gone"     // the client disconnected or closed
-	EvStartTimeout Event = "start-timeout" // no START in time
-)
-
-// SlaveTable is the slave's transition table.
-var SlaveTable = Table{
-	SlaveStarting: {
-		EvStarted:     SlaveAwaitStart,
-		EvStartFailed: SlaveDone,
-	},
-	SlaveAwaitStart: {
-		EvStart:        SlaveRunning,
-		EvPeerGone:     SlaveDone,
-		EvStartTimeout: SlaveDone,
-	},
-	SlaveRunning: {
-		EvSignal:   SlaveRunning,
-		EvExited:   SlaveDone,
-		EvPeerGone: SlaveDone,
-	},
+// Config holds the process side's timeouts. A zero field takes its
+// default (DefaultConfig).
+type Config struct {
+	// StartTimeout bounds how long a started process waits for START.
+	StartTimeout time.Duration
+	// HangupGrace is the step between the ending's signals (SIGHUP,
+	// SIGTERM, SIGKILL) when the client driving the process is gone or
+	// broke the protocol.
+	HangupGrace time.Duration
+	// ShutdownGrace is the step when this context shuts down: two steps
+	// (plus a small slack) must fit within core.ChildShutdownGrace, the
+	// time a parent gives a shutting-down child before cutting its stream.
+	ShutdownGrace time.Duration
 }
 
-// pipeSize is the capacity asked for the process's stdin and stdout pipes.
-const pipeSize = 1 << 20
-
-// growPipe asks for a bigger pipe buffer on f, when f is a pipe: fewer,
-// larger chunks. The kernel caps it at /proc/sys/fs/pipe-max-size; any
-// failure keeps the default.
-func growPipe(f *os.File) {
-	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
-		return
-	}
-	if rc, err := f.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
-	}
+// DefaultConfig is the configuration the IDL describes (ENDINGS): 60 s for
+// START, 2 s steps, 1 s steps on shutdown.
+func DefaultConfig() Config {
+	return Config{StartTimeout: 60 * time.Second, HangupGrace: 2 * time.Second, ShutdownGrace: time.Second}
 }
 
-// StartTimeout bounds how long a started process waits for START.
-const StartTimeout = 60 * time.Second
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = d.StartTimeout
+	}
+	if c.HangupGrace <= 0 {
+		c.HangupGrace = d.HangupGrace
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = d.ShutdownGrace
+	}
+	return c
+}
 
 // Endings. A process ends the way a command under sshd does when its
 // session goes away: its stdin reaches EOF and its process group gets
 // SIGHUP; a group still alive a step later gets SIGTERM, and one step after
 // that SIGKILL. So a program that cleans up on EOF, SIGHUP or SIGTERM (rsync
 // removing its temporary file) can, and one that ignores them still ends.
-var (
-	// HangupGrace is the step between signals when the client driving the
-	// process is gone (its context disconnected) or broke the protocol.
-	HangupGrace = 2 * time.Second
-	// ShutdownGrace is the step when this context shuts down: two steps
-	// fit within core.ChildShutdownGrace, the time a parent gives a
-	// shutting-down child before cutting its stream.
-	ShutdownGrace = 1 * time.Second
-)
 
 // shutdownSlack is what the shutdown hook allows on top of two
 // ShutdownGrace steps before it kills the group itself.
@@ -106,19 +80,27 @@ var sftpServerPaths = []string{
 
 // slave is one process started for a client.
 type slave struct {
+	cfg     Config
 	r       *core.Router
-	m       *Machine
 	cmd     *exec.Cmd
 	peer    int32
 	control *core.Receiver
+	ctl     chan ctlEvent // control messages, decoded, then the end of the handle
 	stdin   *core.ByteReader
 	stdinW  io.WriteCloser
 	stdoutR io.ReadCloser
 	stderrR io.ReadCloser
 	origin  string
+	log     *slog.Logger
 	ctx     context.Context
 	cancel  context.CancelFunc
 	unhook  func()
+
+	// Set on entering Running.
+	started     bool
+	client      int32         // the client's control handle (EXIT goes there)
+	outputsDone chan struct{} // closed when both output pumps are done
+	stdinErr    chan error    // the stdin stream's failure, if it failed
 
 	stdinOnce sync.Once
 	exited    chan struct{} // closed when the process (group leader) was reaped
@@ -127,14 +109,29 @@ type slave struct {
 	shutdown  atomic.Bool   // this context is shutting down
 }
 
-// StartProcess is Agent.start_process: it starts spec's command with its
-// stdio on pipes and returns the handles the client drives it with. It is
-// an agent.ProcessStarter.
+// ctlEvent is one message on the process's control handle, decoded (or
+// not: err), or the end of the handle (gone: the client's context is gone,
+// or this one is shutting down).
+type ctlEvent struct {
+	c    *mitogen.Control
+	err  error
+	gone error
+}
+
+// StartProcess is Agent.start_process with DefaultConfig: it starts spec's
+// command with its stdio on pipes and returns the handles the client
+// drives it with. It is an agent.ProcessStarter.
 func StartProcess(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
+	return DefaultConfig().StartProcess(ctx, r, spec)
+}
+
+// StartProcess is Agent.start_process with c's timeouts (see the package
+// StartProcess). The process outlives ctx: it is bound to r's lifetime.
+func (c Config) StartProcess(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 	_ = ctx // the process outlives the call; it is bound to the router instead
 	peer := spec.PeerId
-	s := &slave{r: r, m: NewMachine("slave", SlaveTable, SlaveStarting), peer: peer, origin: spec.Origin,
-		exited: make(chan struct{}), ended: make(chan struct{})}
+	s := &slave{cfg: c.withDefaults(), r: r, peer: peer, origin: spec.Origin,
+		exited: make(chan struct{}), ended: make(chan struct{}), ctl: make(chan ctlEvent, 1)}
 	s.ctx, s.cancel = context.WithCancel(r.Lifetime())
 	cmd, err := buildCommand(spec)
 	if err == nil && s.ctx.Err() != nil {
@@ -144,19 +141,42 @@ func StartProcess(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec
 		err = s.start(cmd)
 	}
 	if err != nil {
-		s.m.Fire(EvStartFailed)
 		s.cancel()
 		return nil, &mitogen.CallError{Message: err.Error(), Code: errnoName(err)}
 	}
-	s.m.Fire(EvStarted)
+	s.log = r.Logger().With("pid", s.cmd.Process.Pid, "origin", s.origin)
 	go func() { s.waitErr = s.cmd.Wait(); close(s.exited) }()
 	// A context that shuts down takes its processes with it.
 	s.unhook = r.OnShutdown(s.onShutdown)
 	onlyPeer := func(m *wire.Message, _ *core.Stream) bool { return m.Auth == peer }
 	s.control = r.NewReceiver(core.WithPeer(peer), core.WithPolicy(onlyPeer), core.WithQueueLimit(64, 1<<20))
 	s.stdin = r.NewByteReader(s.ctx, peer)
+	go s.readControl()
 	go s.run()
 	return &mitogen.ProcessStarted{ControlHandle: s.control.Handle(), Stdin: s.stdin.End(), Pid: int32(cmd.Process.Pid)}, nil
+}
+
+// readControl turns the control handle's messages into events, in order,
+// until the handle ends or the slave is done.
+func (s *slave) readControl() {
+	for {
+		m, err := s.control.Get(s.ctx)
+		ev := ctlEvent{gone: err}
+		if err == nil {
+			ev.c = &mitogen.Control{}
+			if _, derr := ev.c.FastRead(m.Data); derr != nil {
+				ev = ctlEvent{err: fmt.Errorf("undecodable Control: %w", derr)}
+			}
+		}
+		select {
+		case s.ctl <- ev:
+		case <-s.ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func errnoName(err error) string {
@@ -273,8 +293,8 @@ func (s *slave) start(cmd *exec.Cmd) error {
 		outW.Close()
 		return err
 	}
-	growPipe(inW)
-	growPipe(outR)
+	pipesize.Grow(inW)
+	pipesize.Grow(outR)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	err = cmd.Start()
 	inR.Close()
@@ -329,14 +349,15 @@ func (s *slave) groupGone(d time.Duration) bool {
 // SIGHUP, then SIGTERM and SIGKILL a step apart for a group still alive.
 // The step is HangupGrace, or ShutdownGrace once this context is shutting
 // down. It returns once the process is reaped.
-func (s *slave) end(log *slog.Logger, why string) {
+func (s *slave) end(why string) {
+	log := s.log
 	log.Debug("ending the process", "why", why)
 	s.closeStdin()
 	s.signalGroup(syscall.SIGHUP)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		step := HangupGrace
+		step := s.cfg.HangupGrace
 		if s.shutdown.Load() || s.r.Lifetime().Err() != nil {
-			step = min(step, ShutdownGrace)
+			step = min(step, s.cfg.ShutdownGrace)
 		}
 		if s.groupGone(step) {
 			return
@@ -353,7 +374,7 @@ func (s *slave) end(log *slog.Logger, why string) {
 func (s *slave) onShutdown() {
 	s.shutdown.Store(true)
 	s.cancel() // normally done already: the router's lifetime ended first
-	t := time.NewTimer(2*ShutdownGrace + shutdownSlack)
+	t := time.NewTimer(2*s.cfg.ShutdownGrace + shutdownSlack)
 	defer t.Stop()
 	select {
 	case <-s.ended:
@@ -389,150 +410,170 @@ func checkStart(c *mitogen.Control, peer int32) error {
 	return nil
 }
 
+// run drives the process side's state machine: one handler per state,
+// each returning the next state, until Done.
 func (s *slave) run() {
-	log := s.r.Logger().With("pid", s.cmd.Process.Pid, "origin", s.origin)
 	defer close(s.ended)
 	defer s.unhook()
 	defer s.cancel()
 	defer s.control.Close()
 	defer s.stdin.Close()
-	started := false
-	finish := func(reason string) {
-		if !started {
-			// Nobody reads its output: let writes fail rather than block.
-			s.stdoutR.Close()
-			s.stderrR.Close()
+	for st := SlaveAwaitStart; st != SlaveDone; {
+		switch st {
+		case SlaveAwaitStart:
+			st = s.awaitStart()
+		case SlaveRunning:
+			st = s.running()
+		default:
+			panic(fmt.Sprintf("process: no handler for state %v", st)) // not reached
 		}
-		s.end(log, reason)
-		log.Debug("process abandoned", "why", reason)
 	}
+}
 
-	// AwaitStart.
-	startCtx, cancelStart := context.WithTimeout(s.ctx, StartTimeout)
-	msg, err := s.control.Get(startCtx)
-	cancelStart()
-	var ctl mitogen.Control
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		s.m.Fire(EvStartTimeout)
-		finish("no START within " + StartTimeout.String())
-		return
-	case err != nil:
-		s.m.Fire(EvPeerGone)
-		finish(err.Error())
-		return
-	}
-	if _, derr := ctl.FastRead(msg.Data); derr != nil || ctl.Kind != mitogen.ControlKind_START {
-		ev := Event(fmt.Sprint(ctl.Kind))
-		if derr != nil {
-			ev = "malformed"
+// awaitStart is the handler of AwaitStart: a valid START begins the relay;
+// the client's departure, the start timeout and anything else end the
+// process.
+func (s *slave) awaitStart() SlaveState {
+	timeout := time.NewTimer(s.cfg.StartTimeout)
+	defer timeout.Stop()
+	select {
+	case <-timeout.C:
+		return s.finish("no START within " + s.cfg.StartTimeout.String())
+	case <-s.ctx.Done():
+		return s.finish("context shutting down")
+	case ev := <-s.ctl:
+		switch {
+		case ev.gone != nil:
+			return s.finish(ev.gone.Error())
+		case ev.err != nil:
+			return s.protocolError(SlaveAwaitStart, "Control", ev.err)
+		case ev.c.Kind != mitogen.ControlKind_START:
+			return s.protocolError(SlaveAwaitStart, "Control "+ev.c.Kind.String(), nil)
 		}
-		_, perr := s.m.Fire(ev)
-		log.Error("relay protocol error", "err", perr)
-		s.m.Fire(EvPeerGone)
-		finish(perr.Error())
-		return
+		// No EXIT for a bad START: the handle it would go to is the offence.
+		if err := checkStart(ev.c, s.peer); err != nil {
+			return s.protocolError(SlaveAwaitStart, "Control START", err)
+		}
+		if err := s.begin(ev.c); err != nil {
+			return s.protocolError(SlaveAwaitStart, "Control START", err) // not reached: checkStart vouched for the ends
+		}
+		return SlaveRunning
 	}
-	if err := checkStart(&ctl, s.peer); err != nil {
-		// No EXIT: the handle it would go to is the offence.
-		log.Error("relay protocol error; ending the process", "err", err, "client", s.peer)
-		s.m.Fire(EvPeerGone)
-		finish(err.Error())
-		return
+}
+
+// running is the handler of Running: SIGNAL is delivered; the process's
+// exit (with both outputs ended) sends EXIT; the client's departure and
+// anything else end the process.
+func (s *slave) running() SlaveState {
+	select {
+	case <-s.exited:
+		<-s.outputsDone
+		status, sig, note := exitStatus(s.waitErr)
+		select {
+		case err := <-s.stdinErr:
+			status, sig, note = 255, "", "fakessh: stdin stream failed: "+err.Error()
+		default:
+		}
+		s.r.Send(&wire.Message{Dst: s.peer, Handle: s.client, Data: marshal(&mitogen.Control{Kind: mitogen.ControlKind_EXIT, ExitStatus: status, Signal: sig, Note: note})})
+		return SlaveDone
+	case <-s.ctx.Done():
+		return s.finish("context shutting down")
+	case ev := <-s.ctl:
+		switch {
+		case ev.gone != nil:
+			// The client is gone, or this context is shutting down.
+			return s.finish("control ended: " + ev.gone.Error())
+		case ev.err != nil:
+			return s.protocolError(SlaveRunning, "Control", ev.err)
+		case ev.c.Kind != mitogen.ControlKind_SIGNAL:
+			return s.protocolError(SlaveRunning, "Control "+ev.c.Kind.String(), nil)
+		case ev.c.SignalNumber <= 0 || ev.c.SignalNumber > 64:
+			return s.protocolError(SlaveRunning, "Control SIGNAL", fmt.Errorf("no signal %d", ev.c.SignalNumber))
+		}
+		s.signalGroup(syscall.Signal(ev.c.SignalNumber))
+		return SlaveRunning
 	}
-	if _, err := s.m.Fire(EvStart); err != nil {
-		finish(err.Error())
-		return
+}
+
+// protocolError acts on an event state does not accept: it is logged and
+// the process ended (ENDINGS), with no EXIT.
+func (s *slave) protocolError(state SlaveState, event string, why error) SlaveState {
+	err := &ProtocolError{Side: "process", State: state, Event: event, Err: why}
+	s.log.Error("relay protocol error; ending the process", "err", err, "client", s.peer)
+	return s.finish(err.Error())
+}
+
+// finish ends the process (ENDINGS) and returns Done.
+func (s *slave) finish(reason string) SlaveState {
+	if !s.started {
+		// Nobody reads its output: let writes fail rather than block.
+		s.stdoutR.Close()
+		s.stderrR.Close()
 	}
-	started = true
-	client := ctl.ControlHandle
-	exitWith := func(status int32, sig, note string) {
-		s.r.Send(&wire.Message{Dst: s.peer, Handle: client, Data: marshal(&mitogen.Control{Kind: mitogen.ControlKind_EXIT, ExitStatus: status, Signal: sig, Note: note})})
-	}
+	s.end(reason)
+	s.log.Debug("process abandoned", "why", reason)
+	return SlaveDone
+}
+
+// begin enters Running for the START c: the output pumps to the ends it
+// names and the stdin pump.
+func (s *slave) begin(c *mitogen.Control) error {
 	stdout := s.r.NewByteWriter(s.ctx)
 	stderr := s.r.NewByteWriter(s.ctx)
-	if err := errors.Join(stdout.Connect(ctl.Stdout), stderr.Connect(ctl.Stderr)); err != nil {
-		// Not reached: checkStart vouched for both ends.
-		s.m.Fire(EvPeerGone)
-		started = false
-		finish(err.Error())
-		return
+	if err := errors.Join(stdout.Connect(c.Stdout), stderr.Connect(c.Stderr)); err != nil {
+		stdout.Close()
+		stderr.Close()
+		return err
 	}
-
-	// Running: three pumps, control messages, and the process's exit.
+	s.started = true
+	s.client = c.ControlHandle
 	var pumps sync.WaitGroup
 	pumps.Add(2)
 	pump := func(w *core.ByteWriter, r io.ReadCloser) {
 		defer pumps.Done()
 		if _, err := w.ReadFrom(r); err != nil {
-			log.Debug("output pump", "err", err)
+			s.log.Debug("output pump", "err", err)
 			_, _ = io.Copy(io.Discard, r) // keep the process from blocking on a full pipe
 		}
 		w.Close()
 	}
 	go pump(stdout, s.stdoutR)
 	go pump(stderr, s.stderrR)
-	stdinErr := make(chan error, 1)
+	s.outputsDone = make(chan struct{})
+	go func() { pumps.Wait(); close(s.outputsDone) }()
+	s.stdinErr = make(chan error, 1)
 	go func() {
 		_, err := s.stdin.WriteTo(s.stdinW)
 		if err != nil {
-			log.Debug("stdin pump", "err", err)
+			s.log.Debug("stdin pump", "err", err)
 		}
-		if core.IsDead(err) && !errors.Is(err, core.ErrSenderClosed) {
+		if stdinFailed(err) {
 			// The stream failed (e.g. an overrun): the process must not
 			// take what it got for the whole of its input, so it is killed
 			// before its stdin is closed.
-			stdinErr <- err
+			s.stdinErr <- err
 			s.signalGroup(syscall.SIGKILL)
 		}
 		s.closeStdin()
 	}()
-	outputsDone := make(chan struct{})
-	go func() { pumps.Wait(); close(outputsDone) }()
-	ctlMsgs := make(chan error, 1)
-	go func() {
-		for {
-			m, err := s.control.Get(s.ctx)
-			if err != nil {
-				ctlMsgs <- err
-				return
-			}
-			var c mitogen.Control
-			if _, err := c.FastRead(m.Data); err != nil || c.Kind != mitogen.ControlKind_SIGNAL {
-				_, perr := s.m.Fire(Event(fmt.Sprint(c.Kind)))
-				if perr == nil {
-					perr = fmt.Errorf("unexpected control message %v", c.Kind)
-				}
-				log.Error("relay protocol error; ending the process", "err", perr)
-				ctlMsgs <- perr
-				return
-			}
-			if _, err := s.m.Fire(EvSignal); err == nil && c.SignalNumber > 0 && c.SignalNumber < 65 {
-				s.signalGroup(syscall.Signal(c.SignalNumber))
-			}
-		}
-	}()
-	for done := false; !done; {
-		select {
-		case <-s.exited:
-			<-outputsDone
-			done = true
-		case err := <-ctlMsgs:
-			// The client is gone or broke the protocol, or this context
-			// is shutting down.
-			s.m.Fire(EvPeerGone)
-			s.end(log, "control ended: "+err.Error())
-			return
+	return nil
+}
+
+// stdinFailed says whether the stdin stream's end err is a failure that
+// kills the process (idl: Control.note): any dead end but SENDER_CLOSED,
+// except the client's or this context's departure (DISCONNECTED, NO_ROUTE,
+// SHUTDOWN), which is an ending (ENDINGS: stdin EOF, then SIGHUP), not a
+// kill.
+func stdinFailed(err error) bool {
+	if !core.IsDead(err) {
+		return false
+	}
+	for _, e := range []error{core.ErrSenderClosed, core.ErrDisconnected, core.ErrNoRoute, core.ErrShutdown} {
+		if errors.Is(err, e) {
+			return false
 		}
 	}
-	s.m.Fire(EvExited)
-	status, sig, note := exitStatus(s.waitErr)
-	select {
-	case err := <-stdinErr:
-		status, sig, note = 255, "", "fakessh: stdin stream failed: "+err.Error()
-	default:
-	}
-	exitWith(status, sig, note)
+	return true
 }
 
 // exitStatus maps a process's end to ssh's exit status: the code, or 255

@@ -1,4 +1,4 @@
-package fakessh
+package process
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+	"github.com/seed-a176d0ab/mitogen-go/internal/testproc"
 )
 
 // pair is a master and one child context, both in this process, joined by
@@ -52,13 +53,14 @@ func newPair(t *testing.T) *pair {
 }
 
 // startRecorder starts the signal-recording test process on the master,
-// driven by the client; it returns its handles and its record file.
-func (p *pair) startRecorder(t *testing.T, exitOn string) (*mitogen.ProcessStarted, string) {
+// driven by the client, with cfg; it returns its handles and its record
+// file.
+func (p *pair) startRecorder(t *testing.T, cfg Config, exitOn string) (*mitogen.ProcessStarted, string) {
 	t.Helper()
 	rec := filepath.Join(t.TempDir(), "record")
 	spec := &mitogen.ProcessSpec{Argv: []string{os.Args[0]}, PeerId: p.clientID,
-		Env: map[string]string{EnvTestSignalRecorder: rec, EnvTestSignalRecorderExitOn: exitOn}}
-	started, err := StartProcess(context.Background(), p.master, spec)
+		Env: map[string]string{testproc.EnvSignalRecorder: rec, testproc.EnvSignalRecorderExitOn: exitOn}}
+	started, err := cfg.StartProcess(context.Background(), p.master, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,13 +86,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func gone(pid int32) bool { return syscall.Kill(int(pid), 0) == syscall.ESRCH }
 
-// shortGrace makes the ending steps shorter for one test (long enough for
-// the recorder to note a signal on a loaded machine before the next one).
-func shortGrace(t *testing.T) {
-	oldH, oldS := HangupGrace, ShutdownGrace
-	HangupGrace, ShutdownGrace = time.Second, time.Second
-	t.Cleanup(func() { HangupGrace, ShutdownGrace = oldH, oldS })
-}
+// shortGrace has shorter ending steps (long enough for the recorder to
+// note a signal on a loaded machine before the next one).
+var shortGrace = Config{HangupGrace: time.Second, ShutdownGrace: time.Second}
 
 // relayFromClient drives started from the client as fakessh's ssh does,
 // with a stdin that stays open; it returns once START is sent.
@@ -106,7 +104,7 @@ func (p *pair) relayFromClient(t *testing.T, started *mitogen.ProcessStarted) {
 	go func() {
 		defer close(done)
 		start := func(context.Context, *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) { return started, nil }
-		_, _, _ = Relay(context.Background(), p.client, start, &mitogen.ProcessSpec{}, Stdio{Stdin: inR, Stdout: io.Discard, Stderr: io.Discard})
+		_, _ = Relay(context.Background(), p.client, start, &mitogen.ProcessSpec{}, Stdio{Stdin: inR, Stdout: io.Discard, Stderr: io.Discard})
 	}()
 }
 
@@ -114,7 +112,7 @@ func (p *pair) relayFromClient(t *testing.T, started *mitogen.ProcessStarted) {
 // (after stdin EOF), as under sshd; one that exits on SIGHUP is not killed.
 func TestPeerGoneHangsUp(t *testing.T) {
 	p := newPair(t)
-	started, rec := p.startRecorder(t, "HUP")
+	started, rec := p.startRecorder(t, DefaultConfig(), "HUP")
 	p.relayFromClient(t, started)
 	p.cut()
 	waitFor(t, "the process to end", func() bool { return gone(started.Pid) })
@@ -126,9 +124,8 @@ func TestPeerGoneHangsUp(t *testing.T) {
 // A process that ignores SIGHUP and SIGTERM gets both, then SIGKILL after
 // the grace.
 func TestPeerGoneEscalates(t *testing.T) {
-	shortGrace(t)
 	p := newPair(t)
-	started, rec := p.startRecorder(t, "")
+	started, rec := p.startRecorder(t, shortGrace, "")
 	p.relayFromClient(t, started)
 	p.cut()
 	waitFor(t, "the process to be killed", func() bool { return gone(started.Pid) })
@@ -139,9 +136,8 @@ func TestPeerGoneEscalates(t *testing.T) {
 
 // A client that never sends START and vanishes: same ending.
 func TestPeerGoneBeforeStart(t *testing.T) {
-	shortGrace(t)
 	p := newPair(t)
-	started, rec := p.startRecorder(t, "")
+	started, rec := p.startRecorder(t, shortGrace, "")
 	p.cut()
 	waitFor(t, "the process to be killed", func() bool { return gone(started.Pid) })
 	if got := readRecord(rec); !strings.Contains(got, "HUP\n") || !strings.Contains(got, "TERM\n") {
@@ -152,11 +148,12 @@ func TestPeerGoneBeforeStart(t *testing.T) {
 // A context that shuts down ends its processes the same way, within the
 // time its parent allows (the steps are ShutdownGrace, at the default).
 func TestShutdownEscalates(t *testing.T) {
-	if 2*ShutdownGrace+shutdownSlack >= core.ChildShutdownGrace {
-		t.Fatalf("ending on shutdown (%v) does not fit in core.ChildShutdownGrace (%v)", 2*ShutdownGrace+shutdownSlack, core.ChildShutdownGrace)
+	d := DefaultConfig().ShutdownGrace
+	if 2*d+shutdownSlack >= core.ChildShutdownGrace {
+		t.Fatalf("ending on shutdown (%v) does not fit in core.ChildShutdownGrace (%v)", 2*d+shutdownSlack, core.ChildShutdownGrace)
 	}
 	p := newPair(t)
-	started, rec := p.startRecorder(t, "")
+	started, rec := p.startRecorder(t, DefaultConfig(), "")
 	p.relayFromClient(t, started)
 	p.master.Close()
 	// Close returned: the process must already be reaped.
@@ -172,7 +169,6 @@ func TestShutdownEscalates(t *testing.T) {
 // handles of the client itself is a protocol error: the process is ended,
 // nothing reaches the named handle, and no EXIT is sent.
 func TestHostileStart(t *testing.T) {
-	shortGrace(t)
 	p := newPair(t)
 	// A handle on the destination (here the master) that a hostile client
 	// would like the process's output to reach.
@@ -205,7 +201,7 @@ func TestHostileStart(t *testing.T) {
 	}
 	for name, spoil := range cases {
 		t.Run(name, func(t *testing.T) {
-			started, rec := p.startRecorder(t, "HUP")
+			started, rec := p.startRecorder(t, DefaultConfig(), "HUP")
 			c := good()
 			spoil(c)
 			p.client.Send(&wire.Message{Dst: p.master.ID(), Handle: started.ControlHandle, Data: marshal(c)})

@@ -1,7 +1,8 @@
-package fakessh_test
+package process
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"syscall"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
-	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 )
 
@@ -20,10 +20,11 @@ import (
 // not get to exit successfully on the truncated input; the client's EXIT
 // says what happened.
 func TestStdinOverrunIsNotSuccess(t *testing.T) {
-	r, _ := chain(t, 1) // the master is both the slave's context and its client
-	ctx := ctxT(t, 60*time.Second)
+	r := newPair(t).master // the master is both the slave's context and its client
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	// The process reads nothing until it gets SIGUSR1.
-	started, err := fakessh.StartProcess(ctx, r, &mitogen.ProcessSpec{
+	started, err := StartProcess(ctx, r, &mitogen.ProcessSpec{
 		Argv: []string{"sh", "-c", `trap 'wc -c; exit 0' USR1; while :; do sleep 0.05; done`}, PeerId: r.ID()})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,266 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+
+	"github.com/cloudwego/gopkg/protocol/thrift"
+
+	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+)
+
+func marshal(v thrift.FastCodec) []byte { return thrift.FastMarshal(v) }
+
+// Starter asks for spec to be started somewhere and returns the process's
+// handles (the destination is ProcessStarted.Stdin.ContextId). A Starter
+// calling Agent.start_process sets spec.PeerId to the calling context.
+type Starter func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error)
+
+// Stdio is the local end of a relayed process. A nil Stdin is empty; a nil
+// Stdout or Stderr discards.
+type Stdio struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Result is how a relayed process ended, as its EXIT says.
+type Result struct {
+	// Status is the exit status as ssh reports it: 0-255, 255 for a signal.
+	Status int
+	// Signal names the signal that killed the process ("KILL"), if one did.
+	Signal string
+	// Note is a one-line remark for stderr (a signal, a start failure).
+	Note string
+}
+
+// Relay starts spec through start and relays stdio until the process has
+// exited and all its output is delivered. An error means the relay itself
+// failed (the process could not start, the destination vanished or broke
+// the protocol, ctx ended); the caller should then exit 255, as ssh does.
+func Relay(ctx context.Context, r *core.Router, start Starter, spec *mitogen.ProcessSpec, stdio Stdio) (Result, error) {
+	c := &client{r: r}
+	if err := c.start(ctx, start, spec, stdio); err != nil {
+		return c.res, err
+	}
+	return c.wait()
+}
+
+// client is the client side of one relayed process.
+type client struct {
+	r       *core.Router
+	dest    int32
+	started *mitogen.ProcessStarted
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	control        *core.Receiver
+	stdout, stderr *core.ByteReader
+	ctl            chan ctlEvent
+	outputsEnded   chan struct{}
+	outErrs        []error
+
+	res Result // valid once EXIT arrived (or the start failed)
+	err error  // the relay's failure
+}
+
+// start is Requesting and Starting: it asks for the process, connects the
+// streams and sends START. On error everything it made is released.
+func (c *client) start(ctx context.Context, start Starter, spec *mitogen.ProcessSpec, stdio Stdio) error {
+	started, err := start(ctx, spec)
+	if err != nil {
+		c.res = Result{Status: 255}
+		var ce *mitogen.CallError
+		if errors.As(err, &ce) {
+			c.res.Note = ce.Message
+		}
+		return err
+	}
+	if started.Stdin == nil || started.ControlHandle == 0 {
+		c.res = Result{Status: 255}
+		return errors.New("process: start reply lacks handles")
+	}
+	// Starting.
+	c.started = started
+	c.dest = started.Stdin.ContextId
+	dest := c.dest
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	onlyDest := func(msg *wire.Message, _ *core.Stream) bool { return msg.Src == dest }
+	c.control = c.r.NewReceiver(core.WithPeer(dest), core.WithPolicy(onlyDest), core.WithQueueLimit(64, 1<<20))
+	c.stdout = c.r.NewByteReader(c.ctx, dest)
+	c.stderr = c.r.NewByteReader(c.ctx, dest)
+	stdin := c.r.NewByteWriter(c.ctx)
+	if err := stdin.Connect(started.Stdin); err != nil {
+		c.release()
+		c.res = Result{Status: 255}
+		return err
+	}
+	// START's reply_to is the control handle: should the process be gone
+	// (its start timed out), the bounce ends the relay instead of a wait
+	// for an EXIT that cannot come.
+	c.r.Send(&wire.Message{Dst: dest, Handle: started.ControlHandle, ReplyTo: c.control.Handle(), Data: marshal(&mitogen.Control{
+		Kind: mitogen.ControlKind_START, Stdout: c.stdout.End(), Stderr: c.stderr.End(),
+		StdinCredit: stdin.CreditEnd(), ControlHandle: c.control.Handle(),
+	})})
+
+	// Pumps.
+	go func() {
+		if stdio.Stdin != nil {
+			_, _ = stdin.ReadFrom(readErrorIsEOF{stdio.Stdin})
+		}
+		stdin.Close()
+	}()
+	var outs sync.WaitGroup
+	c.outErrs = make([]error, 2)
+	drain := func(i int, br *core.ByteReader, w io.Writer) {
+		defer outs.Done()
+		if w == nil {
+			w = io.Discard
+		}
+		if _, err := br.WriteTo(w); err != nil {
+			c.outErrs[i] = err
+			br.Close()
+		}
+	}
+	outs.Add(2)
+	go drain(0, c.stdout, stdio.Stdout)
+	go drain(1, c.stderr, stdio.Stderr)
+	c.outputsEnded = make(chan struct{})
+	go func() { outs.Wait(); close(c.outputsEnded) }()
+	c.ctl = make(chan ctlEvent, 1)
+	go c.readControl()
+	return nil
+}
+
+// readControl turns the control handle's messages into events, in order,
+// until the handle ends or the relay is over.
+func (c *client) readControl() {
+	for {
+		m, err := c.control.Get(c.ctx)
+		ev := ctlEvent{gone: err}
+		if err == nil {
+			ev.c = &mitogen.Control{}
+			if _, derr := ev.c.FastRead(m.Data); derr != nil {
+				ev = ctlEvent{err: fmt.Errorf("undecodable Control from context %d: %w", c.dest, derr)}
+			}
+		}
+		select {
+		case c.ctl <- ev:
+		case <-c.ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (c *client) release() {
+	c.cancel()
+	c.control.Close()
+	c.stdout.Close()
+	c.stderr.Close()
+}
+
+// signal asks the process's side to deliver sig to the process group.
+func (c *client) signal(sig syscall.Signal) {
+	c.r.Send(&wire.Message{Dst: c.dest, Handle: c.started.ControlHandle, ReplyTo: c.control.Handle(),
+		Data: marshal(&mitogen.Control{Kind: mitogen.ControlKind_SIGNAL, SignalNumber: int32(sig)})})
+}
+
+// wait drives the client's state machine from Running to Done: one
+// handler per state, each returning the next.
+func (c *client) wait() (Result, error) {
+	defer c.release()
+	for st := ClientRunning; st != ClientDone; {
+		switch st {
+		case ClientRunning:
+			st = c.running()
+		case ClientDraining:
+			st = c.draining()
+		case ClientAwaitExit:
+			st = c.awaitExit()
+		default:
+			panic(fmt.Sprintf("process: no client handler for state %v", st)) // not reached
+		}
+	}
+	if c.err != nil {
+		return Result{Status: 255}, c.err
+	}
+	if err := errors.Join(c.outErrs...); err != nil && !errors.Is(err, io.EOF) {
+		// Local output failed (the program closed its end); the exit status
+		// still stands, as with ssh.
+		c.r.Logger().Debug("relay output", "err", err)
+	}
+	return c.res, nil
+}
+
+// running is the handler of Running: EXIT or the end of both outputs.
+func (c *client) running() ClientState {
+	select {
+	case ev := <-c.ctl:
+		return c.onControl(ClientRunning, ev, ClientDraining)
+	case <-c.outputsEnded:
+		return ClientAwaitExit
+	case <-c.ctx.Done():
+		return c.onControl(ClientRunning, ctlEvent{gone: c.ctx.Err()}, ClientDone)
+	}
+}
+
+// draining is the handler of Draining: EXIT came; the outputs end.
+func (c *client) draining() ClientState {
+	select {
+	case ev := <-c.ctl:
+		return c.onControl(ClientDraining, ev, ClientDone) // any message is an error here
+	case <-c.outputsEnded:
+		return ClientDone
+	case <-c.ctx.Done():
+		return c.onControl(ClientDraining, ctlEvent{gone: c.ctx.Err()}, ClientDone)
+	}
+}
+
+// awaitExit is the handler of AwaitExit: the outputs ended; EXIT comes.
+func (c *client) awaitExit() ClientState {
+	select {
+	case ev := <-c.ctl:
+		return c.onControl(ClientAwaitExit, ev, ClientDone)
+	case <-c.ctx.Done():
+		return c.onControl(ClientAwaitExit, ctlEvent{gone: c.ctx.Err()}, ClientDone)
+	}
+}
+
+// onControl acts on a control event in state st: the first EXIT moves to
+// afterExit; the end of the handle and anything else end the relay.
+func (c *client) onControl(st ClientState, ev ctlEvent, afterExit ClientState) ClientState {
+	switch {
+	case ev.gone != nil:
+		c.err = fmt.Errorf("process: connection to context %d lost: %w", c.dest, ev.gone)
+	case ev.err != nil:
+		c.err = &ProtocolError{Side: "client", State: st, Event: "Control", Err: ev.err}
+	case ev.c.Kind != mitogen.ControlKind_EXIT || st == ClientDraining:
+		c.err = &ProtocolError{Side: "client", State: st, Event: "Control " + ev.c.Kind.String()}
+	default:
+		c.res = Result{Status: int(ev.c.ExitStatus), Signal: ev.c.Signal, Note: ev.c.Note}
+		return afterExit
+	}
+	return ClientDone
+}
+
+// readErrorIsEOF ends the input at a read error, as OpenSSH's client does
+// with its stdin (a terminal hung up, a descriptor gone): the remote command
+// sees end of input, not a failed stream.
+type readErrorIsEOF struct{ r io.Reader }
+
+func (e readErrorIsEOF) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = io.EOF
+	}
+	return n, err
+}
