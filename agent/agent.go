@@ -1,6 +1,3 @@
-// Package agent is what every context serves (the Agent service of
-// idl/mitogen.thrift) and how a master reaches contexts: Dial starts a
-// context directly or through a chain of others.
 package agent
 
 import (
@@ -299,6 +296,14 @@ type Dialer struct {
 // itself, each next one by the context before it. It returns every context
 // of the chain, in order. r must be the master's router.
 func (d *Dialer) Dial(ctx context.Context, r *core.Router, hops []Hop) ([]*core.Context, error) {
+	return d.DialFrom(ctx, r, nil, hops)
+}
+
+// DialFrom is Dial with the first hop started by from, a context reached
+// through r (nil: r itself), so that the chain continues one that exists:
+// the returned contexts are from's descendants. Options of the first hop
+// then go to from, like those of later hops to their previous hop.
+func (d *Dialer) DialFrom(ctx context.Context, r *core.Router, from *core.Context, hops []Hop) ([]*core.Context, error) {
 	methods := d.Methods
 	if methods == nil {
 		methods = transport.Default
@@ -317,7 +322,7 @@ func (d *Dialer) Dial(ctx context.Context, r *core.Router, hops []Hop) ([]*core.
 		wire[i] = m
 	}
 	var chain []*core.Context
-	var via *core.Context
+	via := from
 	for i, h := range hops {
 		spec := h.Spec
 		var id int32

@@ -88,7 +88,12 @@ func logLevel(r *Router) int {
 // stream, and answers Ready. The router runs until its parent stream ends
 // or it is told to SHUTDOWN. setup, when not nil, runs before Ready is
 // sent, so that the services it registers are there for the first call.
+//
+// An invalid cfg (see Config.Validate) is an error before anything is read.
 func Boot(conn io.ReadWriteCloser, cfg Config, setup func(*Router)) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	br := bufio.NewReaderSize(conn, 256<<10)
 	m, err := wire.ReadFrame(br, cfg.MaxFrameSize)

@@ -351,14 +351,22 @@ func TestByteStreamMinimumWindow(t *testing.T) {
 	p := newStreamPair(t, core.DefaultConfig(), windowCfg(core.MinStreamWindow))
 	copyThrough(t, p, 30000)
 
-	small := newStreamPair(t, core.DefaultConfig(), windowCfg(1))
-	br := small.child.NewByteReader(ctxT(t), 0)
+	// A window below the minimum is an invalid Config (Boot and
+	// NewMasterChecked refuse it); NewMaster, which cannot fail, raises it.
+	if err := windowCfg(1).Validate(); err == nil || !strings.Contains(err.Error(), "StreamWindow") {
+		t.Fatalf("Validate of a window of 1: %v, want an error naming StreamWindow", err)
+	}
+	if _, err := core.NewMasterChecked(windowCfg(1)); err == nil {
+		t.Fatal("NewMasterChecked accepted a window of 1")
+	}
+	small := newStreamPair(t, windowCfg(1), core.DefaultConfig())
+	br := small.m.NewByteReader(ctxT(t), 1)
 	if w := br.End().Window; w != core.MinStreamWindow {
 		t.Fatalf("window of 1 configured: reader grants %d, want the minimum %d", w, core.MinStreamWindow)
 	}
 	end := br.End()
 	end.Window = core.MinStreamWindow - 1
-	err := small.m.NewByteWriter(ctxT(t)).Connect(end)
+	err := small.child.NewByteWriter(ctxT(t)).Connect(end)
 	if err == nil || !strings.Contains(err.Error(), "minimum") {
 		t.Fatalf("Connect to a window below the minimum: %v, want an error naming the minimum", err)
 	}

@@ -1,23 +1,28 @@
-// Package core is mitogen-go's message layer: a Router per context that
-// moves Envelopes between streams by destination, enforces the authority
-// rules of idl/mitogen.thrift, delivers messages to handles, makes and serves
-// CALL_FUNCTION calls, and carries flow-controlled byte streams.
-//
-// Every queue in this package has a bound, and every wait ends with its
-// context.Context, the death of the peer it waits on, or the router's
-// shutdown.
 package core
 
 import (
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 )
 
-// Config holds a router's limits. Zero fields take DefaultConfig's values.
+// Config holds a router's limits and timings: every tunable of package core
+// is here, with its default in DefaultConfig.
+//
+// A zero field means "the default" (so Config{} is DefaultConfig() and a
+// caller sets only what it changes). Any other value must make sense, or
+// Validate, NewMasterChecked and Boot refuse the Config with an error
+// naming the field: negative sizes, counts or durations, a MaxFrameSize
+// above the protocol's MAX_FRAME_SIZE or too small to carry one MaxChunk
+// chunk, a StreamWindow below MinStreamWindow. Nothing is silently
+// patched, except that NewMaster (which cannot fail) keeps its older
+// behaviour of raising a StreamWindow below MinStreamWindow to it.
 type Config struct {
 	// MaxFrameSize is the largest frame accepted from a peer (length prefix
-	// excluded). Larger frames end the stream.
+	// excluded). Larger frames end the stream. Between MinFrameSize and
+	// MAX_FRAME_SIZE; it must also hold one chunk of MaxChunk bytes.
 	MaxFrameSize int
 	// StreamQueueBytes bounds the bytes queued for writing on one stream.
 	// A router forwarding into a full queue stops reading the stream the
@@ -33,14 +38,24 @@ type Config struct {
 	// are refused with Dead{OVERFLOW}.
 	MaxConcurrentCalls int
 	// StreamWindow is the credit a ByteReader grants: the most bytes (plus
-	// ChunkOverhead per chunk) of one byte stream in flight at a time.
-	// Values below MinStreamWindow are raised to it.
+	// ChunkOverhead per chunk) of one byte stream in flight at a time. At
+	// least MinStreamWindow.
 	StreamWindow int64
 	// MaxChunk is the largest payload a ByteWriter puts in one message.
 	MaxChunk int
+	// ShutdownGrace is how long a router shutting down waits for its
+	// children to finish their own shutdown (after SHUTDOWN) before it
+	// cuts their streams. It applies to this router only: agents use the
+	// default. The process relay's own ending steps are sized to fit in
+	// the default, ChildShutdownGrace.
+	ShutdownGrace time.Duration
 	// Logger receives the router's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// MinFrameSize is the smallest MaxFrameSize a Config may set: room for an
+// envelope's header and a small payload (a Boot, a Ready, a short call).
+const MinFrameSize = 4 << 10
 
 // ChunkOverhead is charged against a byte stream's credit for each chunk on
 // top of its length (idl: CHUNK_OVERHEAD), so that a window bounds the
@@ -51,9 +66,10 @@ const ChunkOverhead = mitogen.CHUNK_OVERHEAD
 // MIN_STREAM_WINDOW): one chunk of one byte.
 const MinStreamWindow = mitogen.MIN_STREAM_WINDOW
 
-// DefaultConfig returns the defaults: 128 MiB frames, 16 MiB per stream
-// queue, 4096 messages or 32 MiB per receiver, 256 concurrent calls, a
-// 4 MiB byte-stream window in chunks of up to 512 KiB.
+// DefaultConfig returns the defaults: 128 MiB frames (MAX_FRAME_SIZE), 16
+// MiB per stream queue, 4096 messages or 32 MiB per receiver, 256
+// concurrent calls, a 4 MiB byte-stream window in chunks of up to 512 KiB,
+// and ChildShutdownGrace for children to shut down.
 func DefaultConfig() Config {
 	return Config{
 		MaxFrameSize:       mitogen.MAX_FRAME_SIZE,
@@ -63,7 +79,48 @@ func DefaultConfig() Config {
 		MaxConcurrentCalls: 256,
 		StreamWindow:       4 << 20,
 		MaxChunk:           512 << 10,
+		ShutdownGrace:      ChildShutdownGrace,
 	}
+}
+
+// Validate reports the first field of c that makes no sense, zero fields
+// standing for their defaults (see Config).
+func (c Config) Validate() error {
+	d := c.withDefaults()
+	bad := func(field string, v any, why string) error {
+		return fmt.Errorf("core.Config.%s = %v: %s", field, v, why)
+	}
+	switch {
+	case c.MaxFrameSize < 0:
+		return bad("MaxFrameSize", c.MaxFrameSize, "negative")
+	case c.StreamQueueBytes < 0:
+		return bad("StreamQueueBytes", c.StreamQueueBytes, "negative")
+	case c.ReceiverQueueLen < 0:
+		return bad("ReceiverQueueLen", c.ReceiverQueueLen, "negative")
+	case c.ReceiverQueueBytes < 0:
+		return bad("ReceiverQueueBytes", c.ReceiverQueueBytes, "negative")
+	case c.MaxConcurrentCalls < 0:
+		return bad("MaxConcurrentCalls", c.MaxConcurrentCalls, "negative")
+	case c.StreamWindow < 0:
+		return bad("StreamWindow", c.StreamWindow, "negative")
+	case c.MaxChunk < 0:
+		return bad("MaxChunk", c.MaxChunk, "negative")
+	case c.ShutdownGrace < 0:
+		return bad("ShutdownGrace", c.ShutdownGrace, "negative")
+	case d.MaxFrameSize > mitogen.MAX_FRAME_SIZE:
+		return bad("MaxFrameSize", d.MaxFrameSize, fmt.Sprintf("above the protocol's MAX_FRAME_SIZE (%d)", mitogen.MAX_FRAME_SIZE))
+	case d.MaxFrameSize < MinFrameSize:
+		return bad("MaxFrameSize", d.MaxFrameSize, fmt.Sprintf("below MinFrameSize (%d)", MinFrameSize))
+	case d.MaxChunk > d.MaxFrameSize-MinFrameSize:
+		return bad("MaxChunk", d.MaxChunk, fmt.Sprintf("a chunk and its envelope do not fit in MaxFrameSize (%d)", d.MaxFrameSize))
+	case d.StreamWindow < MinStreamWindow:
+		return bad("StreamWindow", d.StreamWindow, fmt.Sprintf("below MinStreamWindow (%d)", MinStreamWindow))
+	case d.ReceiverQueueBytes < MinFrameSize:
+		return bad("ReceiverQueueBytes", d.ReceiverQueueBytes, fmt.Sprintf("below MinFrameSize (%d): a receiver could not hold a reply", MinFrameSize))
+	case d.StreamQueueBytes < MinFrameSize:
+		return bad("StreamQueueBytes", d.StreamQueueBytes, fmt.Sprintf("below MinFrameSize (%d)", MinFrameSize))
+	}
+	return nil
 }
 
 func (c Config) withDefaults() Config {
@@ -86,9 +143,11 @@ func (c Config) withDefaults() Config {
 	if c.StreamWindow <= 0 {
 		c.StreamWindow = d.StreamWindow
 	}
-	c.StreamWindow = max(c.StreamWindow, MinStreamWindow)
 	if c.MaxChunk <= 0 {
 		c.MaxChunk = d.MaxChunk
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = d.ShutdownGrace
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -80,8 +80,24 @@ func newRouter(id int32, parents []int32, cfg Config) *Router {
 }
 
 // NewMaster returns the router of a master process (context MASTER_ID).
+//
+// It does not validate cfg (it cannot fail): zero fields take their
+// defaults and a StreamWindow below MinStreamWindow is raised to it. New
+// code calls NewMasterChecked, which refuses an invalid Config.
 func NewMaster(cfg Config) *Router {
+	if cfg.StreamWindow > 0 && cfg.StreamWindow < MinStreamWindow {
+		cfg.StreamWindow = MinStreamWindow
+	}
 	return newRouter(mitogen.MASTER_ID, nil, cfg)
+}
+
+// NewMasterChecked is NewMaster after cfg.Validate: an invalid Config is
+// an error (zero fields still mean their defaults).
+func NewMasterChecked(cfg Config) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newRouter(mitogen.MASTER_ID, nil, cfg), nil
 }
 
 // ID is this context's ID.
@@ -479,7 +495,7 @@ func (r *Router) Shutdown() {
 	r.mu.Unlock()
 	r.cancel()
 	// Local processes first, then the children: each is asked to SHUTDOWN
-	// (which it does the same way) and given ChildShutdownGrace to finish
+	// (which it does the same way) and given Config.ShutdownGrace to finish
 	// before its stream is cut, so nothing started below outlives us.
 	for _, f := range hooks {
 		f()
@@ -488,7 +504,7 @@ func (r *Router) Shutdown() {
 		r.Send(&wire.Message{Dst: c.remoteID, Handle: mitogen.SHUTDOWN})
 	}
 	expired := make(chan struct{})
-	grace := time.AfterFunc(ChildShutdownGrace, func() { close(expired) })
+	grace := time.AfterFunc(r.cfg.ShutdownGrace, func() { close(expired) })
 	for _, c := range children {
 		select {
 		case <-c.Done():
@@ -531,8 +547,9 @@ func (r *Router) Shutdown() {
 // waiters on them at once, and to stop routing to them upward).
 const maxGone = 4096
 
-// ChildShutdownGrace is how long a shutting-down router waits for its
-// children to finish their own shutdown before cutting their streams.
+// ChildShutdownGrace is the default Config.ShutdownGrace: how long a
+// shutting-down router waits for its children to finish their own shutdown
+// before cutting their streams.
 const ChildShutdownGrace = 3 * time.Second
 
 // Close shuts down and waits until every stream has ended.

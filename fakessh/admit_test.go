@@ -3,6 +3,7 @@ package fakessh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -59,16 +60,27 @@ func TestStrangerIsRefused(t *testing.T) {
 	}
 }
 
-// Connections that present no secret are capped: over maxPreauth, a new
-// one is told busy and closed at once; those within the cap stay until
-// their deadline; a legitimate ssh gets in once a slot frees.
+// Connections that present no secret are capped: over the cap
+// (RunConfig.PreauthLimit, the default's and a configured one), a new one
+// is told busy and closed at once; those within the cap stay until their
+// deadline; a legitimate ssh gets in once a slot frees.
 func TestPreauthCap(t *testing.T) {
+	for _, limit := range []int{0, 5} {
+		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) { testPreauthCap(t, limit) })
+	}
+}
+
+func testPreauthCap(t *testing.T, limit int) {
 	cfg := core.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	r := core.NewMaster(cfg)
 	defer r.Close()
 	// Only the cap acts in this test, not the deadline.
-	st := &run{Runner: &Runner{Router: r}, members: map[int32]bool{}, preauth: 10 * time.Minute}
+	st := &run{Runner: &Runner{Router: r, Config: RunConfig{PreauthLimit: limit}}, members: map[int32]bool{}, preauth: 10 * time.Minute}
+	maxPreauth := limit
+	if limit == 0 {
+		maxPreauth = DefaultRunConfig().PreauthLimit
+	}
 	sock := filepath.Join(t.TempDir(), "s")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {

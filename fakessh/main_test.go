@@ -4,33 +4,27 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	mitogengo "github.com/seed-a176d0ab/mitogen-go"
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/internal/testproc"
-	"github.com/seed-a176d0ab/mitogen-go/process"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 )
 
 // The test binary doubles as the agent and as fakessh's ssh, so the tests
 // run the real thing without building the CLI first.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == "ssh" {
-		os.Exit(fakessh.SSHMain(os.Args[1:]))
-	}
+	mitogengo.Main()
 	if f := os.Getenv(testproc.EnvSignalRecorder); f != "" {
 		os.Exit(testproc.SignalRecorder(f, os.Getenv(testproc.EnvSignalRecorderExitOn)))
 	}
 	if n, err := strconv.Atoi(os.Getenv(fakessh.EnvTestHog)); err == nil {
 		os.Exit(fakessh.Hog(n))
-	}
-	if len(os.Args) > 1 && os.Args[1] == "agent" && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
-		os.Exit(agent.Run(nil, process.StartProcess))
 	}
 	if len(os.Args) > 1 && os.Args[1] == hostileSSHMode && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
 		os.Exit(hostileSSH())

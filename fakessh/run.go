@@ -62,16 +62,73 @@ const secretLen = 64
 
 // Admission of connections to a run's socket. A connection is
 // "pre-authentication" from accept until it has presented the secret; at
-// most maxPreauth may be so at once, each for at most preauthTimeout. Over
-// the cap a connection gets busyLine and is closed at once (our ssh then
-// retries for a while); one warning is logged per burst of such refusals.
-const (
-	maxPreauth = 64
-	busyLine   = "busy\n"
-)
+// most RunConfig.PreauthLimit may be so at once, each for at most
+// RunConfig.PreauthTimeout. Over the cap a connection gets busyLine and is
+// closed at once (our ssh then retries for a while); one warning is logged
+// per burst of such refusals.
+const busyLine = "busy\n"
 
-// preauthTimeout is how long a connection has to present the secret.
-const preauthTimeout = 5 * time.Second
+// RunConfig holds a run's limits and timings. A zero field means its
+// default (DefaultRunConfig); a negative one is an error (Validate).
+type RunConfig struct {
+	// PreauthLimit is how many connections to the run's socket may be
+	// waiting to present the run's secret at once (default 64).
+	PreauthLimit int
+	// PreauthTimeout is how long a connection has to present the
+	// secret (default 5s).
+	PreauthTimeout time.Duration
+	// BootTimeout is how long an admitted ssh has to answer its Boot
+	// (default 30s).
+	BootTimeout time.Duration
+	// StartTimeout bounds the destination's start_process call for one
+	// ssh invocation (default 60s).
+	StartTimeout time.Duration
+	// KillGrace is, when Run's ctx ends, the time between SIGTERM and
+	// SIGKILL to the program's process group (default 2s).
+	KillGrace time.Duration
+}
+
+// DefaultRunConfig returns a run's defaults.
+func DefaultRunConfig() RunConfig {
+	return RunConfig{PreauthLimit: 64, PreauthTimeout: 5 * time.Second, BootTimeout: 30 * time.Second,
+		StartTimeout: 60 * time.Second, KillGrace: 2 * time.Second}
+}
+
+// Validate reports the first field of c that makes no sense.
+func (c RunConfig) Validate() error {
+	for _, f := range []struct {
+		name string
+		bad  bool
+	}{
+		{"PreauthLimit", c.PreauthLimit < 0}, {"PreauthTimeout", c.PreauthTimeout < 0},
+		{"BootTimeout", c.BootTimeout < 0}, {"StartTimeout", c.StartTimeout < 0}, {"KillGrace", c.KillGrace < 0},
+	} {
+		if f.bad {
+			return fmt.Errorf("fakessh.RunConfig.%s: negative", f.name)
+		}
+	}
+	return nil
+}
+
+func (c RunConfig) withDefaults() RunConfig {
+	d := DefaultRunConfig()
+	if c.PreauthLimit == 0 {
+		c.PreauthLimit = d.PreauthLimit
+	}
+	if c.PreauthTimeout == 0 {
+		c.PreauthTimeout = d.PreauthTimeout
+	}
+	if c.BootTimeout == 0 {
+		c.BootTimeout = d.BootTimeout
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = d.StartTimeout
+	}
+	if c.KillGrace == 0 {
+		c.KillGrace = d.KillGrace
+	}
+	return c
+}
 
 // Runner runs one program under fakessh.
 type Runner struct {
@@ -91,6 +148,8 @@ type Runner struct {
 	Env []string
 	// Dir is the program's working directory.
 	Dir string
+	// Config holds the run's limits and timings (zero: the defaults).
+	Config RunConfig
 }
 
 // Run runs argv with fakessh's ssh first on its PATH, ssh destinations
@@ -107,7 +166,7 @@ type run struct {
 	members map[int32]bool // fakessh contexts of this run
 	count   int
 	wg      sync.WaitGroup
-	// preauth overrides preauthTimeout (tests).
+	// preauth overrides Config.PreauthTimeout (tests).
 	preauth time.Duration
 	// Refusal warnings: when the last one was logged, how many since.
 	lastWarn time.Time
@@ -123,6 +182,9 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 	}
 	if rn.Router == nil || rn.Default == nil {
 		return 255, errors.New("fakessh: Runner needs a Router and a Default context")
+	}
+	if err := rn.Config.Validate(); err != nil {
+		return 255, err
 	}
 	exe := rn.Exe
 	if exe == "" {
@@ -197,7 +259,7 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case werr = <-waited:
-		case <-time.After(2 * time.Second):
+		case <-time.After(st.Config.withDefaults().KillGrace):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			werr = <-waited
 		}
@@ -381,7 +443,7 @@ func (st *run) isMember(m *wire.Message, _ *core.Stream) bool {
 // accept serves connections from our ssh processes: each must come from
 // this user (peer credentials) and present the run's secret first.
 func (st *run) accept(ctx context.Context, ln *net.UnixListener, secret string) {
-	slots := make(chan struct{}, maxPreauth)
+	slots := make(chan struct{}, st.Config.withDefaults().PreauthLimit)
 	refused := 0 // in the current burst
 	for {
 		conn, err := ln.AcceptUnix()
@@ -396,7 +458,7 @@ func (st *run) accept(ctx context.Context, ln *net.UnixListener, secret string) 
 			}
 		default:
 			if refused == 0 {
-				st.Router.Logger().Warn("fakessh: too many connections have not presented the secret; refusing new ones", "limit", maxPreauth)
+				st.Router.Logger().Warn("fakessh: too many connections have not presented the secret; refusing new ones", "limit", st.Config.withDefaults().PreauthLimit)
 			}
 			refused++
 			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
@@ -453,7 +515,7 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, rel
 	if int(cred.Uid) != os.Getuid() {
 		return fmt.Errorf("peer uid %d is not ours (%d)", cred.Uid, os.Getuid())
 	}
-	timeout := preauthTimeout
+	timeout := st.Config.withDefaults().PreauthTimeout
 	if st.preauth > 0 {
 		timeout = st.preauth
 	}
@@ -473,7 +535,7 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, rel
 	n := st.count
 	st.members[id] = true
 	st.mu.Unlock()
-	bootCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	bootCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().BootTimeout)
 	defer cancel()
 	_, _, err = st.Router.StartChild(bootCtx, conn, id, fmt.Sprintf("fakessh.%d(pid %d)", n, cred.Pid), core.Leaf())
 	if err != nil {
@@ -515,7 +577,7 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	spec.Argv = nil // a fakessh ssh runs commands the way sshd does, never raw argv
 	st.Router.Logger().Debug("fakessh start_slave", "host", req.Host, "dest", dest.String(), "caller", caller,
 		"command", spec.Command, "subsystem", spec.Subsystem, "login", spec.Login)
-	callCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
 	defer cancel()
 	started, err := dest.Agent().StartProcess(callCtx, &spec)
 	if err != nil {

@@ -1,14 +1,3 @@
-// Package transport defines how a context's byte stream comes to be: a
-// Transport starts an agent somewhere and yields the stream to it.
-//
-// Connection methods are plug-ins: a Method names a kind ("ssh", "sudo",
-// "docker", ...), parses the part of a spec after "kind:", declares its
-// typed per-hop Options and builds the Transport. Methods are kept in a
-// Registry; the built-in ones register themselves into Default from their
-// own packages (transport/ssh, transport/sudo, ...; "local" from this
-// package), the way database/sql drivers do, and package agent imports
-// them all. A program that wants another set builds its own Registry and
-// registers the packages' exported Method values into it.
 package transport
 
 import (

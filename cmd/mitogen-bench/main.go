@@ -17,27 +17,21 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	mitogengo "github.com/seed-a176d0ab/mitogen-go"
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
-	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/process"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 )
 
 func main() {
+	mitogengo.Main() // the agent of the contexts it starts, and fakessh's ssh
 	agent.TuneRuntime()
-	if len(os.Args) > 1 && os.Args[1] == "agent" {
-		os.Exit(agent.Run(nil, process.StartProcess))
-	}
-	if filepath.Base(os.Args[0]) == "ssh" {
-		os.Exit(fakessh.SSHMain(os.Args[1:]))
-	}
 	anchor := flag.String("anchor", "bench/mitogen_anchor.py", "Python mitogen anchor script")
 	calls := flag.Int("calls", 5000, "no-op calls for the round trip")
 	streamMiB := flag.Int("stream-mib", 1024, "MiB relayed through a context for the stream row")

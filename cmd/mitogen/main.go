@@ -6,18 +6,17 @@
 //	mitogen methods
 //	mitogen agent
 //
-// Invoked under the name "ssh" (as fakessh puts it on a program's PATH), it
-// is fakessh's ssh.
+// "mitogen agent" and, invoked under the name "ssh" (as fakessh puts it on a
+// program's PATH), fakessh's ssh are served by mitogen.Main, the entry every
+// program embedding mitogen-go calls first.
 package main
 
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
+	mitogen "github.com/seed-a176d0ab/mitogen-go"
 	"github.com/seed-a176d0ab/mitogen-go/agent"
-	"github.com/seed-a176d0ab/mitogen-go/fakessh"
-	"github.com/seed-a176d0ab/mitogen-go/process"
 )
 
 const usage = `usage: mitogen COMMAND [OPTIONS]
@@ -36,10 +35,10 @@ Run 'mitogen COMMAND --help' for a command's options.
 `
 
 func main() {
+	// Started as a context's agent or as fakessh's ssh, this binary
+	// serves that and exits.
+	mitogen.Main()
 	agent.TuneRuntime()
-	if filepath.Base(os.Args[0]) == "ssh" {
-		os.Exit(fakessh.SSHMain(os.Args[1:]))
-	}
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -49,8 +48,6 @@ func run(args []string) int {
 		return 2
 	}
 	switch args[0] {
-	case "agent":
-		return agent.Run(nil, process.StartProcess)
 	case "exec":
 		return cmdExec(args[1:])
 	case "run":

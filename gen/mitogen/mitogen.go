@@ -121,7 +121,17 @@ const (
 	/**
 	 * SHUTDOWN: an empty message asking the receiving context to stop: it kills
 	 * the processes it started, shuts its children down, answers every pending
-	 * waiter with Dead{SHUTDOWN} and exits. Accepted only from a parent.
+	 * waiter with Dead{SHUTDOWN} and exits. Accepted only when auth_id is one
+	 * of the receiver's ancestors (Boot.parent_ids), as for CALL_FUNCTION: the
+	 * master, or any context above, may end any context below it, one at a
+	 * time, and everything else goes on.
+	 *
+	 * The sender learns that the context has ended from its route: the
+	 * context's parent sees its stream end and drops the route, and every
+	 * other router hears of it by DEL_ROUTE, so "the route to it is gone" is
+	 * the acknowledgement; nothing is sent back. A context that does not obey
+	 * keeps its route, and the sender decides how long to wait before cutting
+	 * the stream.
 	 *
 	 * It is the only clean end of a context: a parent ends a child by sending
 	 * SHUTDOWN (then, after the child closed its end or a grace period, closing

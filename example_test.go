@@ -1,0 +1,188 @@
+package mitogen_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	mitogen "github.com/seed-a176d0ab/mitogen-go"
+	"github.com/seed-a176d0ab/mitogen-go/transport/ssh"
+	"github.com/seed-a176d0ab/mitogen-go/transport/sudo"
+)
+
+// A program embedding mitogen-go calls Main first: when this binary was
+// started as a context's agent or as fakessh's ssh, Main serves that and
+// exits; otherwise it returns and the program goes on.
+func ExampleMain() {
+	// func main() {
+	mitogen.Main()
+	// ... the program proper: NewMaster, Connect, calls ...
+	// }
+}
+
+// Start a master, start a context on this machine (this binary re-run as
+// its agent) and call it.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	m, err := mitogen.NewMaster(mitogen.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	local, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := local.Agent().Ping(ctx); err != nil {
+		log.Fatal(err)
+	}
+	out, err := local.Agent().Echo(ctx, []byte("hello"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s answered %q\n", local.Name(), out)
+	// Output: local.1 answered "hello"
+}
+
+// A chain: the master starts the first context, which starts the second.
+// Messages to the second are routed through the first.
+func ExampleMaster_Connect_chain() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := mitogen.NewMaster(mitogen.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	inner, err := m.Connect(ctx, mitogen.Local(), mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The same, one hop at a time: Connect on a context continues from it.
+	first, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+	second, err := first.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range []*mitogen.Context{inner, second} {
+		out, err := c.Agent().Echo(ctx, []byte("through a hop"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s\n", out)
+	}
+	// Output:
+	// through a hop
+	// through a hop
+}
+
+// fakessh runs an unmodified program whose ssh invocations are served by
+// a context: here a shell script's "ssh anyhost echo hi" runs "echo hi" in
+// a local context instead of connecting anywhere.
+func ExampleMaster_RunFakeSSH() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := mitogen.NewMaster(mitogen.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	local, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	status, err := m.RunFakeSSH(ctx, local, []string{"sh", "-c", "ssh anyhost echo hi; ssh anyhost exit 3"}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("exit status", status)
+	// Output:
+	// hi
+	// exit status 3
+}
+
+// Shut one context down without touching the others or the master.
+func ExampleContext_Shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := mitogen.NewMaster(mitogen.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	a, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	if err := a.Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("a:", a.Agent().Ping(ctx) != nil)
+	fmt.Println("b:", b.Agent().Ping(ctx) == nil)
+	// Output:
+	// a: true
+	// b: true
+}
+
+// Python mitogen's router.sudo(via=router.ssh(hostname="web1")): ssh to a
+// host, then sudo to a user there. Each hop's options go only to the
+// context that starts it (the ssh options to the master, the sudo options
+// to the ssh context). Needs sshd and sudo, so it is compiled, not run.
+func ExampleSudo() {
+	ctx := context.Background()
+	m, err := mitogen.NewMaster(mitogen.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	pg, err := m.Connect(ctx,
+		mitogen.SSH("admin@web1", &ssh.Options{ConnectTimeout: 10}),
+		mitogen.Sudo("postgres", &sudo.Options{Login: true}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	data, err := pg.Agent().ReadFile(ctx, "/var/lib/postgresql/.psqlrc", 1<<20)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%d bytes\n", len(data))
+}
+
+// The same chain from text specs, as a command line gives them, and a
+// second hop from an existing context.
+func ExampleSpecs() {
+	ctx := context.Background()
+	m, err := mitogen.NewMaster(mitogen.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	web, err := m.Connect(ctx, mitogen.Specs("ssh:admin@web1:2222")...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	root, err := web.Connect(ctx, mitogen.Sudo("", nil)) // root on web1
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(root.Agent().Ping(ctx))
+}
+
+// Examples of running a process in a context (stdio relayed, exit status
+// returned) belong here, next to RunFakeSSH.

@@ -1,0 +1,26 @@
+// Package fakessh runs unmodified programs that shell out to ssh (rsync,
+// scp, sftp, git, scripts) against contexts a master already holds, so no
+// ssh connection is made: each "ssh host command" the program starts runs
+// command in a context of the master's choosing, with stdin, stdout and
+// stderr relayed (flow-controlled, binary-safe) and the exact exit status
+// returned, any number at once.
+//
+// # Use
+//
+// A Runner (or Run, or mitogen.Master.RunFakeSSH) runs the program with a
+// private ssh first on its PATH; Default serves every ssh destination,
+// Hosts the ones they name:
+//
+//	rn := &fakessh.Runner{Router: r, Default: local, Hosts: map[string]*core.Context{"db": pg},
+//		Stdout: os.Stdout, Stderr: os.Stderr}
+//	status, err := rn.Run(ctx, []string{"rsync", "-a", "src/", "db:/srv/dst/"})
+//
+// The ssh is the running binary itself, under the name "ssh": the program
+// must call mitogen.Main first in main, which serves that role (SSHMain).
+// Our ssh reads the command line as OpenSSH does (options it cannot honour
+// are refused or ignored as documented in fakessh/sshargs), connects back
+// to the run's private socket with the run's secret, and becomes a leaf
+// context of the master, which admits nothing else through it.
+//
+// # How it works
+package fakessh
