@@ -2,11 +2,14 @@ package mitogen_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"strings"
 	"time"
 
 	mitogen "github.com/seed-a176d0ab/mitogen-go"
+	"github.com/seed-a176d0ab/mitogen-go/process"
 	"github.com/seed-a176d0ab/mitogen-go/transport/ssh"
 	"github.com/seed-a176d0ab/mitogen-go/transport/sudo"
 )
@@ -186,3 +189,33 @@ func ExampleSpecs() {
 
 // Examples of running a process in a context (stdio relayed, exit status
 // returned) belong here, next to RunFakeSSH.
+
+// Running a command in a context, os/exec style: stdin, stdout and stderr
+// are relayed with flow control, and the exit status comes back exactly.
+func Example_process() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := mitogen.NewMaster(mitogen.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	local, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	cmd := process.CommandContext(ctx, local.Context, "sh", "-c", "tr a-z A-Z; echo oops >&2; exit 3")
+	cmd.Stdin = strings.NewReader("hello\n")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	var exit *process.ExitError
+	if errors.As(err, &exit) {
+		fmt.Println("exit status", exit.ExitCode())
+	}
+	fmt.Printf("stdout %q, stderr %q\n", stdout.String(), stderr.String())
+	// Output:
+	// exit status 3
+	// stdout "HELLO\n", stderr "oops\n"
+}
