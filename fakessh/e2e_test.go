@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
@@ -556,7 +558,11 @@ func TestAgentShutdownEndsProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := int(started.Pid)
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	// Should the test fail, the process is killed: through a pidfd, which
+	// names this process, not whatever has its PID by then.
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		t.Cleanup(func() { _ = unix.PidfdSendSignal(fd, syscall.SIGKILL, nil, 0); unix.Close(fd) })
+	}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if b, _ := os.ReadFile(rec); strings.Contains(string(b), "ready") {
 			break

@@ -48,6 +48,7 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+	"github.com/seed-a176d0ab/mitogen-go/internal/pgroup"
 )
 
 // Environment of the program run under fakessh; our ssh reads it.
@@ -250,22 +251,24 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 	if err := cmd.Start(); err != nil {
 		return 127, fmt.Errorf("fakessh: starting %s: %w", argv[0], err)
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	var werr error
+	// The program leads its own group. Its exit is noticed with the
+	// program unreaped, so that the group's ID stays its own (not reused
+	// by a stranger's group) for every signal below (package pgroup).
+	group := pgroup.Watch(cmd)
 	select {
-	case werr = <-waited:
+	case <-group.Exited():
 	case <-ctx.Done():
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = group.Signal(syscall.SIGTERM)
 		select {
-		case werr = <-waited:
+		case <-group.Exited():
 		case <-time.After(st.Config.withDefaults().KillGrace):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			werr = <-waited
+			_ = group.Signal(syscall.SIGKILL)
+			<-group.Exited()
 		}
 	}
 	// Whatever the program left behind in its process group goes too.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = group.Signal(syscall.SIGKILL)
+	werr := group.Reap()
 	if werr == nil {
 		return 0, nil
 	}

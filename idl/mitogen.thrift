@@ -467,6 +467,11 @@ struct StreamEnd {
  * down, the same happens with a 1 s step, and the context does not exit
  * until the process has been reaped (two steps fit in the 3 s a parent
  * grants a shutting-down child). No EXIT is sent after such an ending.
+ * The group is signalled (ending, SIGNAL, the shutdown's last SIGKILL) only
+ * while its leader is unreaped: the process side notices the leader's exit
+ * without reaping it (waitid WNOWAIT) and reaps it only when it will signal
+ * no more (EXIT sent, or the ending over), so that no signal can reach a
+ * newer group that reused the ID.
  */
 struct ProcessSpec {
   /** Run argv[0] with these arguments, found on PATH. */
@@ -526,7 +531,13 @@ enum ControlKind {
    * Credit to; EXIT is sent to control_handle after both outputs ended.
    */
   START = 1
-  /** Process -> client: exit status; sent after stdout and stderr ended. */
+  /**
+   * Process -> client: exit status; sent after stdout and stderr ended.
+   * The relay succeeds only with EXIT and both outputs ended by
+   * Dead{SENDER_CLOSED}: an output that fails instead (the process's
+   * context disconnected, an overrun), before or after EXIT, fails the
+   * relay (ssh status 255), as not every byte arrived.
+   */
   EXIT = 2
   /** Client -> process: send a signal (signal field). */
   SIGNAL = 3

@@ -64,7 +64,8 @@ type client struct {
 	stdout, stderr *core.ByteReader
 	ctl            chan ctlEvent
 	outputsEnded   chan struct{}
-	outErrs        []error
+	outErrs        []error // local write failures (the output is discarded after)
+	streamErrs     []error // output streams that failed rather than ended
 
 	res Result // valid once EXIT arrived (or the start failed)
 	err error  // the relay's failure
@@ -118,13 +119,22 @@ func (c *client) start(ctx context.Context, start Starter, spec *mitogen.Process
 	}()
 	var outs sync.WaitGroup
 	c.outErrs = make([]error, 2)
+	c.streamErrs = make([]error, 2)
 	drain := func(i int, br *core.ByteReader, w io.Writer) {
 		defer outs.Done()
 		if w == nil {
 			w = io.Discard
 		}
-		if _, err := br.WriteTo(w); err != nil {
-			c.outErrs[i] = err
+		lw := &localWriter{w: w}
+		if _, err := br.WriteTo(lw); err != nil {
+			if lw.err != nil {
+				// The local end failed: the rest is refused (the process
+				// side's writes fail), and the exit status still stands.
+				c.outErrs[i] = err
+			} else {
+				// The stream failed: not every byte arrived.
+				c.streamErrs[i] = err
+			}
 			br.Close()
 		}
 	}
@@ -207,6 +217,9 @@ func (c *client) running() ClientState {
 	case ev := <-c.ctl:
 		return c.onControl(ClientRunning, ev, ClientDraining)
 	case <-c.outputsEnded:
+		if c.outputFailed() {
+			return ClientDone
+		}
 		return ClientAwaitExit
 	case <-c.ctx.Done():
 		return c.onControl(ClientRunning, ctlEvent{gone: c.ctx.Err()}, ClientDone)
@@ -219,6 +232,7 @@ func (c *client) draining() ClientState {
 	case ev := <-c.ctl:
 		return c.onControl(ClientDraining, ev, ClientDone) // any message is an error here
 	case <-c.outputsEnded:
+		c.outputFailed()
 		return ClientDone
 	case <-c.ctx.Done():
 		return c.onControl(ClientDraining, ctlEvent{gone: c.ctx.Err()}, ClientDone)
@@ -250,6 +264,32 @@ func (c *client) onControl(st ClientState, ev ctlEvent, afterExit ClientState) C
 		return afterExit
 	}
 	return ClientDone
+}
+
+// outputFailed, once both outputs ended, records an output stream's
+// failure as the relay's (the output was not all delivered, whatever EXIT
+// says) and reports whether there was one.
+func (c *client) outputFailed() bool {
+	if err := errors.Join(c.streamErrs...); err != nil {
+		c.err = fmt.Errorf("process: output from context %d lost: %w", c.dest, err)
+		return true
+	}
+	return false
+}
+
+// localWriter records the error of the local output it writes to, to tell
+// it from the stream's own failure.
+type localWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (l *localWriter) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	if err != nil {
+		l.err = err
+	}
+	return n, err
 }
 
 // readErrorIsEOF ends the input at a read error, as OpenSSH's client does

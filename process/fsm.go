@@ -37,6 +37,7 @@
 //	Draining  --outputs ended-> Done
 //	AwaitExit --EXIT----------> Done
 //	any       --peer gone-----> Done (relay error)
+//	any       --an output failed (not ended)-> Done (relay error)
 //	any       --anything else-> Done (protocol error)
 package process
 

@@ -348,3 +348,28 @@ func TestClientPeerGone(t *testing.T) {
 		t.Fatalf("got %+v, %v; want status 255 and an error", res, err)
 	}
 }
+
+// An output stream that fails (rather than ending) fails the relay, even
+// after EXIT and with the control handle still open: the output is not
+// all delivered. (The departure of the destination shows up as such a
+// failure as often as not before the control handle's end.)
+func TestClientOutputFails(t *testing.T) {
+	p := newPair(t)
+	for _, order := range []string{"EXIT first", "EXIT after"} {
+		t.Run(order, func(t *testing.T) {
+			res, err := relayAgainst(t, p, func(s *mitogen.Control) {
+				if order == "EXIT first" {
+					toClient(p, s, exitMsg(0))
+				}
+				p.master.SendDead(p.clientID, s.Stdout.Handle, &core.DeadError{Reason: mitogen.DeadReason_DISCONNECTED})
+				p.master.SendDead(p.clientID, s.Stderr.Handle, &core.DeadError{Reason: mitogen.DeadReason_SENDER_CLOSED})
+				if order == "EXIT after" {
+					toClient(p, s, exitMsg(0))
+				}
+			})
+			if err == nil || !core.IsDead(err) || res.Status != 255 {
+				t.Fatalf("got %+v, %v; want status 255 and the stream's failure", res, err)
+			}
+		})
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
+	"github.com/seed-a176d0ab/mitogen-go/internal/pgroup"
 	"github.com/seed-a176d0ab/mitogen-go/internal/pipesize"
 )
 
@@ -64,6 +65,11 @@ func (c Config) withDefaults() Config {
 // SIGHUP; a group still alive a step later gets SIGTERM, and one step after
 // that SIGKILL. So a program that cleans up on EOF, SIGHUP or SIGTERM (rsync
 // removing its temporary file) can, and one that ignores them still ends.
+//
+// The group is signalled only while its leader is unreaped (package
+// pgroup): the exited leader is reaped once the process side will signal
+// the group no more (EXIT sent, or the ending over), so that no late
+// signal can reach a new group that reused the ID.
 
 // shutdownSlack is what the shutdown hook allows on top of two
 // ShutdownGrace steps before it kills the group itself.
@@ -103,10 +109,10 @@ type slave struct {
 	stdinErr    chan error    // the stdin stream's failure, if it failed
 
 	stdinOnce sync.Once
-	exited    chan struct{} // closed when the process (group leader) was reaped
-	waitErr   error         // its Wait result, valid once exited is closed
-	ended     chan struct{} // closed when run is done with the process
-	shutdown  atomic.Bool   // this context is shutting down
+	group     *pgroup.Leader
+	exited    <-chan struct{} // closed when the process (group leader) exited, reaped or not
+	ended     chan struct{}   // closed when run is done with the process
+	shutdown  atomic.Bool     // this context is shutting down
 }
 
 // ctlEvent is one message on the process's control handle, decoded (or
@@ -131,7 +137,7 @@ func (c Config) StartProcess(ctx context.Context, r *core.Router, spec *mitogen.
 	_ = ctx // the process outlives the call; it is bound to the router instead
 	peer := spec.PeerId
 	s := &slave{cfg: c.withDefaults(), r: r, peer: peer, origin: spec.Origin,
-		exited: make(chan struct{}), ended: make(chan struct{}), ctl: make(chan ctlEvent, 1)}
+		ended: make(chan struct{}), ctl: make(chan ctlEvent, 1)}
 	s.ctx, s.cancel = context.WithCancel(r.Lifetime())
 	cmd, err := buildCommand(spec)
 	if err == nil && s.ctx.Err() != nil {
@@ -145,7 +151,8 @@ func (c Config) StartProcess(ctx context.Context, r *core.Router, spec *mitogen.
 		return nil, &mitogen.CallError{Message: err.Error(), Code: errnoName(err)}
 	}
 	s.log = r.Logger().With("pid", s.cmd.Process.Pid, "origin", s.origin)
-	go func() { s.waitErr = s.cmd.Wait(); close(s.exited) }()
+	s.group = pgroup.Watch(s.cmd)
+	s.exited = s.group.Exited()
 	// A context that shuts down takes its processes with it.
 	s.unhook = r.OnShutdown(s.onShutdown)
 	onlyPeer := func(m *wire.Message, _ *core.Stream) bool { return m.Auth == peer }
@@ -314,9 +321,10 @@ func (s *slave) start(cmd *exec.Cmd) error {
 // closeStdin closes the process's stdin (once): it reads EOF.
 func (s *slave) closeStdin() { s.stdinOnce.Do(func() { s.stdinW.Close() }) }
 
-// signalGroup sends sig to the process group.
+// signalGroup sends sig to the process group, unless its leader was
+// reaped (its ID may belong to another group by now).
 func (s *slave) signalGroup(sig syscall.Signal) {
-	_ = syscall.Kill(-s.cmd.Process.Pid, sig)
+	_ = s.group.Signal(sig)
 }
 
 // groupGone waits up to d for the process and every member of its group
@@ -329,12 +337,12 @@ func (s *slave) groupGone(d time.Duration) bool {
 	case <-deadline.C:
 		return false
 	}
-	// The leader is reaped; its group lives on while any member does (the
-	// kernel keeps the ID from reuse meanwhile).
-	tick := time.NewTicker(10 * time.Millisecond)
+	// The leader has exited, unreaped (so the ID is still this group's);
+	// the group lives on while any other member does.
+	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if err := syscall.Kill(-s.cmd.Process.Pid, 0); errors.Is(err, syscall.ESRCH) {
+		if !s.group.MembersAlive() {
 			return true
 		}
 		select {
@@ -350,6 +358,7 @@ func (s *slave) groupGone(d time.Duration) bool {
 // The step is HangupGrace, or ShutdownGrace once this context is shutting
 // down. It returns once the process is reaped.
 func (s *slave) end(why string) {
+	defer func() { _ = s.group.Reap() }() // abandoned: its status has no taker
 	log := s.log
 	log.Debug("ending the process", "why", why)
 	s.closeStdin()
@@ -468,7 +477,7 @@ func (s *slave) running() SlaveState {
 	select {
 	case <-s.exited:
 		<-s.outputsDone
-		status, sig, note := exitStatus(s.waitErr)
+		status, sig, note := exitStatus(s.group.Reap()) // no signal after this
 		select {
 		case err := <-s.stdinErr:
 			status, sig, note = 255, "", "fakessh: stdin stream failed: "+err.Error()
