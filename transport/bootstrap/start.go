@@ -97,6 +97,7 @@ func Start(ctx context.Context, c Command) (fd.Conn, error) {
 	errTail := &tail{}
 	var promptSrc io.ReadCloser // where prompts are read
 	var answerDst io.Writer     // where answers are written
+	var stderrW *os.File        // PromptOnStderr: the command's end of its stderr pipe
 	cmd.Stderr = errTail
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	closeAll := func() {
@@ -115,7 +116,7 @@ func Start(ctx context.Context, c Command) (fd.Conn, error) {
 		}
 		promptSrc, answerDst = r, stdin
 		cmd.Stderr = w
-		defer w.Close()
+		stderrW = w
 	case len(c.Prompts) > 0:
 		m, s, err := fd.OpenPTY()
 		if err != nil {
@@ -127,7 +128,13 @@ func Start(ctx context.Context, c Command) (fd.Conn, error) {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, s)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 2 + len(cmd.ExtraFiles), Pdeathsig: syscall.SIGKILL}
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if stderrW != nil {
+		// Only the command holds its stderr now: the prompt reader sees EOF
+		// once the command is gone, after everything it printed.
+		stderrW.Close()
+	}
+	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
@@ -137,14 +144,33 @@ func Start(ctx context.Context, c Command) (fd.Conn, error) {
 	promptErr := make(chan error, 1)
 	var answering atomic.Bool
 	answering.Store(true)
+	answered := make(chan struct{})
 	if promptSrc != nil {
-		go answer(promptSrc, answerDst, c.Prompts, &answering, errTail, promptErr)
-		go func() { <-conn.Exited(); promptSrc.Close() }()
+		go func() {
+			answer(promptSrc, answerDst, c.Prompts, &answering, errTail, promptErr)
+			close(answered)
+		}()
+		if stderrW == nil {
+			// A pty's master does not end while this process holds the
+			// slave: stop reading it when the command is gone.
+			go func() { <-conn.Exited(); promptSrc.Close() }()
+		}
+	} else {
+		close(answered)
 	}
 	fail := func(err error) (fd.Conn, error) {
 		_ = conn.Kill()
 		_ = conn.Wait()
 		conn.Close()
+		// What the command printed last (su's "Authentication failure"
+		// comes after its delay) explains the failure: read it to the end,
+		// bounded, before classifying.
+		select {
+		case <-answered:
+		case <-time.After(2 * time.Second):
+			promptSrc.Close()
+			<-answered
+		}
 		select {
 		case perr := <-promptErr:
 			return nil, perr
