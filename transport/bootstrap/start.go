@@ -155,21 +155,23 @@ func Start(ctx context.Context, c Command) (fd.Conn, error) {
 			// slave: stop reading it when the command is gone.
 			go func() { <-conn.Exited(); promptSrc.Close() }()
 		}
-	} else {
-		close(answered)
 	}
 	fail := func(err error) (fd.Conn, error) {
 		_ = conn.Kill()
 		_ = conn.Wait()
 		conn.Close()
-		// What the command printed last (su's "Authentication failure"
-		// comes after its delay) explains the failure: read it to the end,
-		// bounded, before classifying.
-		select {
-		case <-answered:
-		case <-time.After(2 * time.Second):
-			promptSrc.Close()
-			<-answered
+		// What the command printed last on its stderr pipe (su's
+		// "Authentication failure" comes after its delay) explains the
+		// failure: read it to the end, bounded, before classifying. (A pty
+		// is read until the command exits; a read of its master may not be
+		// interrupted, so it is not waited for.)
+		if stderrW != nil {
+			select {
+			case <-answered:
+			case <-time.After(2 * time.Second):
+				promptSrc.Close() // a pipe: this ends the read
+				<-answered
+			}
 		}
 		select {
 		case perr := <-promptErr:
