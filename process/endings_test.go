@@ -2,12 +2,15 @@ package process
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -94,6 +97,13 @@ var shortGrace = Config{HangupGrace: time.Second, ShutdownGrace: time.Second}
 // with a stdin that stays open; it returns once START is sent.
 func (p *pair) relayFromClient(t *testing.T, started *mitogen.ProcessStarted) {
 	t.Helper()
+	p.relayFromClientTo(t, started, io.Discard)
+}
+
+// relayFromClientTo is relayFromClient with the process's stdout going
+// to stdout.
+func (p *pair) relayFromClientTo(t *testing.T, started *mitogen.ProcessStarted, stdout io.Writer) {
+	t.Helper()
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +114,7 @@ func (p *pair) relayFromClient(t *testing.T, started *mitogen.ProcessStarted) {
 	go func() {
 		defer close(done)
 		start := func(context.Context, *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) { return started, nil }
-		_, _ = Relay(context.Background(), p.client, start, &mitogen.ProcessSpec{}, Stdio{Stdin: inR, Stdout: io.Discard, Stderr: io.Discard})
+		_, _ = Relay(context.Background(), p.client, start, &mitogen.ProcessSpec{}, Stdio{Stdin: inR, Stdout: stdout, Stderr: io.Discard})
 	}()
 }
 
@@ -216,5 +226,138 @@ func TestHostileStart(t *testing.T) {
 				t.Errorf("the client's control handle received %q", m.Data)
 			}
 		})
+	}
+}
+
+// startOrphaner starts, for the client, a shell that leaves the recorder
+// running in the background (holding the shell's stdout and stderr open)
+// and exits at once, as `ssh host 'daemon &'` does. It returns the handles,
+// the record file and the recorder's PID, once the shell (the group's
+// leader) has exited.
+func (p *pair) startOrphaner(t *testing.T, cfg Config, exitOn string) (*mitogen.ProcessStarted, string, int) {
+	t.Helper()
+	dir := t.TempDir()
+	rec, pidFile := filepath.Join(dir, "record"), filepath.Join(dir, "pid")
+	spec := &mitogen.ProcessSpec{Argv: []string{"/bin/sh", "-c", `"$0" & echo $! >"$1"; exit 0`, os.Args[0], pidFile},
+		PeerId: p.clientID, Env: map[string]string{testproc.EnvSignalRecorder: rec, testproc.EnvSignalRecorderExitOn: exitOn}}
+	started, err := cfg.StartProcess(context.Background(), p.master, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the background process to be ready", func() bool { return strings.Contains(readRecord(rec), "ready") })
+	var member int
+	waitFor(t, "the background process's PID", func() bool {
+		b, _ := os.ReadFile(pidFile)
+		member, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	})
+	return started, rec, member
+}
+
+// relayStarted relays started from the client and returns once its
+// stdout reached the client (so the process side is Running).
+func (p *pair) relayStarted(t *testing.T, started *mitogen.ProcessStarted) {
+	t.Helper()
+	out := &notifyWriter{seen: make(chan struct{})}
+	p.relayFromClientTo(t, started, out)
+	select {
+	case <-out.seen:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no output reached the client")
+	}
+}
+
+// notifyWriter discards what it is given, closing seen on the first byte.
+type notifyWriter struct {
+	once sync.Once
+	seen chan struct{}
+}
+
+func (w *notifyWriter) Write(b []byte) (int, error) {
+	if len(b) > 0 {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(b), nil
+}
+
+// A member of the group that outlives its leader while holding the
+// outputs open is still ended when the client goes away (ENDINGS: SIGHUP),
+// and the leader is reaped.
+func TestPeerGoneAfterLeaderExitHangsUpGroup(t *testing.T) {
+	p := newPair(t)
+	started, rec, member := p.startOrphaner(t, shortGrace, "HUP")
+	p.relayStarted(t, started)
+	waitFor(t, "the leader to exit", func() bool { return exitedOrGone(int(started.Pid)) })
+	p.cut()
+	waitFor(t, "the background process to end", func() bool { return exitedOrGone(member) })
+	if got := readRecord(rec); !strings.Contains(got, "HUP\n") {
+		t.Fatalf("the background process saw %q; want SIGHUP before it ended", got)
+	}
+	waitFor(t, "the leader to be reaped", func() bool { return gone(started.Pid) })
+}
+
+// The same on this context's shutdown: the group gets the ending's
+// signals in ShutdownGrace steps, not only the last SIGKILL.
+func TestShutdownAfterLeaderExitEscalates(t *testing.T) {
+	p := newPair(t)
+	started, rec, member := p.startOrphaner(t, DefaultConfig(), "")
+	p.relayStarted(t, started)
+	waitFor(t, "the leader to exit", func() bool { return exitedOrGone(int(started.Pid)) })
+	p.master.Close()
+	waitFor(t, "the background process to end", func() bool { return exitedOrGone(member) })
+	if !gone(started.Pid) {
+		t.Fatalf("leader %d not reaped after its context's shutdown", started.Pid)
+	}
+	if got := readRecord(rec); !strings.Contains(got, "HUP\n") || !strings.Contains(got, "TERM\n") {
+		t.Fatalf("the background process saw %q; want HUP and TERM before SIGKILL", got)
+	}
+}
+
+// A START granting an output a window below MIN_STREAM_WINDOW is a
+// protocol error like any bad START: the process is hung up and nothing
+// reaches the handles it names.
+func TestStartWindowBelowMinimum(t *testing.T) {
+	p := newPair(t)
+	for _, w := range []int64{1, mitogen.MIN_STREAM_WINDOW - 1} {
+		for _, which := range []string{"stdout", "stderr"} {
+			t.Run(fmt.Sprintf("%s window %d", which, w), func(t *testing.T) {
+				out, errR, credit, ctl := p.client.NewReceiver(), p.client.NewReceiver(), p.client.NewReceiver(), p.client.NewReceiver()
+				for _, r := range []*core.Receiver{out, errR, credit, ctl} {
+					defer r.Close()
+				}
+				end := func(r *core.Receiver, w int64) *mitogen.StreamEnd {
+					return &mitogen.StreamEnd{ContextId: p.clientID, Handle: r.Handle(), Window: w}
+				}
+				c := &mitogen.Control{Kind: mitogen.ControlKind_START, Stdout: end(out, 1<<20), Stderr: end(errR, 1<<20),
+					StdinCredit: end(credit, 0), ControlHandle: ctl.Handle()}
+				if which == "stdout" {
+					c.Stdout.Window = w
+				} else {
+					c.Stderr.Window = w
+				}
+				if err := checkStart(c, p.clientID); err == nil {
+					t.Errorf("checkStart accepted a %s window of %d", which, w)
+				}
+				started, rec := p.startRecorder(t, DefaultConfig(), "HUP")
+				p.client.Send(&wire.Message{Dst: p.master.ID(), Handle: started.ControlHandle, Data: marshal(c)})
+				waitFor(t, "the process to be ended", func() bool { return gone(started.Pid) })
+				if got := readRecord(rec); !strings.Contains(got, "HUP\n") {
+					t.Errorf("the process saw %q; want it hung up", got)
+				}
+				// A message sent after the process ended, to the client's
+				// own handle, arrives after anything the process side sent.
+				p.master.Send(&wire.Message{Dst: p.clientID, Handle: ctl.Handle(), Data: []byte("marker")})
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				if m, err := ctl.Get(ctx); err != nil || string(m.Data) != "marker" {
+					t.Fatalf("the control handle got %v, %v; want only the marker", m, err)
+				}
+				for name, r := range map[string]*core.Receiver{"stdout": out, "stderr": errR, "stdin_credit": credit} {
+					if m, ok := r.TryGet(); ok {
+						t.Errorf("the %s handle received %+v", name, m)
+					}
+				}
+			})
+		}
 	}
 }

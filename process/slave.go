@@ -409,8 +409,10 @@ func checkStart(c *mitogen.Control, peer int32) error {
 			return fmt.Errorf("START %s names context %d, not the client %d", e.name, e.end.ContextId, peer)
 		case !handleOK(e.end.Handle):
 			return fmt.Errorf("START %s names handle %d, not a dynamic handle", e.name, e.end.Handle)
-		case e.name != "stdin_credit" && e.end.Window <= 0:
-			return fmt.Errorf("START %s grants no window (%d)", e.name, e.end.Window)
+		case e.name != "stdin_credit" && e.end.Window < mitogen.MIN_STREAM_WINDOW:
+			// The byte stream's own minimum (core.ByteWriter.Connect):
+			// checked here, before anything connects to the START's ends.
+			return fmt.Errorf("START %s grants a window of %d, below MIN_STREAM_WINDOW (%d)", e.name, e.end.Window, mitogen.MIN_STREAM_WINDOW)
 		}
 	}
 	if !handleOK(c.ControlHandle) {
@@ -472,36 +474,49 @@ func (s *slave) awaitStart() SlaveState {
 
 // running is the handler of Running: SIGNAL is delivered; the process's
 // exit (with both outputs ended) sends EXIT; the client's departure and
-// anything else end the process.
+// anything else end the process. After the leader exited, the outputs may
+// stay open for long (a member of its group holds them: `cmd &`): the
+// control handle and the context are watched all the while, and the group
+// can be signalled, as its leader is still unreaped.
 func (s *slave) running() SlaveState {
-	select {
-	case <-s.exited:
-		<-s.outputsDone
-		status, sig, note := exitStatus(s.group.Reap()) // no signal after this
+	exited := s.exited
+	var outputs <-chan struct{} // once the leader exited: both outputs ended
+	for {
 		select {
-		case err := <-s.stdinErr:
-			status, sig, note = 255, "", "fakessh: stdin stream failed: "+err.Error()
-		default:
+		case <-exited:
+			exited, outputs = nil, s.outputsDone
+		case <-outputs:
+			return s.exit()
+		case <-s.ctx.Done():
+			return s.finish("context shutting down")
+		case ev := <-s.ctl:
+			switch {
+			case ev.gone != nil:
+				// The client is gone, or this context is shutting down.
+				return s.finish("control ended: " + ev.gone.Error())
+			case ev.err != nil:
+				return s.protocolError(SlaveRunning, "Control", ev.err)
+			case ev.c.Kind != mitogen.ControlKind_SIGNAL:
+				return s.protocolError(SlaveRunning, "Control "+ev.c.Kind.String(), nil)
+			case ev.c.SignalNumber <= 0 || ev.c.SignalNumber > 64:
+				return s.protocolError(SlaveRunning, "Control SIGNAL", fmt.Errorf("no signal %d", ev.c.SignalNumber))
+			}
+			s.signalGroup(syscall.Signal(ev.c.SignalNumber))
 		}
-		s.r.Send(&wire.Message{Dst: s.peer, Handle: s.client, Data: marshal(&mitogen.Control{Kind: mitogen.ControlKind_EXIT, ExitStatus: status, Signal: sig, Note: note})})
-		return SlaveDone
-	case <-s.ctx.Done():
-		return s.finish("context shutting down")
-	case ev := <-s.ctl:
-		switch {
-		case ev.gone != nil:
-			// The client is gone, or this context is shutting down.
-			return s.finish("control ended: " + ev.gone.Error())
-		case ev.err != nil:
-			return s.protocolError(SlaveRunning, "Control", ev.err)
-		case ev.c.Kind != mitogen.ControlKind_SIGNAL:
-			return s.protocolError(SlaveRunning, "Control "+ev.c.Kind.String(), nil)
-		case ev.c.SignalNumber <= 0 || ev.c.SignalNumber > 64:
-			return s.protocolError(SlaveRunning, "Control SIGNAL", fmt.Errorf("no signal %d", ev.c.SignalNumber))
-		}
-		s.signalGroup(syscall.Signal(ev.c.SignalNumber))
-		return SlaveRunning
 	}
+}
+
+// exit reaps the exited leader (no signal to its group after this) once
+// both outputs ended, and sends EXIT.
+func (s *slave) exit() SlaveState {
+	status, sig, note := exitStatus(s.group.Reap())
+	select {
+	case err := <-s.stdinErr:
+		status, sig, note = 255, "", "fakessh: stdin stream failed: "+err.Error()
+	default:
+	}
+	s.r.Send(&wire.Message{Dst: s.peer, Handle: s.client, Data: marshal(&mitogen.Control{Kind: mitogen.ControlKind_EXIT, ExitStatus: status, Signal: sig, Note: note})})
+	return SlaveDone
 }
 
 // protocolError acts on an event state does not accept: it is logged and
@@ -527,10 +542,24 @@ func (s *slave) finish(reason string) SlaveState {
 // begin enters Running for the START c: the output pumps to the ends it
 // names and the stdin pump.
 func (s *slave) begin(c *mitogen.Control) error {
+	// checkStart vouched for the ends; check again, so that a failure here
+	// can never leave one writer connected: closing it would send
+	// Dead{SENDER_CLOSED} to a handle of a START refused (nothing may be
+	// sent to those).
+	if err := checkStart(c, s.peer); err != nil {
+		return err
+	}
 	stdout := s.r.NewByteWriter(s.ctx)
 	stderr := s.r.NewByteWriter(s.ctx)
-	if err := errors.Join(stdout.Connect(c.Stdout), stderr.Connect(c.Stderr)); err != nil {
-		stdout.Close()
+	if err := stdout.Connect(c.Stdout); err != nil {
+		stdout.Close() // not connected: sends nothing
+		stderr.Close()
+		return err
+	}
+	if err := stderr.Connect(c.Stderr); err != nil {
+		// Not reached (checkStart covers Connect's rules). stdout is left
+		// unclosed rather than tell its handle anything; its credit
+		// handle goes with this context's router.
 		stderr.Close()
 		return err
 	}

@@ -295,7 +295,7 @@ const (
 	 * with context_id equal to the process's peer_id (the START's auth_id),
 	 * and each of their handles and control_handle must be a dynamic handle
 	 * (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD); stdout's and stderr's
-	 * windows must be positive. A client can so aim the process's output and
+	 * windows must be at least MIN_STREAM_WINDOW. A client can so aim the process's output and
 	 * EXIT only at handles of its own, never at another context nor at a
 	 * well-known handle (where local delivery skips the policy check). A
 	 * START that fails this is a protocol error: the process is ended (see
@@ -933,6 +933,8 @@ var fieldIDToName_StreamEnd = map[int16]string{
  * down, the same happens with a 1 s step, and the context does not exit
  * until the process has been reaped (two steps fit in the 3 s a parent
  * grants a shutting-down child). No EXIT is sent after such an ending.
+ * This holds until EXIT is sent: also after the leader exited while
+ * another member of its group holds stdout or stderr open (`cmd &`).
  * The group is signalled (ending, SIGNAL, the shutdown's last SIGKILL) only
  * while its leader is unreaped: the process side notices the leader's exit
  * without reaping it (waitid WNOWAIT) and reaps it only when it will signal
