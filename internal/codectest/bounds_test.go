@@ -186,3 +186,70 @@ func TestExactSizesDecode(t *testing.T) {
 		t.Errorf("short list<string>: %v", err)
 	}
 }
+
+// allocDuring returns the bytes allocated while f runs.
+func allocDuring(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestListAllocationFollowsPayload: the element count of a list is bounded
+// by the bytes remaining, but one wire byte (an empty struct's STOP) may
+// stand for an 8-byte slice slot. A LogRecord whose attrs declare as many
+// elements as there are bytes left, the first of which is a LogAttr whose
+// only field is an unknown 16 MiB string (skipped, not allocated), must not
+// preallocate a slice for the declared count before it runs out of bytes.
+func TestListAllocationFollowsPayload(t *testing.T) {
+	const n = 16 << 20
+	b := []byte{byte(thrift.LIST), 0, 4, byte(thrift.STRUCT)}
+	b = binary.BigEndian.AppendUint32(b, n+8)
+	b = append(b, byte(thrift.STRING), 0, 99)
+	b = binary.BigEndian.AppendUint32(b, n)
+	b = append(b, make([]byte, n)...)
+	b = append(b, 0) // the LogAttr's STOP; the second element is missing
+	var err error
+	d := allocDuring(func() { _, err = new(mitogen.LogRecord).FastRead(b) })
+	if err == nil {
+		t.Fatal("a list with one of its declared elements decoded without error")
+	}
+	if d > uint64(len(b)) {
+		t.Errorf("decoding a %d-byte LogRecord allocated %d bytes (%.1f per payload byte)", len(b), d, float64(d)/float64(len(b)))
+	}
+}
+
+// TestMapAllocationFollowsPayload: a map<string,string> declaring one entry
+// per 8 bytes left, all of them ("", ""), decodes to a map of one entry and
+// must not pre-size a map for the declared count.
+func TestMapAllocationFollowsPayload(t *testing.T) {
+	const n = 16 << 20
+	for _, tc := range []struct {
+		name string
+		v    thrift.FastCodec
+		id   int
+	}{{"ProcessSpec.env", new(mitogen.ProcessSpec), 5}, {"ConnectRequest.options", new(mitogen.ConnectRequest), 0}} {
+		id := tc.id
+		if id == 0 {
+			f, ok := reflect.TypeOf(tc.v).Elem().FieldByName("Options")
+			if !ok {
+				t.Fatal("ConnectRequest has no Options")
+			}
+			id, _ = strconv.Atoi(strings.Split(f.Tag.Get("thrift"), ",")[1])
+		}
+		b := []byte{byte(thrift.MAP), byte(id >> 8), byte(id), byte(thrift.STRING), byte(thrift.STRING)}
+		b = binary.BigEndian.AppendUint32(b, n/8)
+		b = append(b, make([]byte, n)...)
+		b = append(b, 0)
+		var err error
+		d := allocDuring(func() { _, err = tc.v.FastRead(b) })
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if d > 1<<20 {
+			t.Errorf("%s: decoding a %d-byte payload holding one map entry allocated %d bytes", tc.name, len(b), d)
+		}
+	}
+}
