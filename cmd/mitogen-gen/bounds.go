@@ -39,9 +39,10 @@ import (
 // it by one element (growOne) before the generated body assigns it by
 // index; a map gets the size hint makeMap allows (at most maxPrealloc
 // bytes of key and value). What decoding n bytes allocates is then
-// maxPrealloc plus what the elements actually read need (append's doubling
-// at most triples a slice's slots). The pass
-// fails generation when a container read does not have the expected shape
+// maxPrealloc plus what the elements actually read need: growOne doubles
+// up to the declared count, so a slice's slots cost at most twice the final
+// ones (16 bytes per pointer element, whose wire size is at least 1). The
+// pass fails generation when a container read does not have the expected shape
 // or when the number of sites it patched differs from the number of
 // containers in the IDL, so a thriftgo upgrade cannot silently drop a check.
 
@@ -76,8 +77,15 @@ func makeSlice[S ~[]E, E any](size int) S {
 }
 
 // growOne returns s with one more (zero) element, which the decoder then
-// assigns by index.
-func growOne[S ~[]E, E any](s S) S {
+// assigns by index. When s is full it doubles its capacity, but never past
+// size (the declared count, already bounded by the bytes remaining), so the
+// slots a list of size elements allocates in all are at most twice size.
+func growOne[S ~[]E, E any](s S, size int) S {
+	if len(s) == cap(s) {
+		t := make(S, len(s), min(max(2*cap(s), len(s)+1), max(size, len(s)+1)))
+		copy(t, s)
+		s = t
+	}
 	var e E
 	return append(s, e)
 }
@@ -219,7 +227,7 @@ func boundFile(path string, sizes *minSizer) (int, error) {
 			out = append(out,
 				fmt.Sprintf("%s%s = makeSlice[%s](%s)", ind, lhs, typ, sz),
 				lines[i+2],
-				fmt.Sprintf("%s\t%s = growOne(%s)", ind, lhs, lhs))
+				fmt.Sprintf("%s\t%s = growOne(%s, %s)", ind, lhs, lhs, sz))
 		}
 		i += 2
 		patched++

@@ -28,8 +28,15 @@ func makeSlice[S ~[]E, E any](size int) S {
 }
 
 // growOne returns s with one more (zero) element, which the decoder then
-// assigns by index.
-func growOne[S ~[]E, E any](s S) S {
+// assigns by index. When s is full it doubles its capacity, but never past
+// size (the declared count, already bounded by the bytes remaining), so the
+// slots a list of size elements allocates in all are at most twice size.
+func growOne[S ~[]E, E any](s S, size int) S {
+	if len(s) == cap(s) {
+		t := make(S, len(s), min(max(2*cap(s), len(s)+1), max(size, len(s)+1)))
+		copy(t, s)
+		s = t
+	}
 	var e E
 	return append(s, e)
 }

@@ -381,7 +381,7 @@ func (p *Boot) FastRead(b []byte) (off int, err error) {
 			}
 			p.ParentIds = makeSlice[[]int32](sz)
 			for i := 0; i < sz; i++ {
-				p.ParentIds = growOne(p.ParentIds)
+				p.ParentIds = growOne(p.ParentIds, sz)
 				p.ParentIds[i], l, err = x.ReadI32(b[off:])
 				off += l
 				if err != nil {
@@ -1103,7 +1103,7 @@ func (p *LogRecord) FastRead(b []byte) (off int, err error) {
 			}
 			p.Attrs = makeSlice[[]*LogAttr](sz)
 			for i := 0; i < sz; i++ {
-				p.Attrs = growOne(p.Attrs)
+				p.Attrs = growOne(p.Attrs, sz)
 				p.Attrs[i] = NewLogAttr()
 				l, err = p.Attrs[i].FastRead(b[off:])
 				off += l
@@ -1447,7 +1447,7 @@ func (p *ProcessSpec) FastRead(b []byte) (off int, err error) {
 			}
 			p.Argv = makeSlice[[]string](sz)
 			for i := 0; i < sz; i++ {
-				p.Argv = growOne(p.Argv)
+				p.Argv = growOne(p.Argv, sz)
 				p.Argv[i], l, err = x.ReadString(b[off:])
 				off += l
 				if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
@@ -251,5 +252,26 @@ func TestMapAllocationFollowsPayload(t *testing.T) {
 		if d > 1<<20 {
 			t.Errorf("%s: decoding a %d-byte payload holding one map entry allocated %d bytes", tc.name, len(b), d)
 		}
+	}
+}
+
+// TestRealElementsAllocation: a LogRecord of 4 MiB of empty attrs (one
+// STOP byte each) decodes; besides the LogAttr structs themselves, the
+// slice of pointers may cost at most 16 bytes per attr (growth by doubling
+// up to the declared count; append's own 1.25 growth would cost 40).
+func TestRealElementsAllocation(t *testing.T) {
+	const n = 4 << 20
+	b := []byte{byte(thrift.LIST), 0, 4, byte(thrift.STRUCT)}
+	b = binary.BigEndian.AppendUint32(b, n)
+	b = append(b, make([]byte, n+1)...)
+	var rec mitogen.LogRecord
+	var err error
+	d := allocDuring(func() { _, err = rec.FastRead(b) })
+	if err != nil || len(rec.Attrs) != n {
+		t.Fatalf("decoded %d attrs, err %v", len(rec.Attrs), err)
+	}
+	elems := uint64(n) * uint64(unsafe.Sizeof(mitogen.LogAttr{}))
+	if limit := elems + 16*uint64(n) + 1<<20; d > limit {
+		t.Errorf("decoding %d empty attrs allocated %d bytes, more than %d (the attrs take %d)", n, d, limit, elems)
 	}
 }
