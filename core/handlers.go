@@ -208,6 +208,10 @@ func (r *Router) AllocateIDs(ctx context.Context, count int32) (first, n int32, 
 }
 
 func (r *Router) onForwardLog(m *wire.Message, in *Stream) {
+	if len(m.Data) > mitogen.MAX_LOG_RECORD {
+		r.log.Error("oversized FORWARD_LOG refused", "from", m.Src, "bytes", len(m.Data), "limit", mitogen.MAX_LOG_RECORD)
+		return
+	}
 	var rec mitogen.LogRecord
 	if _, err := rec.FastRead(m.Data); err != nil {
 		r.log.Error("malformed FORWARD_LOG", "from", m.Src, "err", err)

@@ -310,3 +310,27 @@ func TestNothingBeforeBoot(t *testing.T) {
 		target.Store(m.AllocateID())
 	}
 }
+
+// A child that sends a well-formed FORWARD_LOG larger than MAX_LOG_RECORD
+// has it refused before it is decoded; the master goes on logging.
+func TestHostileChildOversizedLog(t *testing.T) {
+	m, sink := testMaster(t)
+	conn := rawChild(t, m, 7)
+	big := fastMarshal(&mitogen.LogRecord{Level: int32(slog.LevelWarn), Message: "oversized " + strings.Repeat("x", mitogen.MAX_LOG_RECORD)})
+	conn.Write(wire.Encode(&wire.Message{Dst: 0, Src: 7, Auth: 7, Handle: mitogen.FORWARD_LOG, Data: big}))
+	honest := fastMarshal(&mitogen.LogRecord{Level: int32(slog.LevelWarn), Message: "after the oversized record"})
+	conn.Write(wire.Encode(&wire.Message{Dst: 0, Src: 7, Auth: 7, Handle: mitogen.FORWARD_LOG, Data: honest}))
+	deadline := time.Now().Add(20 * time.Second)
+	for !sink.contains("after the oversized record") {
+		if time.Now().After(deadline) {
+			t.Fatal("the master stopped taking logs")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sink.contains("oversized xxx") {
+		t.Error("the master logged a record larger than MAX_LOG_RECORD")
+	}
+	if !sink.contains("oversized FORWARD_LOG") {
+		t.Error("the oversized record was not logged as refused")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
@@ -56,6 +57,7 @@ func (h *forwardHandler) Handle(_ context.Context, rec slog.Record) error {
 		add(a)
 	}
 	rec.Attrs(add)
+	fitLogRecord(lr)
 	select {
 	case h.q <- lr:
 	default: // full: drop rather than block the caller
@@ -73,4 +75,46 @@ func (h *forwardHandler) WithGroup(name string) slog.Handler {
 	c := *h
 	c.groups = append(append([]string{}, h.groups...), name)
 	return &c
+}
+
+// fitLogRecord shortens rec in place so that it encodes to at most
+// MAX_LOG_RECORD bytes, the most the master accepts: the message and each
+// value are cut to an eighth of that, each key to a sixty-fourth, attrs
+// that no longer fit are dropped, and a shortened record ends with the attr
+// log.truncated=true.
+func fitLogRecord(rec *mitogen.LogRecord) {
+	if rec.BLength() <= mitogen.MAX_LOG_RECORD {
+		return
+	}
+	const maxValue, maxKey = mitogen.MAX_LOG_RECORD / 8, mitogen.MAX_LOG_RECORD / 64
+	marker := &mitogen.LogAttr{Key: "log.truncated", Value: "true"}
+	rec.Message = truncateUTF8(rec.Message, maxValue)
+	attrs := rec.Attrs
+	rec.Attrs = []*mitogen.LogAttr{marker}
+	size := rec.BLength() // each further attr adds exactly its own encoding
+	kept := make([]*mitogen.LogAttr, 0, min(len(attrs), 64)+1)
+	for _, a := range attrs {
+		if a == nil {
+			continue
+		}
+		a = &mitogen.LogAttr{Key: truncateUTF8(a.Key, maxKey), Value: truncateUTF8(a.Value, maxValue)}
+		n := a.BLength()
+		if size+n > mitogen.MAX_LOG_RECORD {
+			break
+		}
+		kept = append(kept, a)
+		size += n
+	}
+	rec.Attrs = append(kept, marker)
+}
+
+// truncateUTF8 returns s cut to at most n bytes, not inside a UTF-8 sequence.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

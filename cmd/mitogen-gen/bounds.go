@@ -29,8 +29,20 @@ import (
 //	}
 //
 // where N is the smallest number of bytes one element (for a map, one key
-// plus one value) can take on the wire, taken from the IDL type. The pass
-// fails generation when a container read does not have the expected shape
+// plus one value) can take on the wire, taken from the IDL type.
+//
+// That bounds the element count by the payload, not the memory: an element
+// of one wire byte (an empty struct's STOP) may cost an 8-byte slice slot,
+// and a map pre-sized for count entries costs tens of bytes per entry. So
+// the pass also replaces the make itself: a slice starts with the capacity
+// makeSlice allows (at most maxPrealloc bytes) and the element loop grows
+// it by one element (growOne) before the generated body assigns it by
+// index; a map gets the size hint makeMap allows (at most maxPrealloc
+// bytes of key and value). What decoding n bytes allocates is then
+// maxPrealloc plus what the elements actually read need: growOne doubles
+// up to the declared count, so a slice's slots cost at most twice the final
+// ones (16 bytes per pointer element, whose wire size is at least 1). The
+// pass fails generation when a container read does not have the expected shape
 // or when the number of sites it patched differs from the number of
 // containers in the IDL, so a thriftgo upgrade cannot silently drop a check.
 
@@ -41,9 +53,50 @@ const boundsFile = "bounds.go"
 const boundsSource = `
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 )
+
+// maxPrealloc is the most a decoder allocates for a container before it has
+// read the elements: a declared count is a claim, not a fact.
+const maxPrealloc = 64 << 10
+
+// preallocCount is the number of elements of each bytes (at least 1) that
+// a container declaring size elements is allocated before they are read.
+func preallocCount(size int, each uintptr) int {
+	n := maxPrealloc / int(max(each, 1))
+	return max(min(size, n), 0)
+}
+
+// makeSlice returns an empty slice of type S with room for at most size
+// elements and at most maxPrealloc bytes; the decoder grows it with growOne.
+func makeSlice[S ~[]E, E any](size int) S {
+	var e E
+	return make(S, 0, preallocCount(size, unsafe.Sizeof(e)))
+}
+
+// growOne returns s with one more (zero) element, which the decoder then
+// assigns by index. When s is full it doubles its capacity, but never past
+// size (the declared count, already bounded by the bytes remaining), so the
+// slots a list of size elements allocates in all are at most twice size.
+func growOne[S ~[]E, E any](s S, size int) S {
+	if len(s) == cap(s) {
+		t := make(S, len(s), min(max(2*cap(s), len(s)+1), max(size, len(s)+1)))
+		copy(t, s)
+		s = t
+	}
+	var e E
+	return append(s, e)
+}
+
+// makeMap returns an empty map of type M sized for at most size entries
+// and at most maxPrealloc bytes of keys and values.
+func makeMap[M ~map[K]V, K comparable, V any](size int) M {
+	var k K
+	var v V
+	return make(M, preallocCount(size, unsafe.Sizeof(k)+unsafe.Sizeof(v)))
+}
 
 // checkContainerSize is called by the generated decoders before they
 // allocate a list, set or map: a container declaring size elements, each
@@ -75,6 +128,8 @@ var (
 	reContainerMake  = regexp.MustCompile(`^(\s*)(\S.*) = make\((.+), (sz\d*)\)$`)
 	reReadBegin      = regexp.MustCompile(`Read(?:List|Set|Map)Begin`)
 	reAnyMake        = regexp.MustCompile(`\bmake\(`)
+	reElemLoop       = regexp.MustCompile(`^\s*for (i\d*) := 0; (i\d*) < (sz\d*); (i\d*)\+\+ \{$`)
+	reContainerLHS   = regexp.MustCompile(`^[A-Za-z_][\w.]*(?:\[i\d*\])*$`)
 )
 
 // boundDecoding patches every k-*.go file thriftgo wrote into dir (the Go
@@ -147,13 +202,34 @@ func boundFile(path string, sizes *minSizer) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("line %d: %w", i+2, err)
 		}
-		ind := mk[1]
+		ind, lhs, typ := mk[1], mk[2], mk[3]
+		if !reContainerLHS.MatchString(lhs) {
+			return 0, fmt.Errorf("line %d: unexpected container variable %q", i+2, lhs)
+		}
+		isMap, err := sizes.isMap(typ)
+		if err != nil {
+			return 0, fmt.Errorf("line %d: %w", i+2, err)
+		}
 		out = append(out,
 			fmt.Sprintf("%sif err = checkContainerSize(%s, len(b)-off, %d); err != nil {", ind, sz, n),
 			ind+"\tgoto ReadFieldError",
-			ind+"}",
-			lines[i+1])
-		i++
+			ind+"}")
+		if i+2 >= len(lines) {
+			return 0, fmt.Errorf("line %d: container make at end of file", i+2)
+		}
+		loop := reElemLoop.FindStringSubmatch(lines[i+2])
+		if loop == nil || loop[1] != loop[2] || loop[1] != loop[4] || loop[3] != sz {
+			return 0, fmt.Errorf("line %d: expected the element loop over %s after make, got %q", i+3, sz, strings.TrimSpace(lines[i+2]))
+		}
+		if isMap {
+			out = append(out, fmt.Sprintf("%s%s = makeMap[%s](%s)", ind, lhs, typ, sz), lines[i+2])
+		} else {
+			out = append(out,
+				fmt.Sprintf("%s%s = makeSlice[%s](%s)", ind, lhs, typ, sz),
+				lines[i+2],
+				fmt.Sprintf("%s\t%s = growOne(%s, %s)", ind, lhs, lhs, sz))
+		}
+		i += 2
 		patched++
 	}
 	src, err := format.Source([]byte(strings.Join(out, "\n")))
@@ -171,13 +247,36 @@ type minSizer struct {
 	// elems maps the Go name of a typedef of a container to the smallest
 	// size of one of its elements.
 	elems map[string]int
+	// maps holds the Go names of typedefs of maps.
+	maps map[string]bool
+}
+
+// isMap tells whether the container Go type typ is a map (else a slice).
+func (s *minSizer) isMap(typ string) (bool, error) {
+	e, err := goparser.ParseExpr(typ)
+	if err != nil {
+		return false, fmt.Errorf("parsing type %q: %w", typ, err)
+	}
+	switch e := e.(type) {
+	case *ast.Ident:
+		if _, ok := s.elems[e.Name]; ok {
+			return s.maps[e.Name], nil
+		}
+	case *ast.ArrayType:
+		if e.Len == nil {
+			return false, nil
+		}
+	case *ast.MapType:
+		return true, nil
+	}
+	return false, fmt.Errorf("type %q is not a slice or map", typ)
 }
 
 func newMinSizer(t *parser.Thrift) (*minSizer, error) {
 	names := styles.NewNamingStyle("golint")
 	names.UseInitialisms(false)
 	ident := func(s string) (string, error) { return names.Identify(s) }
-	s := &minSizer{named: map[string]int{}, ptrs: map[string]bool{}, elems: map[string]int{}}
+	s := &minSizer{named: map[string]int{}, ptrs: map[string]bool{}, elems: map[string]int{}, maps: map[string]bool{}}
 	for _, e := range t.Enums {
 		n, err := ident(e.Name)
 		if err != nil {
@@ -211,6 +310,7 @@ func newMinSizer(t *parser.Thrift) (*minSizer, error) {
 			return nil, err
 		} else if ok {
 			s.elems[n] = e
+			s.maps[n] = isMapType(t, td.Type)
 		}
 	}
 	return s, nil
@@ -396,4 +496,17 @@ func countContainers(t *parser.Thrift) int {
 		}
 	}
 	return n
+}
+
+// isMapType tells whether t is (a typedef of) a map.
+func isMapType(th *parser.Thrift, t *parser.Type) bool {
+	switch t.Category {
+	case parser.Category_Map:
+		return true
+	case parser.Category_Typedef:
+		if td, ok := th.GetTypedef(t.Name); ok {
+			return isMapType(th, td.Type)
+		}
+	}
+	return false
 }

@@ -34,12 +34,22 @@ func TestBoundedNested(t *testing.T) {
 	if got, want := strings.Count(string(src), "checkContainerSize("), 14; got != want {
 		t.Fatalf("%d size checks in generated code, want %d", got, want)
 	}
+	// Every container is allocated through makeSlice/makeMap (bounded
+	// preallocation), none by a make of the declared size.
+	if got := strings.Count(string(src), "= makeSlice[") + strings.Count(string(src), "= makeMap["); got != 14 {
+		t.Errorf("%d bounded allocations in generated code, want 14", got)
+	}
+	if got := strings.Count(string(src), "= growOne("); got != strings.Count(string(src), "= makeSlice[") {
+		t.Errorf("%d growOne calls for %d slices", got, strings.Count(string(src), "= makeSlice["))
+	}
 	for _, s := range []string{
-		"checkContainerSize(sz, len(b)-off, 1)",  // list<bool>
-		"checkContainerSize(sz0, len(b)-off, 4)", // inner list<i32>
-		"checkContainerSize(sz, len(b)-off, 9)",  // map<Leaf, double>
-		"checkContainerSize(sz, len(b)-off, 3)",  // map<i16, byte>
-		"checkContainerSize(sz0, len(b)-off, 1)", // list<Leaf> inside map<string, list<Leaf>>
+		"p.Names = makeSlice[Names](sz)",               // typedef of a list
+		"p.Blobs[i] = makeMap[map[string][]byte](sz0)", // map inside a list
+		"checkContainerSize(sz, len(b)-off, 1)",        // list<bool>
+		"checkContainerSize(sz0, len(b)-off, 4)",       // inner list<i32>
+		"checkContainerSize(sz, len(b)-off, 9)",        // map<Leaf, double>
+		"checkContainerSize(sz, len(b)-off, 3)",        // map<i16, byte>
+		"checkContainerSize(sz0, len(b)-off, 1)",       // list<Leaf> inside map<string, list<Leaf>>
 	} {
 		if !strings.Contains(string(src), s) {
 			t.Errorf("generated code lacks %s", s)
@@ -62,6 +72,7 @@ func TestBoundFileRejectsUnknownShape(t *testing.T) {
 		"changed read": "\t\t_, sz, l, err = x.ReadListBeginChecked(b[off:])\n",
 		"no make":      "\t\t_, sz, l, err = x.ReadListBegin(b[off:])\n\t\toff += l\n\t\tif err != nil {\n\t\t\tgoto ReadFieldError\n\t\t}\n\t\tp.X = nil\n\t\tfoo()\n",
 		"stray make":   "\t\tp.X = make([]int32, n)\n",
+		"no loop":      "\t\t_, sz, l, err = x.ReadListBegin(b[off:])\n\t\toff += l\n\t\tif err != nil {\n\t\t\tgoto ReadFieldError\n\t\t}\n\t\tp.X = make([]int32, sz)\n\t\tfor i := 0; i < n; i++ {\n\t\t}\n",
 	} {
 		f := filepath.Join(t.TempDir(), "k-x.go")
 		if err := os.WriteFile(f, []byte("package x\nfunc f() {\n"+src+"}\n"), 0o644); err != nil {

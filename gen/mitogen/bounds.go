@@ -4,9 +4,50 @@ package mitogen
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 )
+
+// maxPrealloc is the most a decoder allocates for a container before it has
+// read the elements: a declared count is a claim, not a fact.
+const maxPrealloc = 64 << 10
+
+// preallocCount is the number of elements of each bytes (at least 1) that
+// a container declaring size elements is allocated before they are read.
+func preallocCount(size int, each uintptr) int {
+	n := maxPrealloc / int(max(each, 1))
+	return max(min(size, n), 0)
+}
+
+// makeSlice returns an empty slice of type S with room for at most size
+// elements and at most maxPrealloc bytes; the decoder grows it with growOne.
+func makeSlice[S ~[]E, E any](size int) S {
+	var e E
+	return make(S, 0, preallocCount(size, unsafe.Sizeof(e)))
+}
+
+// growOne returns s with one more (zero) element, which the decoder then
+// assigns by index. When s is full it doubles its capacity, but never past
+// size (the declared count, already bounded by the bytes remaining), so the
+// slots a list of size elements allocates in all are at most twice size.
+func growOne[S ~[]E, E any](s S, size int) S {
+	if len(s) == cap(s) {
+		t := make(S, len(s), min(max(2*cap(s), len(s)+1), max(size, len(s)+1)))
+		copy(t, s)
+		s = t
+	}
+	var e E
+	return append(s, e)
+}
+
+// makeMap returns an empty map of type M sized for at most size entries
+// and at most maxPrealloc bytes of keys and values.
+func makeMap[M ~map[K]V, K comparable, V any](size int) M {
+	var k K
+	var v V
+	return make(M, preallocCount(size, unsafe.Sizeof(k)+unsafe.Sizeof(v)))
+}
 
 // checkContainerSize is called by the generated decoders before they
 // allocate a list, set or map: a container declaring size elements, each

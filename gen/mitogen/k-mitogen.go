@@ -379,8 +379,9 @@ func (p *Boot) FastRead(b []byte) (off int, err error) {
 			if err = checkContainerSize(sz, len(b)-off, 4); err != nil {
 				goto ReadFieldError
 			}
-			p.ParentIds = make([]int32, sz)
+			p.ParentIds = makeSlice[[]int32](sz)
 			for i := 0; i < sz; i++ {
+				p.ParentIds = growOne(p.ParentIds, sz)
 				p.ParentIds[i], l, err = x.ReadI32(b[off:])
 				off += l
 				if err != nil {
@@ -1100,8 +1101,9 @@ func (p *LogRecord) FastRead(b []byte) (off int, err error) {
 			if err = checkContainerSize(sz, len(b)-off, 1); err != nil {
 				goto ReadFieldError
 			}
-			p.Attrs = make([]*LogAttr, sz)
+			p.Attrs = makeSlice[[]*LogAttr](sz)
 			for i := 0; i < sz; i++ {
+				p.Attrs = growOne(p.Attrs, sz)
 				p.Attrs[i] = NewLogAttr()
 				l, err = p.Attrs[i].FastRead(b[off:])
 				off += l
@@ -1443,8 +1445,9 @@ func (p *ProcessSpec) FastRead(b []byte) (off int, err error) {
 			if err = checkContainerSize(sz, len(b)-off, 4); err != nil {
 				goto ReadFieldError
 			}
-			p.Argv = make([]string, sz)
+			p.Argv = makeSlice[[]string](sz)
 			for i := 0; i < sz; i++ {
+				p.Argv = growOne(p.Argv, sz)
 				p.Argv[i], l, err = x.ReadString(b[off:])
 				off += l
 				if err != nil {
@@ -1479,7 +1482,7 @@ func (p *ProcessSpec) FastRead(b []byte) (off int, err error) {
 			if err = checkContainerSize(sz, len(b)-off, 8); err != nil {
 				goto ReadFieldError
 			}
-			p.Env = make(map[string]string, sz)
+			p.Env = makeMap[map[string]string](sz)
 			for i := 0; i < sz; i++ {
 				var k string
 				var v string
@@ -1944,7 +1947,7 @@ func (p *ConnectRequest) FastRead(b []byte) (off int, err error) {
 			if err = checkContainerSize(sz, len(b)-off, 8); err != nil {
 				goto ReadFieldError
 			}
-			p.Options = make(map[string]string, sz)
+			p.Options = makeMap[map[string]string](sz)
 			for i := 0; i < sz; i++ {
 				var k string
 				var v string

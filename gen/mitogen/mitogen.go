@@ -58,6 +58,14 @@ const (
 	 */
 	FORWARD_LOG = 102
 	/**
+	 * The largest FORWARD_LOG payload (an encoded LogRecord) in bytes. A sender
+	 * shortens a record that would be larger (truncating its message, keys and
+	 * values and dropping attrs, then adding the attr "log.truncated"="true");
+	 * the master refuses a larger payload before decoding it and logs that it
+	 * did, with the sender's context ID.
+	 */
+	MAX_LOG_RECORD = 65536
+	/**
 	 * ADD_ROUTE: a RouteUpdate sent by a context to its parent when a new context
 	 * (target_id) becomes reachable through it; the parent records "target via
 	 * this stream" and passes the update on to its own parent (the same

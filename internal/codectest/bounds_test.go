@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
@@ -184,5 +185,93 @@ func TestExactSizesDecode(t *testing.T) {
 	b = append(b, make([]byte, 11)...)
 	if _, err := new(mitogen.ProcessSpec).FastRead(b); err == nil || !strings.Contains(err.Error(), "3 elements of at least 4 bytes") {
 		t.Errorf("short list<string>: %v", err)
+	}
+}
+
+// allocDuring returns the bytes allocated while f runs.
+func allocDuring(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestListAllocationFollowsPayload: the element count of a list is bounded
+// by the bytes remaining, but one wire byte (an empty struct's STOP) may
+// stand for an 8-byte slice slot. A LogRecord whose attrs declare as many
+// elements as there are bytes left, the first of which is a LogAttr whose
+// only field is an unknown 16 MiB string (skipped, not allocated), must not
+// preallocate a slice for the declared count before it runs out of bytes.
+func TestListAllocationFollowsPayload(t *testing.T) {
+	const n = 16 << 20
+	b := []byte{byte(thrift.LIST), 0, 4, byte(thrift.STRUCT)}
+	b = binary.BigEndian.AppendUint32(b, n+8)
+	b = append(b, byte(thrift.STRING), 0, 99)
+	b = binary.BigEndian.AppendUint32(b, n)
+	b = append(b, make([]byte, n)...)
+	b = append(b, 0) // the LogAttr's STOP; the second element is missing
+	var err error
+	d := allocDuring(func() { _, err = new(mitogen.LogRecord).FastRead(b) })
+	if err == nil {
+		t.Fatal("a list with one of its declared elements decoded without error")
+	}
+	if d > uint64(len(b)) {
+		t.Errorf("decoding a %d-byte LogRecord allocated %d bytes (%.1f per payload byte)", len(b), d, float64(d)/float64(len(b)))
+	}
+}
+
+// TestMapAllocationFollowsPayload: a map<string,string> declaring one entry
+// per 8 bytes left, all of them ("", ""), decodes to a map of one entry and
+// must not pre-size a map for the declared count.
+func TestMapAllocationFollowsPayload(t *testing.T) {
+	const n = 16 << 20
+	for _, tc := range []struct {
+		name string
+		v    thrift.FastCodec
+		id   int
+	}{{"ProcessSpec.env", new(mitogen.ProcessSpec), 5}, {"ConnectRequest.options", new(mitogen.ConnectRequest), 0}} {
+		id := tc.id
+		if id == 0 {
+			f, ok := reflect.TypeOf(tc.v).Elem().FieldByName("Options")
+			if !ok {
+				t.Fatal("ConnectRequest has no Options")
+			}
+			id, _ = strconv.Atoi(strings.Split(f.Tag.Get("thrift"), ",")[1])
+		}
+		b := []byte{byte(thrift.MAP), byte(id >> 8), byte(id), byte(thrift.STRING), byte(thrift.STRING)}
+		b = binary.BigEndian.AppendUint32(b, n/8)
+		b = append(b, make([]byte, n)...)
+		b = append(b, 0)
+		var err error
+		d := allocDuring(func() { _, err = tc.v.FastRead(b) })
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if d > 1<<20 {
+			t.Errorf("%s: decoding a %d-byte payload holding one map entry allocated %d bytes", tc.name, len(b), d)
+		}
+	}
+}
+
+// TestRealElementsAllocation: a LogRecord of 4 MiB of empty attrs (one
+// STOP byte each) decodes; besides the LogAttr structs themselves, the
+// slice of pointers may cost at most 16 bytes per attr (growth by doubling
+// up to the declared count; append's own 1.25 growth would cost 40).
+func TestRealElementsAllocation(t *testing.T) {
+	const n = 4 << 20
+	b := []byte{byte(thrift.LIST), 0, 4, byte(thrift.STRUCT)}
+	b = binary.BigEndian.AppendUint32(b, n)
+	b = append(b, make([]byte, n+1)...)
+	var rec mitogen.LogRecord
+	var err error
+	d := allocDuring(func() { _, err = rec.FastRead(b) })
+	if err != nil || len(rec.Attrs) != n {
+		t.Fatalf("decoded %d attrs, err %v", len(rec.Attrs), err)
+	}
+	elems := uint64(n) * uint64(unsafe.Sizeof(mitogen.LogAttr{}))
+	if limit := elems + 16*uint64(n) + 1<<20; d > limit {
+		t.Errorf("decoding %d empty attrs allocated %d bytes, more than %d (the attrs take %d)", n, d, limit, elems)
 	}
 }
