@@ -46,7 +46,7 @@
  *
  * ROUTE AUTHORITY. Routing state (routes, ID grants, dead contexts) changes
  * only on updates that can be true where they arrive; every other update is
- * refused: logged once naming the stream it came on, not applied, not passed
+ * refused: logged (at ERROR, one line per refused update) naming the stream it came on, not applied, not passed
  * on. The rules, per handle, are at ADD_ROUTE, DEL_ROUTE, ALLOCATE_ID and
  * GRANT_IDS. In short: no update ever concerns the receiver itself, one of
  * its ancestors (Boot.parent_ids) or MASTER_ID; a child stream may only speak
@@ -140,7 +140,7 @@ const i32 MAX_LOG_RECORD = 65536
  *  - target_id lies in a block of IDs granted to S (see GRANT_IDS): the
  *    master records the blocks it grants per child stream, and every router
  *    below learns its share from GRANT_IDS, so every hop can check.
- * Otherwise R refuses it (logged once with S's name; routes unchanged; not
+ * Otherwise R refuses it (logged with S's name; routes unchanged; not
  * passed on). A peer starting a child below the master therefore uses only
  * an ID the master granted to itself: from ALLOCATE_ID, or one the master
  * granted it with GRANT_IDS before asking it (Agent.connect) to start a child.
@@ -165,7 +165,7 @@ const i32 ADD_ROUTE = 103
  *  - when S is the parent stream: target_id is not routed through any of
  *    R's children (only the side a context is reached through may say it is
  *    gone).
- * Otherwise R refuses it: logged once with S's name, no route removed, no
+ * Otherwise R refuses it: logged with S's name, no route removed, no
  * waiter told, never passed on.
  */
 const i32 DEL_ROUTE = 104

@@ -82,7 +82,7 @@ const (
 	 *  - target_id lies in a block of IDs granted to S (see GRANT_IDS): the
 	 *    master records the blocks it grants per child stream, and every router
 	 *    below learns its share from GRANT_IDS, so every hop can check.
-	 * Otherwise R refuses it (logged once with S's name; routes unchanged; not
+	 * Otherwise R refuses it (logged with S's name; routes unchanged; not
 	 * passed on). A peer starting a child below the master therefore uses only
 	 * an ID the master granted to itself: from ALLOCATE_ID, or one the master
 	 * granted it with GRANT_IDS before asking it (Agent.connect) to start a child.
@@ -106,7 +106,7 @@ const (
 	 *  - when S is the parent stream: target_id is not routed through any of
 	 *    R's children (only the side a context is reached through may say it is
 	 *    gone).
-	 * Otherwise R refuses it: logged once with S's name, no route removed, no
+	 * Otherwise R refuses it: logged with S's name, no route removed, no
 	 * waiter told, never passed on.
 	 */
 	DEL_ROUTE = 104
