@@ -52,6 +52,10 @@
  * its ancestors (Boot.parent_ids) or MASTER_ID; a child stream may only speak
  * for IDs the master granted to the subtree behind it; the parent stream may
  * only speak for IDs not routed into one of the receiver's children.
+ * ADD_ROUTE, ALLOCATE_ID and GRANT_IDS are judged by the stream they arrive
+ * on, so a message a context sends to its own of these handles is refused
+ * (Dead{REFUSED} when it has a reply_to) and changes nothing; DEL_ROUTE may
+ * come from the context itself.
  *
  * LEAF STREAMS. A parent may admit a child as a leaf: a context that can have
  * no children (fakessh's `ssh` contexts are leaves). Nothing is ever routed
