@@ -421,3 +421,20 @@ func TestClientRefusesHostileStartReply(t *testing.T) {
 	default:
 	}
 }
+
+// A START bounced by a router on the way to the destination (not by the
+// destination itself) still ends the relay: the control handle takes dead
+// messages that come back on the stream toward the destination.
+func TestClientStartBouncedOnTheWay(t *testing.T) {
+	p := newPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const nowhere = 4242 // the master has no route to it
+	starter := func(context.Context, *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
+		return &mitogen.ProcessStarted{ControlHandle: 5000, Stdin: &mitogen.StreamEnd{ContextId: nowhere, Handle: 5001, Window: 1 << 16}, Pid: 1}, nil
+	}
+	res, err := Relay(ctx, p.client, nowhere, starter, &mitogen.ProcessSpec{Argv: []string{"x"}}, Stdio{})
+	if err == nil || !core.IsDead(err) || errors.Is(err, context.DeadlineExceeded) || res.Status != 255 {
+		t.Fatalf("got %+v, %v; want status 255 and the master's bounce", res, err)
+	}
+}
