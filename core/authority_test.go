@@ -342,3 +342,43 @@ func grantTo(t *testing.T, m, holder *core.Router) int32 {
 	}
 	return id
 }
+
+// A context sending to its own ADD_ROUTE, ALLOCATE_ID or GRANT_IDS (local
+// delivery: no stream, no policy) is refused, neither crashing the
+// handler, which acts on the stream a message came in on, nor changing
+// any state.
+func TestLocalSendToStreamOnlyHandleRefused(t *testing.T) {
+	m, _ := testMaster(t)
+	a, _, _ := startChild(t, m, m.AllocateID())
+	for _, r := range []*core.Router{m, a} {
+		for _, c := range []struct {
+			handle int32
+			body   []byte
+		}{
+			{mitogen.ADD_ROUTE, fastMarshal(&mitogen.RouteUpdate{TargetId: 4242})},
+			{mitogen.ALLOCATE_ID, fastMarshal(&mitogen.AllocateIDRequest{Count: 1})},
+			{mitogen.GRANT_IDS, fastMarshal(&mitogen.IDGrant{First: 5000, Count: 10, HolderId: r.ID()})},
+		} {
+			rc := r.NewReceiver()
+			r.Send(&wire.Message{Dst: r.ID(), Handle: c.handle, ReplyTo: rc.Handle(), Data: c.body})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := rc.Get(ctx)
+			cancel()
+			want := mitogen.DeadReason_REFUSED
+			if c.handle == mitogen.ALLOCATE_ID && r != m {
+				want = mitogen.DeadReason_UNKNOWN_HANDLE // served by the master only
+			}
+			var de *core.DeadError
+			if !errors.As(err, &de) || de.Reason != want {
+				t.Fatalf("context %d sending to its own handle %d: %v, want Dead{REFUSED}", r.ID(), c.handle, err)
+			}
+			rc.Close()
+		}
+		if r.HoldsID(5000) {
+			t.Fatalf("context %d granted itself IDs", r.ID())
+		}
+	}
+	if err := pingWithin(m.Context(a.ID(), ""), 10*time.Second); err != nil {
+		t.Fatalf("the tree broke: %v", err)
+	}
+}

@@ -193,6 +193,13 @@ func (r *Router) call(ctx context.Context, c *Context, t CallTarget, method stri
 // could not deliver). Anyone else guessing the handle is refused, so a
 // sibling can neither answer in target's place nor kill the wait.
 func (r *Router) replyPolicy(target int32) Policy {
+	return r.ReplyPolicy(target)
+}
+
+// ReplyPolicy is the policy of a handle that takes messages from context
+// target only, and the dead messages a router on the way to target sends
+// back on target's behalf (it could not deliver).
+func (r *Router) ReplyPolicy(target int32) Policy {
 	return func(m *wire.Message, in *Stream) bool {
 		if m.Src == target {
 			return true

@@ -19,9 +19,9 @@ func marshal(v thrift.FastCodec) []byte { return thrift.FastMarshal(v) }
 // installCoreHandlers binds the well-known handles every router serves.
 func (r *Router) installCoreHandlers() {
 	r.AddHandler(mitogen.CALL_FUNCTION, r.HasParentAuth, r.serveCall)
-	r.AddHandler(mitogen.ADD_ROUTE, fromChildNeighbor, r.onAddRoute)
+	r.addStreamHandler(mitogen.ADD_ROUTE, fromChildNeighbor, r.onAddRoute)
 	r.AddHandler(mitogen.DEL_ROUTE, fromNeighbor, r.onDelRoute)
-	r.AddHandler(mitogen.GRANT_IDS, fromParent, r.onGrantIDs)
+	r.addStreamHandler(mitogen.GRANT_IDS, fromParent, r.onGrantIDs)
 	r.AddHandler(mitogen.SHUTDOWN, r.HasParentAuth, func(*wire.Message, *Stream) {
 		r.log.Debug("SHUTDOWN received")
 		// Recorded before the next frame is read: a parent that closes
@@ -32,7 +32,7 @@ func (r *Router) installCoreHandlers() {
 		go r.Shutdown()
 	})
 	if r.IsMaster() {
-		r.AddHandler(mitogen.ALLOCATE_ID, fromChild, r.onAllocateID)
+		r.addStreamHandler(mitogen.ALLOCATE_ID, fromChild, r.onAllocateID)
 		r.AddHandler(mitogen.FORWARD_LOG, fromChild, r.onForwardLog)
 	}
 }

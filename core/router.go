@@ -18,6 +18,10 @@ type handler struct {
 	deliver func(m *wire.Message, in *Stream)
 	policy  Policy
 	rc      *Receiver // when the handle belongs to a Receiver
+	// streamOnly: the handle acts on the stream a message arrived on
+	// (ADD_ROUTE, ALLOCATE_ID, GRANT_IDS); a message this context sent to
+	// itself has none and is refused.
+	streamOnly bool
 }
 
 // Router moves messages for one context: see the package doc and the
@@ -184,6 +188,14 @@ func (r *Router) AddHandler(h int32, policy Policy, fn func(m *wire.Message, in 
 	return h
 }
 
+// addStreamHandler binds fn to the well-known handle h for messages that
+// arrive on a stream only (see handler.streamOnly).
+func (r *Router) addStreamHandler(h int32, policy Policy, fn func(m *wire.Message, in *Stream)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.handlers[h] = &handler{deliver: fn, policy: policy, streamOnly: true}
+}
+
 // RemoveHandler unbinds a handle.
 func (r *Router) RemoveHandler(h int32) {
 	r.mu.Lock()
@@ -309,6 +321,11 @@ func (r *Router) deliver(m *wire.Message, in *Stream, h *handler) {
 			r.log.Debug("message for unknown handle", "msg", m.String())
 		}
 		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_UNKNOWN_HANDLE, Message: fmt.Sprintf("context %d has no handle %d", r.id, m.Handle)})
+		return
+	}
+	if h.streamOnly && in == nil {
+		r.log.Error("refusing a local message to a stream-only handle", "msg", m.String())
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_REFUSED, Message: fmt.Sprintf("context %d refused %s from itself: it only takes messages from a stream", r.id, handleText(m.Handle))})
 		return
 	}
 	if h.policy != nil && in != nil && !h.policy(m, in) {

@@ -49,6 +49,7 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/internal/pgroup"
+	"github.com/seed-a176d0ab/mitogen-go/process"
 )
 
 // Environment of the program run under fakessh; our ssh reads it.
@@ -588,6 +589,10 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 		if errors.As(err, &ce) {
 			return nil, ce
 		}
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
+	}
+	if err := process.CheckStarted(started, dest.ID()); err != nil {
+		st.Router.Logger().Error("fakessh start_slave: bad reply", "dest", dest.String(), "err", err)
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
 	}
 	return started, nil

@@ -96,7 +96,7 @@ func SSHMain(args []string) int {
 	if inv.NoStdin {
 		stdio.Stdin = nil
 	}
-	res, err := process.Relay(ctx, r, start, spec, stdio)
+	res, err := process.Relay(ctx, r, process.AnyDestination, start, spec, stdio)
 	if err != nil {
 		select {
 		case sig := <-caught:

@@ -52,6 +52,10 @@
  * its ancestors (Boot.parent_ids) or MASTER_ID; a child stream may only speak
  * for IDs the master granted to the subtree behind it; the parent stream may
  * only speak for IDs not routed into one of the receiver's children.
+ * ADD_ROUTE, ALLOCATE_ID and GRANT_IDS are judged by the stream they arrive
+ * on, so a message a context sends to its own of these handles is refused
+ * (Dead{REFUSED} when it has a reply_to) and changes nothing; DEL_ROUTE may
+ * come from the context itself.
  *
  * LEAF STREAMS. A parent may admit a child as a leaf: a context that can have
  * no children (fakessh's `ssh` contexts are leaves). Nothing is ever routed
@@ -508,7 +512,19 @@ struct ProcessSpec {
   8: i32 peer_id
 }
 
-/** Reply of Process.start: the handles of the started process. */
+/**
+ * Reply of Process.start: the handles of the started process.
+ *
+ * Validation (by whoever asked, before anything is sent to the handles):
+ * stdin.context_id must be the context start_process was asked of (a
+ * relay that let a trusted context pick it, as fakessh's ssh lets the
+ * master, still refuses its own ID), and control_handle and stdin.handle
+ * must be dynamic handles (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD). A reply
+ * failing this is refused as a failed start: it could otherwise aim START
+ * at the asker's own well-known handles (SHUTDOWN, ADD_ROUTE), where local
+ * delivery skips every policy. fakessh's master checks the reply of the
+ * destination the same way before passing it to the ssh context.
+ */
 struct ProcessStarted {
   /** The process's control handle: send Control messages here. */
   1: i32 control_handle

@@ -40,12 +40,38 @@ type Result struct {
 	Note string
 }
 
-// Relay starts spec through start and relays stdio until the process has
-// exited and all its output is delivered. An error means the relay itself
-// failed (the process could not start, the destination vanished or broke
-// the protocol, ctx ended); the caller should then exit 255, as ssh does.
-func Relay(ctx context.Context, r *core.Router, start Starter, spec *mitogen.ProcessSpec, stdio Stdio) (Result, error) {
-	c := &client{r: r}
+// AnyDestination, as Relay's dest, takes the destination the Starter's
+// reply names, which must not be the relaying context itself: for a
+// Starter that asks a trusted context (fakessh's master) to pick it.
+const AnyDestination int32 = -1
+
+// CheckStarted applies the rule of ProcessStarted (idl/mitogen.thrift) to a
+// reply to start_process asked of context dest: its stdin must be in dest
+// and its control and stdin handles must be dynamic handles.
+func CheckStarted(started *mitogen.ProcessStarted, dest int32) error {
+	switch {
+	case started == nil || started.Stdin == nil:
+		return errors.New("process: start reply lacks handles")
+	case started.Stdin.ContextId != dest:
+		return fmt.Errorf("process: start reply names context %d, not %d, which was asked", started.Stdin.ContextId, dest)
+	case !dynamicHandle(started.ControlHandle):
+		return fmt.Errorf("process: start reply's control handle %d is not a dynamic handle", started.ControlHandle)
+	case !dynamicHandle(started.Stdin.Handle):
+		return fmt.Errorf("process: start reply's stdin handle %d is not a dynamic handle", started.Stdin.Handle)
+	}
+	return nil
+}
+
+func dynamicHandle(h int32) bool { return h >= mitogen.FIRST_DYNAMIC_HANDLE && h != mitogen.IS_DEAD }
+
+// Relay starts spec through start in context dest (the one start asks;
+// or AnyDestination) and relays stdio until the process has exited and
+// all its output is delivered. The reply of start must pass CheckStarted
+// for dest. An error means the relay itself failed (the process could not
+// start, the destination vanished or broke the protocol, ctx ended); the
+// caller should then exit 255, as ssh does.
+func Relay(ctx context.Context, r *core.Router, dest int32, start Starter, spec *mitogen.ProcessSpec, stdio Stdio) (Result, error) {
+	c := &client{r: r, dest: dest}
 	if err := c.start(ctx, start, spec, stdio); err != nil {
 		return c.res, err
 	}
@@ -83,17 +109,26 @@ func (c *client) start(ctx context.Context, start Starter, spec *mitogen.Process
 		}
 		return err
 	}
-	if started.Stdin == nil || started.ControlHandle == 0 {
+	want := c.dest
+	if want == AnyDestination && started != nil && started.Stdin != nil {
+		want = started.Stdin.ContextId
+		if want == c.r.ID() {
+			c.res = Result{Status: 255}
+			return fmt.Errorf("process: start reply names this context %d itself", want)
+		}
+	}
+	if err := CheckStarted(started, want); err != nil {
 		c.res = Result{Status: 255}
-		return errors.New("process: start reply lacks handles")
+		return err
 	}
 	// Starting.
 	c.started = started
-	c.dest = started.Stdin.ContextId
+	c.dest = want
 	dest := c.dest
 	c.ctx, c.cancel = context.WithCancel(ctx)
-	onlyDest := func(msg *wire.Message, _ *core.Stream) bool { return msg.Src == dest }
-	c.control = c.r.NewReceiver(core.WithPeer(dest), core.WithPolicy(onlyDest), core.WithQueueLimit(64, 1<<20))
+	// EXIT comes from dest; a bounce of START or SIGNAL from dest or from
+	// a router on the way to it.
+	c.control = c.r.NewReceiver(core.WithPeer(dest), core.WithPolicy(c.r.ReplyPolicy(dest)), core.WithQueueLimit(64, 1<<20))
 	c.stdout = c.r.NewByteReader(c.ctx, dest)
 	c.stderr = c.r.NewByteReader(c.ctx, dest)
 	stdin := c.r.NewByteWriter(c.ctx)

@@ -52,10 +52,12 @@ type Cmd struct {
 	WaitDelay time.Duration
 
 	// Router is the local router the relay runs on; Starter starts the
-	// process. Command sets both; set them directly to start processes some
-	// other way (fakessh asks its master).
+	// process in context Dest (AnyDestination: the one Starter's reply
+	// names, never Router's own). Command sets all three; set them directly
+	// to start processes some other way (fakessh asks its master).
 	Router  *core.Router
 	Starter Starter
+	Dest    int32
 
 	ctx      context.Context
 	cl       *client
@@ -83,7 +85,7 @@ func CommandContext(ctx context.Context, c *core.Context, argv ...string) *Cmd {
 		spec.PeerId = r.ID()
 		return c.Agent().StartProcess(ctx, spec)
 	}
-	return &Cmd{Args: argv, Router: r, Starter: start, ctx: ctx}
+	return &Cmd{Args: argv, Router: r, Starter: start, Dest: c.ID(), ctx: ctx}
 }
 
 // Spec is the ProcessSpec Start sends (PeerId is the Starter's to set).
@@ -137,7 +139,7 @@ func (c *Cmd) Start() error {
 	// The relay outlives ctx by up to WaitDelay: ctx's end kills the
 	// process, whose EXIT is then still heard.
 	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	cl := &client{r: c.Router}
+	cl := &client{r: c.Router, dest: c.Dest}
 	if err := cl.start(relayCtx, c.Starter, spec, Stdio{Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr}); err != nil {
 		cancel()
 		if cl.res.Note != "" {

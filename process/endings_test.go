@@ -114,7 +114,7 @@ func (p *pair) relayFromClientTo(t *testing.T, started *mitogen.ProcessStarted, 
 	go func() {
 		defer close(done)
 		start := func(context.Context, *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) { return started, nil }
-		_, _ = Relay(context.Background(), p.client, start, &mitogen.ProcessSpec{}, Stdio{Stdin: inR, Stdout: stdout, Stderr: io.Discard})
+		_, _ = Relay(context.Background(), p.client, started.Stdin.ContextId, start, &mitogen.ProcessSpec{}, Stdio{Stdin: inR, Stdout: stdout, Stderr: io.Discard})
 	}()
 }
 

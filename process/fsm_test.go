@@ -231,7 +231,7 @@ func relayAgainst(t *testing.T, p *pair, script func(start *mitogen.Control)) (R
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := Relay(ctx, p.client, starter, &mitogen.ProcessSpec{Argv: []string{"x"}}, Stdio{})
+		res, err := Relay(ctx, p.client, p.master.ID(), starter, &mitogen.ProcessSpec{Argv: []string{"x"}}, Stdio{})
 		done <- result{res, err}
 	}()
 	m, err := rp.control.Get(ctx)
@@ -334,7 +334,7 @@ func TestClientStartBounces(t *testing.T) {
 	starter := func(context.Context, *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		return &mitogen.ProcessStarted{ControlHandle: gone.Handle(), Stdin: stdin.End(), Pid: 1}, nil
 	}
-	res, err := Relay(ctx, p.client, starter, &mitogen.ProcessSpec{Argv: []string{"x"}}, Stdio{})
+	res, err := Relay(ctx, p.client, p.master.ID(), starter, &mitogen.ProcessSpec{Argv: []string{"x"}}, Stdio{})
 	if err == nil || !core.IsDead(err) || res.Status != 255 {
 		t.Fatalf("got %+v, %v; want status 255 and the bounce", res, err)
 	}
@@ -371,5 +371,70 @@ func TestClientOutputFails(t *testing.T) {
 				t.Fatalf("got %+v, %v; want status 255 and the stream's failure", res, err)
 			}
 		})
+	}
+}
+
+// A start reply is checked before anything is sent: it must name the
+// context that was asked, and dynamic handles. A hostile destination
+// naming the client's own context and its SHUTDOWN (or ADD_ROUTE) handle
+// would otherwise have START delivered locally, past every policy.
+func TestClientRefusesHostileStartReply(t *testing.T) {
+	p := newPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stdin := p.master.NewByteReader(ctx, p.clientID)
+	defer stdin.Close()
+	self := &mitogen.StreamEnd{ContextId: p.clientID, Handle: stdin.End().Handle, Window: stdin.End().Window}
+	for _, c := range []struct {
+		name    string
+		started *mitogen.ProcessStarted
+	}{
+		{"own SHUTDOWN", &mitogen.ProcessStarted{ControlHandle: mitogen.SHUTDOWN, Stdin: self}},
+		{"own ADD_ROUTE", &mitogen.ProcessStarted{ControlHandle: mitogen.ADD_ROUTE, Stdin: self}},
+		{"own ALLOCATE_ID", &mitogen.ProcessStarted{ControlHandle: mitogen.ALLOCATE_ID, Stdin: self}},
+		{"asked context, well-known handle", &mitogen.ProcessStarted{ControlHandle: mitogen.SHUTDOWN, Stdin: stdin.End()}},
+		{"asked context, IS_DEAD", &mitogen.ProcessStarted{ControlHandle: mitogen.IS_DEAD, Stdin: stdin.End()}},
+		{"well-known stdin handle", &mitogen.ProcessStarted{ControlHandle: 5000, Stdin: &mitogen.StreamEnd{ContextId: p.master.ID(), Handle: mitogen.SHUTDOWN, Window: 1 << 16}}},
+	} {
+		starter := func(context.Context, *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) { return c.started, nil }
+		res, err := Relay(ctx, p.client, p.master.ID(), starter, &mitogen.ProcessSpec{Argv: []string{"x"}}, Stdio{})
+		if err == nil || res.Status != 255 || !strings.Contains(err.Error(), "start reply") {
+			t.Fatalf("%s: got %+v, %v; want the reply refused", c.name, res, err)
+		}
+		// AnyDestination still refuses the relaying context itself.
+		if _, err := Relay(ctx, p.client, AnyDestination, starter, &mitogen.ProcessSpec{Argv: []string{"x"}}, Stdio{}); err == nil {
+			t.Fatalf("%s: AnyDestination took the reply", c.name)
+		}
+	}
+	// A round trip, then neither end has begun to shut down.
+	rc := p.client.NewReceiver()
+	defer rc.Close()
+	p.master.Send(&wire.Message{Dst: p.clientID, Handle: rc.Handle(), Data: []byte("still here")})
+	if _, err := rc.Get(ctx); err != nil {
+		t.Fatalf("client unreachable after the hostile replies: %v", err)
+	}
+	select {
+	case <-p.client.Done():
+		t.Fatal("the client context shut down")
+	case <-p.master.Done():
+		t.Fatal("the master shut down")
+	default:
+	}
+}
+
+// A START bounced by a router on the way to the destination (not by the
+// destination itself) still ends the relay: the control handle takes dead
+// messages that come back on the stream toward the destination.
+func TestClientStartBouncedOnTheWay(t *testing.T) {
+	p := newPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const nowhere = 4242 // the master has no route to it
+	starter := func(context.Context, *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
+		return &mitogen.ProcessStarted{ControlHandle: 5000, Stdin: &mitogen.StreamEnd{ContextId: nowhere, Handle: 5001, Window: 1 << 16}, Pid: 1}, nil
+	}
+	res, err := Relay(ctx, p.client, nowhere, starter, &mitogen.ProcessSpec{Argv: []string{"x"}}, Stdio{})
+	if err == nil || !core.IsDead(err) || errors.Is(err, context.DeadlineExceeded) || res.Status != 255 {
+		t.Fatalf("got %+v, %v; want status 255 and the master's bounce", res, err)
 	}
 }

@@ -132,7 +132,7 @@ func run(anchorScript string, calls, streamMiB int) error {
 		return c.Agent().StartProcess(ctx, spec)
 	}
 	t = time.Now()
-	res, err := process.Relay(ctx, r, start, &mitogen.ProcessSpec{Argv: []string{"cat"}},
+	res, err := process.Relay(ctx, r, c.ID(), start, &mitogen.ProcessSpec{Argv: []string{"cat"}},
 		process.Stdio{Stdin: io.LimitReader(zeroReader{}, streamBytes), Stdout: io.Discard, Stderr: os.Stderr})
 	if err != nil || res.Status != 0 {
 		return fmt.Errorf("stream relay: %v (status %d)", err, res.Status)

@@ -31,7 +31,7 @@ func cmdExec(args []string) int {
 		return dest.Agent().StartProcess(ctx, spec)
 	}
 	spec := &mitogen.ProcessSpec{Argv: argv, Dir: *dir, Origin: "mitogen exec"}
-	res, err := process.Relay(ctx, r, start, spec, process.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	res, err := process.Relay(ctx, r, dest.ID(), start, spec, process.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 	if err != nil && res.Note != "" {
 		return fail(os.Stderr, "exec %s in %s: %s", argv[0], dest, res.Note)
 	}

@@ -1030,7 +1030,19 @@ var fieldIDToName_ProcessSpec = map[int16]string{
 	8: "peer_id",
 }
 
-/** Reply of Process.start: the handles of the started process. */
+/**
+ * Reply of Process.start: the handles of the started process.
+ *
+ * Validation (by whoever asked, before anything is sent to the handles):
+ * stdin.context_id must be the context start_process was asked of (a
+ * relay that let a trusted context pick it, as fakessh's ssh lets the
+ * master, still refuses its own ID), and control_handle and stdin.handle
+ * must be dynamic handles (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD). A reply
+ * failing this is refused as a failed start: it could otherwise aim START
+ * at the asker's own well-known handles (SHUTDOWN, ADD_ROUTE), where local
+ * delivery skips every policy. fakessh's master checks the reply of the
+ * destination the same way before passing it to the ssh context.
+ */
 type ProcessStarted struct {
 	/** The process's control handle: send Control messages here. */
 	ControlHandle int32 `thrift:"control_handle,1" json:"control_handle"`
