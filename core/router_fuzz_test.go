@@ -598,6 +598,12 @@ func (w *fuzzWorld) check(t *testing.T, p *rawPeer) {
 		if p == w.peers[0] {
 			w.peers[0] = w.rawChildOf(w.m, "hm")
 		} else {
+			if _, err := w.m.AllocateIDFor(w.c1.ID()); err != nil {
+				// Hostile ALLOCATE_IDs from c1's subtree have spent the
+				// quota of c1's stream (IDL: ALLOCATE_ID): start a new world.
+				w.rebuild()
+				return
+			}
 			w.peers[1] = w.rawChildOf(w.c1, "ha")
 		}
 	}
