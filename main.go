@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/seed-a176d0ab/mitogen-go/agent"
+	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/process"
 )
@@ -63,15 +64,41 @@ func RoleOf(args []string) Role {
 // binary when the far side needs one, e.g. another architecture). Test
 // binaries do the same in TestMain, before m.Run.
 //
+// Options add to what the agent role serves: WithService registers a
+// user's own services in every context this binary runs as (the
+// bootstrap ships this binary, so the services reach any host the master
+// reaches, with nothing installed there).
+//
 // In the agent and ssh roles Main also tunes the Go runtime for a relay
 // (agent.TuneRuntime); the program proper is left alone.
-func Main() {
+func Main(opts ...Option) {
+	var o mainOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	switch RoleOf(os.Args) {
 	case RoleAgent:
 		agent.TuneRuntime()
-		os.Exit(agent.Run(nil, process.StartProcess))
+		os.Exit(agent.RunWith(agent.RunConfig{Processes: process.StartProcess, Services: o.services}))
 	case RoleSSH:
 		agent.TuneRuntime()
 		os.Exit(fakessh.SSHMain(os.Args[1:]))
 	}
+}
+
+// Option is an option of Main.
+type Option func(*mainOptions)
+
+type mainOptions struct {
+	services []agent.ServiceRegistrar
+}
+
+// WithService registers a user's services in every context this binary
+// serves as an agent: register runs once per context with its router,
+// before the context reports ready, and typically calls Router.Serve with
+// the dispatcher mitogen-gen generated for the user's IDL service. An
+// error from register ends that agent (exit status 1, the error on its
+// stderr) before it reports ready, so the master's Connect fails.
+func WithService(register func(r *core.Router) error) Option {
+	return func(o *mainOptions) { o.services = append(o.services, register) }
 }

@@ -14,6 +14,32 @@ import (
 // code: 0 when the parent sent SHUTDOWN, 1 (with a line on stderr) when the
 // Boot was refused or the parent stream ended without SHUTDOWN.
 func Run(ts Transports, ps ProcessStarter) int {
+	return RunWith(RunConfig{Transports: ts, Processes: ps})
+}
+
+// ServiceRegistrar registers services of a user's program on a context's
+// router (with Router.Serve for an IDL service served by CALL_FUNCTION, or
+// Router.ServeOn / NewReceiver for handles of its own). It runs once per
+// context, after the Agent service is registered and before the context
+// tells its parent it is ready, so that no call can arrive before it. An
+// error fails the boot: the agent prints it on stderr and exits 1 without
+// telling its parent it is ready.
+type ServiceRegistrar func(r *core.Router) error
+
+// RunConfig is what RunWith serves. Zero fields take the defaults of Run.
+type RunConfig struct {
+	// Transports start this context's own children (default: the
+	// transport registry with every built-in method).
+	Transports Transports
+	// Processes serves Agent.start_process (nil: refused).
+	Processes ProcessStarter
+	// Services are the user's services, registered in this context.
+	Services []ServiceRegistrar
+}
+
+// RunWith is Run with user services: see RunConfig.
+func RunWith(rc RunConfig) int {
+	ts, ps := rc.Transports, rc.Processes
 	conn, err := fd.StdioConn()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen agent: %v\n", err)
@@ -24,9 +50,21 @@ func Run(ts Transports, ps ProcessStarter) int {
 	if ts == nil {
 		ts = (&Registry{}).Transport
 	}
-	r, err := core.Boot(conn, cfg, func(r *core.Router) {
+	var regErr error
+	r, err := core.BootWith(conn, cfg, func(r *core.Router) error {
 		(&Service{Router: r, Transports: ts, Processes: ps}).Serve()
+		for _, reg := range rc.Services {
+			if err := reg(r); err != nil {
+				regErr = fmt.Errorf("context %d: registering a user service: %w", r.ID(), err)
+				return regErr
+			}
+		}
+		return nil
 	})
+	if regErr != nil {
+		fmt.Fprintf(os.Stderr, "mitogen agent: %v; exiting\n", regErr)
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen agent: %v (this command is started by a mitogen master, not by hand)\n", err)
 		return 1

@@ -91,6 +91,19 @@ func logLevel(r *Router) int {
 //
 // An invalid cfg (see Config.Validate) is an error before anything is read.
 func Boot(conn io.ReadWriteCloser, cfg Config, setup func(*Router)) (*Router, error) {
+	return BootWith(conn, cfg, func(r *Router) error {
+		if setup != nil {
+			setup(r)
+		}
+		return nil
+	})
+}
+
+// BootWith is Boot with a setup that can fail: when it returns an error,
+// the context never tells its parent it is ready (the parent's StartChild
+// fails when the stream ends) and BootWith returns that error with the
+// connection closed.
+func BootWith(conn io.ReadWriteCloser, cfg Config, setup func(*Router) error) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -121,7 +134,10 @@ func Boot(conn io.ReadWriteCloser, cfg Config, setup func(*Router)) (*Router, er
 	r.parent = s
 	r.mu.Unlock()
 	if setup != nil {
-		setup(r)
+		if err := setup(r); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	s.start()
 	r.Send(&wire.Message{Dst: b.ParentId, Handle: m.ReplyTo, Data: marshal(&mitogen.Ready{ContextId: b.ContextId, Pid: int32(os.Getpid()), Version: Version})})
