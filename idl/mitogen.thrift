@@ -34,6 +34,17 @@
  * ADD_ROUTE from below, else the parent stream. A message that can go nowhere
  * is answered with a dead message (see IS_DEAD) carrying Dead{NO_ROUTE}.
  *
+ * READING. A peer must keep reading its streams. A router queues a bounded
+ * number of bytes per stream for writing (16 MiB by default) and, when that
+ * queue is full, stops reading the stream the next message for it came from
+ * (backpressure). A stream whose peer then reads nothing for a while (30 s
+ * by default: no write to it completes) is cut, and its contexts are gone
+ * as if the stream had closed (DEL_ROUTE, Dead{DISCONNECTED} to waiters);
+ * a leaf stream (see LEAF STREAMS) is cut as soon as its queue is full,
+ * since everything sent to a leaf is bounded by windows it granted. So a
+ * peer that stops reading delays the traffic of others by a bounded time
+ * and never stalls its neighbour for good.
+ *
  * AUTHORITY. auth_id names the context that vouches for a message; the
  * originator sets it to its own ID and nobody rewrites it. A router accepts a
  * message arriving on stream S only when both auth_id and src_id are
