@@ -37,12 +37,12 @@ type Stream struct {
 	// Config.StreamStallTimeout after it (see watch).
 	progress atomic.Int64
 	watchdog *time.Timer
-	wake    chan struct{} // capacity 1: "queue not empty or closing"
-	closed  bool
-	writing bool // a goroutine is writing to conn
-	err     error
-	done    chan struct{} // closed when both goroutines have ended
-	readEnd chan struct{}
+	wake     chan struct{} // capacity 1: "queue not empty or closing"
+	closed   bool
+	writing  bool // a goroutine is writing to conn
+	err      error
+	done     chan struct{} // closed when both goroutines have ended
+	readEnd  chan struct{}
 }
 
 func newStream(r *Router, conn io.ReadWriteCloser, br *bufio.Reader, remoteID int32, name string, isParent bool) *Stream {
