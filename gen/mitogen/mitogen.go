@@ -370,6 +370,14 @@ func (p *ControlKind) Value() (driver.Value, error) {
 }
 
 /**
+ * A well-known handle number (an i32 on the wire, like every handle). The
+ * constants of this type are the well-known handles, and only they: the
+ * annotation marks them for mitogen-gen, whose WellKnownHandles and
+ * HandleName list them. Other i32 constants are plain numbers.
+ */
+type Handle = int32
+
+/**
  * BYTE STREAMS. A byte stream (process stdin/stdout/stderr, file data)
  * flows from a writer to a reader's data handle as messages whose payload is
  * the raw bytes (no Thrift encoding; never empty), each with reply_to set to
