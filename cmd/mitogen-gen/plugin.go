@@ -394,7 +394,7 @@ func (g *gen) service(svc *golang.Service) error {
 		g.p("\t\treturn res, nil")
 	}
 	g.p("\t}")
-	g.p("\treturn nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, %q+method)", svc.Name+" has no method ")
+	g.p("\treturn nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, \"unknown method \"+method)")
 	g.p("}")
 	g.p("")
 	return nil

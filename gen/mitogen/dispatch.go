@@ -256,7 +256,7 @@ func DispatchAgent(ctx context.Context, impl Agent, method string, args []byte) 
 		res.Success = r
 		return res, nil
 	}
-	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "Agent has no method "+method)
+	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "unknown method "+method)
 }
 
 // CALL_FUNCTION method names of service FakeSSH.
@@ -313,5 +313,5 @@ func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []by
 		res.Success = r
 		return res, nil
 	}
-	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "FakeSSH has no method "+method)
+	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "unknown method "+method)
 }
