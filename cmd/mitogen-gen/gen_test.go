@@ -426,3 +426,20 @@ func TestOutImportPath(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedNamespaceRefused: two IDL files of one generation that name
+// the same Go package would overwrite each other's dispatch.go; that is
+// an error.
+func TestSharedNamespaceRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.thrift"), []byte("namespace go same\nstruct A { 1: i32 x }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b.thrift"), []byte("include \"a.thrift\"\nnamespace go same\nstruct B { 1: a.A a }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := run(config{idl: filepath.Join(dir, "b.thrift"), out: filepath.Join(dir, "gen"), importPath: "example.com/x"})
+	if err == nil || !strings.Contains(err.Error(), "share the Go package") {
+		t.Fatalf("got %v, want a shared-package error", err)
+	}
+}

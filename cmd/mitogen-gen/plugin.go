@@ -55,6 +55,11 @@ func (p *dispatchPlugin) Invoke(req *plugin.Request) *plugin.Response {
 			errs = append(errs, fmt.Errorf("%s: %w", ast.Filename, err))
 			continue
 		}
+		for _, other := range p.pkgs {
+			if other.dir == gp.dir {
+				errs = append(errs, fmt.Errorf("%s and %s would share the Go package in %s: give them distinct `namespace go`", other.ast.Filename, ast.Filename, gp.dir))
+			}
+		}
 		p.pkgs = append(p.pkgs, gp)
 		contents = append(contents, files...)
 	}
