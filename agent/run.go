@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"syscall"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
@@ -14,6 +16,7 @@ import (
 // code: 0 when the parent sent SHUTDOWN, 1 (with a line on stderr) when the
 // Boot was refused or the parent stream ended without SHUTDOWN.
 func Run(ts Transports, ps ProcessStarter) int {
+	closeInherited()
 	conn, err := fd.StdioConn()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen agent: %v\n", err)
@@ -39,4 +42,20 @@ func Run(ts Transports, ps ProcessStarter) int {
 		return 1
 	}
 	return 0
+}
+
+// closeInherited marks every descriptor above stderr close-on-exec: none
+// is the agent's to pass on (an agent run from memory holds its memfd as
+// fd 3, and a parent may leak others), so that no command it runs
+// inherits one.
+func closeInherited() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > 2 {
+			syscall.CloseOnExec(n)
+		}
+	}
 }

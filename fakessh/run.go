@@ -579,6 +579,7 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	spec := *req.Spec
 	spec.PeerId = caller
 	spec.Argv = nil // a fakessh ssh runs commands the way sshd does, never raw argv
+	spec.Env = AcceptEnv(spec.Env)
 	st.Router.Logger().Debug("fakessh start_slave", "host", req.Host, "dest", dest.String(), "caller", caller,
 		"command", spec.Command, "subsystem", spec.Subsystem, "login", spec.Login)
 	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
@@ -596,4 +597,21 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
 	}
 	return started, nil
+}
+
+// AcceptEnv is what sshd's default configuration on Debian
+// ("AcceptEnv LANG LC_*") keeps of the variables a client sends (ssh's
+// SendEnv and SetEnv): LANG and LC_*, nothing else. The destination adds
+// them to the environment sshd would give the command (package process).
+func AcceptEnv(env map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range env {
+		if k == "LANG" || strings.HasPrefix(k, "LC_") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
