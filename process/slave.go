@@ -264,7 +264,7 @@ func buildCommand(spec *mitogen.ProcessSpec) (*exec.Cmd, error) {
 type account struct {
 	uid   int
 	name  string // "" when the password database does not know the uid
-	home  string // from the password database, else $HOME, else "/"
+	home  string // $HOME, else from the password database, else "/"
 	shell string // the login shell when usable, else /bin/sh
 }
 
@@ -272,11 +272,20 @@ type account struct {
 // The login shell is used when /etc/shells lists it (or there is no
 // /etc/shells) and it exists; an account whose shell is nologin or false
 // (nobody, daemons) reached through sudo gets /bin/sh, as sudo runs it.
+// HOME is the agent's own $HOME when set: the transport that started it
+// set it from the same database (sshd, sudo -H, su), or chose another on
+// purpose (a local hop keeps the master's, sudo's keep_home the caller's).
 func currentAccount() account {
-	a := account{uid: os.Getuid(), home: os.Getenv("HOME"), shell: "/bin/sh"}
-	if a.home == "" {
-		a.home = "/"
+	a := passwdAccount()
+	if h := os.Getenv("HOME"); h != "" {
+		a.home = h
 	}
+	return a
+}
+
+// passwdAccount is the agent's user as /etc/passwd describes it.
+func passwdAccount() account {
+	a := account{uid: os.Getuid(), home: "/", shell: "/bin/sh"}
 	b, err := os.ReadFile("/etc/passwd")
 	if err != nil {
 		return a
