@@ -81,6 +81,11 @@ func TestViaSudoNobody(t *testing.T) {
 	if st != 0 || out != "nobody\n" {
 		t.Fatalf("exec --via sudo:nobody: status %d stdout %q stderr %q", st, out, errs)
 	}
+	// The agent's memfd (and anything else it inherited) is not passed on.
+	st, out, errs = runAs(t, nil, "exec", "--via", "sudo:nobody", "--", "sh", "-c", "ls /proc/$$/fd")
+	if st != 0 || out != "0\n1\n2\n" {
+		t.Fatalf("descriptors of a command: status %d stdout %q stderr %q; want only 0 1 2", st, out, errs)
+	}
 	st, out, errs = runAs(t, nil, "run", "--via", "sudo:nobody", "--", "ssh", "h", "id -un; pwd")
 	if st != 0 || out != "nobody\n/\n" {
 		t.Fatalf("run --via sudo:nobody -- ssh: status %d stdout %q stderr %q", st, out, errs)

@@ -1,0 +1,118 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// echoAgent is a tiny "agent" that reads one line from its stream and
+// says what it got, with its umask.
+func echoAgent(t *testing.T) *Agent {
+	p := filepath.Join(t.TempDir(), "agent")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nread line\necho \"AGENT-RAN $1 $line $(umask)\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &Agent{Path: p}
+}
+
+// startEcho starts a's script the way a transport does (Start), under
+// umask 027, with Memory as given; it returns the agent bytes sent and what
+// the agent answered to "hello".
+func startEcho(t *testing.T, a *Agent, cache string, memory bool) (int64, string) {
+	t.Helper()
+	script, err := a.Script(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var sent int64
+	conn, err := Start(ctx, Command{
+		Cmd:    exec.Command("/bin/sh", "-c", `umask 027; exec /bin/sh -c "$0"`, script),
+		Agent:  a,
+		Sent:   &sent,
+		Memory: memory,
+	})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(conn)
+	conn.Wait()
+	return sent, string(out)
+}
+
+// With Memory the agent runs from a memfd: nothing is sent, no cache is
+// made, its stream is the socket (it reads what was written), and it has
+// the umask its command was given.
+func TestMemoryRunsTheAgentWithoutAFile(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("memfd is Linux's")
+	}
+	a := echoAgent(t)
+	cache := filepath.Join(t.TempDir(), "cache")
+	sent, out := startEcho(t, a, cache, true)
+	if sent != 0 || out != "AGENT-RAN agent hello 0027\n" {
+		t.Fatalf("sent %d, agent said %q; want nothing sent and the agent run", sent, out)
+	}
+	if _, err := os.Stat(cache); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the cache was made (%v): the agent did not run from memory", err)
+	}
+	f, err := a.memoryFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The memfd is sealed and read-only: no child can change what the next one runs.
+	if _, err := f.Write([]byte("x")); err == nil {
+		t.Fatal("the agent's memfd is writable")
+	}
+	if w, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY, 0); err == nil {
+		_, werr := w.Write([]byte("#!/bin/sh\necho EVIL\n"))
+		w.Close()
+		if werr == nil {
+			t.Fatal("the agent's memfd could be reopened and written")
+		}
+	}
+}
+
+// Without memory (not asked, or not available) the disk cache serves, and
+// the agent still gets its command's umask, not the cache's 077.
+func TestDiskCacheWhenNoMemory(t *testing.T) {
+	a := echoAgent(t)
+	size, _ := a.CompressedSize()
+	cache := filepath.Join(t.TempDir(), "cache")
+	sent, out := startEcho(t, a, cache, false)
+	if sent != int64(size) || out != "AGENT-RAN agent hello 0027\n" {
+		t.Fatalf("first: sent %d of %d, agent said %q", sent, size, out)
+	}
+	// Memory asked but not available here: pipes, and the cache (0 bytes).
+	b := echoAgent(t)
+	b.Path = a.Path
+	b.memOnce.Do(func() { b.memErr = errors.New("no memfd here") })
+	sent, out = startEcho(t, b, cache, true)
+	if sent != 0 || out != "AGENT-RAN agent hello 0027\n" {
+		t.Fatalf("fallback: sent %d, agent said %q", sent, out)
+	}
+	st, err := os.Stat(cache)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("cache dir: %v %v", st, err)
+	}
+	ents, _ := os.ReadDir(cache)
+	for _, e := range ents {
+		if fi, _ := e.Info(); fi == nil || fi.Mode().Perm() != 0o700 || !strings.HasPrefix(e.Name(), "agent-") {
+			t.Fatalf("cache holds %s %v", e.Name(), fi.Mode())
+		}
+	}
+}
