@@ -23,6 +23,10 @@ import (
 // "USER@HOST: Permission denied (...)." and status 255. A command never
 // runs as another user than the one named.
 
+// maxUserHops bounds the users (with their refusals) a run remembers: a
+// program naming ever new users gets refused, not ever more processes.
+const maxUserHops = 64
+
 // userKey names a user's hop from one destination context.
 type userKey struct {
 	dest int32
@@ -64,6 +68,10 @@ func (st *run) asUser(ctx context.Context, dest *core.Context, user, host string
 		st.u.hops = map[userKey]*userHop{}
 	}
 	h, ok := st.u.hops[k]
+	if !ok && len(st.u.hops) >= maxUserHops {
+		st.u.mu.Unlock()
+		return nil, &mitogen.CallError{Code: "EACCES", Message: fmt.Sprintf("%s@%s: Permission denied (this run already serves %d ssh users).", user, host, maxUserHops)}
+	}
 	if !ok {
 		h = &userHop{done: make(chan struct{})}
 		st.u.hops[k] = h
