@@ -126,7 +126,9 @@ func platformMatches(remote string) bool {
 
 // Script returns the POSIX sh program that runs the cached agent or
 // installs it. cacheDir overrides the cache directory (default
-// ${XDG_CACHE_HOME:-$HOME/.cache}/mitogen-go). When the command's stdin is
+// ${XDG_CACHE_HOME:-$HOME/.cache}/mitogen-go); when it cannot be made or
+// written (no home, a read-only one), $XDG_RUNTIME_DIR/mitogen-go (the
+// user's own tmpfs, when the login has one) serves instead. When the command's stdin is
 // a regular file (Command.Memory: the agent in a memfd, the stream on a
 // socket as stdout), the program first runs the agent from it.
 func (a *Agent) Script(cacheDir string) (string, error) {
@@ -145,9 +147,12 @@ fi
 M=$(umask)
 umask 077
 H=%s
-D=%s
+D=
+for C in %s ${XDG_RUNTIME_DIR:+"$XDG_RUNTIME_DIR/mitogen-go"}; do
+  if mkdir -p "$C" 2>/dev/null && chmod 700 "$C" 2>/dev/null && [ -w "$C" ]; then D=$C; break; fi
+done
+[ -n "$D" ] || { echo "mitogen: cannot create agent cache $C" >&2; exit 97; }
 F="$D/agent-$H"
-mkdir -p "$D" && chmod 700 "$D" || { echo "mitogen: cannot create agent cache $D" >&2; exit 97; }
 if [ -f "$F" ] && [ "$(sha256sum < "$F" | cut -c1-64)" = "$H" ]; then
   echo "MITOGEN0 cached"
 else

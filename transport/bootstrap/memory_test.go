@@ -116,3 +116,29 @@ func TestDiskCacheWhenNoMemory(t *testing.T) {
 		}
 	}
 }
+
+// A cache directory that cannot be made (no home, a read-only one) falls
+// back to $XDG_RUNTIME_DIR/mitogen-go; with neither, a clear error.
+func TestCacheFallsBackToRuntimeDir(t *testing.T) {
+	a := echoAgent(t)
+	runtimeDir := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", runtimeDir)
+	unwritable := "/proc/mitogen-no-such-dir/cache" // not even root can make it
+	size, _ := a.CompressedSize()
+	for i, want := range []int64{int64(size), 0} {
+		sent, out := startEcho(t, a, unwritable, false)
+		if sent != want || out != "AGENT-RAN agent hello 0027\n" {
+			t.Fatalf("run %d: sent %d (want %d), agent said %q", i+1, sent, want, out)
+		}
+	}
+	h, _ := a.Hash()
+	if st, err := os.Stat(filepath.Join(runtimeDir, "mitogen-go", "agent-"+h)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("agent not cached in the runtime directory: %v", err)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	script, _ := a.Script(unwritable)
+	out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cannot create agent cache") {
+		t.Fatalf("no usable directory: %v %q", err, out)
+	}
+}
