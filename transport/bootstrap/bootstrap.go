@@ -127,8 +127,9 @@ func platformMatches(remote string) bool {
 // Script returns the POSIX sh program that runs the cached agent or
 // installs it. cacheDir overrides the cache directory (default
 // ${XDG_CACHE_HOME:-$HOME/.cache}/mitogen-go); when it cannot be made or
-// written (no home, a read-only one), $XDG_RUNTIME_DIR/mitogen-go (the
-// user's own tmpfs, when the login has one) serves instead. When the command's stdin is
+// written (no home, a read-only one) or cannot hold programs (a noexec
+// mount), $XDG_RUNTIME_DIR/mitogen-go (the user's own tmpfs, when the
+// login has one) serves instead. When the command's stdin is
 // a regular file (Command.Memory: the agent in a memfd, the stream on a
 // socket as stdout), the program first runs the agent from it.
 func (a *Agent) Script(cacheDir string) (string, error) {
@@ -149,7 +150,12 @@ umask 077
 H=%s
 D=
 for C in %s ${XDG_RUNTIME_DIR:+"$XDG_RUNTIME_DIR/mitogen-go"}; do
-  if mkdir -p "$C" 2>/dev/null && chmod 700 "$C" 2>/dev/null && [ -w "$C" ]; then D=$C; break; fi
+  mkdir -p "$C" 2>/dev/null && chmod 700 "$C" 2>/dev/null && [ -w "$C" ] || continue
+  if ! [ -x "$C/agent-$H" ]; then
+    P="$C/.probe-$$"; : > "$P" && chmod 700 "$P" && [ -x "$P" ]; X=$?; rm -f "$P"
+    [ "$X" = 0 ] || continue
+  fi
+  D=$C; break
 done
 [ -n "$D" ] || { echo "mitogen: cannot create agent cache $C" >&2; exit 97; }
 F="$D/agent-$H"

@@ -142,3 +142,36 @@ func TestCacheFallsBackToRuntimeDir(t *testing.T) {
 		t.Fatalf("no usable directory: %v %q", err, out)
 	}
 }
+
+// A cache directory on a noexec mount is passed over for one that can run
+// the agent.
+func TestCacheSkipsNoexecMount(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("MITOGEN_CI") != "" {
+			t.Fatal("CI must be able to run this test: it needs root (mount)")
+		}
+		t.Skip("skipping: needs root to mount a noexec tmpfs")
+	}
+	noexec := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "noexec,size=64m", "mitogen-test", noexec).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", noexec).Run() })
+	a := echoAgent(t)
+	runtimeDir := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", runtimeDir)
+	size, _ := a.CompressedSize()
+	for i, want := range []int64{int64(size), 0} {
+		sent, out := startEcho(t, a, filepath.Join(noexec, "cache"), false)
+		if sent != want || out != "AGENT-RAN agent hello 0027\n" {
+			t.Fatalf("run %d: sent %d (want %d), agent said %q", i+1, sent, want, out)
+		}
+	}
+	h, _ := a.Hash()
+	if _, err := os.Stat(filepath.Join(runtimeDir, "mitogen-go", "agent-"+h)); err != nil {
+		t.Fatalf("agent not cached in the runtime directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(noexec, "cache")); len(ents) != 0 {
+		t.Fatalf("left in the noexec directory: %v", ents)
+	}
+}
