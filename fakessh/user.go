@@ -155,9 +155,12 @@ func (st *run) shutdownUserHops() {
 	made := st.u.made
 	st.u.made = nil
 	st.u.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
 	for _, c := range made {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = c.Shutdown(ctx)
-		cancel()
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = c.Shutdown(ctx) }()
 	}
+	wg.Wait()
 }
