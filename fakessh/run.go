@@ -181,6 +181,8 @@ type run struct {
 	// Refusal warnings: when the last one was logged, how many since.
 	lastWarn time.Time
 	unwarned int
+	// u serves ssh users other than the destination's (user.go).
+	u users
 }
 
 // Run runs argv and returns its exit status (a signal gives 128+N, as a
@@ -239,6 +241,7 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 		st.wg.Wait()
 		r.RemoveHandler(handle)
 		st.disconnectAll()
+		st.shutdownUserHops()
 	}()
 	st.wg.Add(1)
 	go func() { defer st.wg.Done(); st.accept(runCtx, ln, secret) }()
@@ -606,13 +609,18 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	if c, ok := st.Hosts[req.Host]; ok {
 		dest = c
 	}
+	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
+	defer cancel()
+	dest, err := st.asUser(callCtx, dest, req.User, req.Host)
+	if err != nil {
+		return nil, err
+	}
 	spec := *req.Spec
 	spec.PeerId = caller
 	spec.Argv = nil // a fakessh ssh runs commands the way sshd does, never raw argv
+	spec.Env = AcceptEnv(spec.Env)
 	st.Router.Logger().Debug("fakessh start_slave", "host", req.Host, "dest", dest.String(), "caller", caller,
 		"command", spec.Command, "subsystem", spec.Subsystem, "login", spec.Login)
-	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
-	defer cancel()
 	started, err := dest.Agent().StartProcess(callCtx, &spec)
 	if err != nil {
 		var ce *mitogen.CallError
@@ -626,4 +634,21 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
 	}
 	return started, nil
+}
+
+// AcceptEnv is what sshd's default configuration on Debian
+// ("AcceptEnv LANG LC_*") keeps of the variables a client sends (ssh's
+// SendEnv and SetEnv): LANG and LC_*, nothing else. The destination adds
+// them to the environment sshd would give the command (package process).
+func AcceptEnv(env map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range env {
+		if k == "LANG" || strings.HasPrefix(k, "LC_") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -959,6 +959,22 @@ var fieldIDToName_StreamEnd = map[int16]string{
  * without reaping it (waitid WNOWAIT) and reaps it only when it will signal
  * no more (EXIT sent, or the ending over), so that no signal can reach a
  * newer group that reused the ID.
+ *
+ * SSHD. command, subsystem and login run as sshd runs a session: with the
+ * user's login shell from the password database (when /etc/shells lists
+ * it; else /bin/sh, as for nologin accounts reached by sudo), in the home
+ * directory for dir "~" ("/" when it is missing or closed), and with
+ * sshd's environment and nothing of the agent's own: USER, LOGNAME, HOME
+ * (the agent's $HOME, which its transport set), SHELL, PATH (sshd's
+ * default: /usr/local/bin:/usr/bin:/bin:/usr/games, for uid 0
+ * /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin),
+ * MAIL=/var/mail/USER, SSH_CONNECTION and SSH_CLIENT, then env. The two
+ * SSH_ variables are the agent's own when it has both (an ssh hop: the
+ * real connection), else those of a connection from 127.0.0.1 (a random
+ * port in 32768-60999) to 127.0.0.1 port 22. argv runs with the agent's
+ * own environment plus env. Every process keeps the agent's umask, which
+ * is the one its transport gave (the bootstrap's 077 is only for the
+ * agent's cache).
  */
 type ProcessSpec struct {
 	/** Run argv[0] with these arguments, found on PATH. */
@@ -1311,9 +1327,23 @@ var fieldIDToName_ConnectReply = map[int16]string{
 /** What a fakessh `ssh` asks the master to run for it. */
 type StartSlaveRequest struct {
 	/** Destination host as the program named it (the ssh command line's host). */
-	Host string       `thrift:"host,1" json:"host"`
-	User string       `thrift:"user,2" json:"user"`
-	Port int32        `thrift:"port,3" json:"port"`
+	Host string `thrift:"host,1" json:"host"`
+	/**
+	 * The ssh user (user@host, -l, -o User=); empty: the destination
+	 * context's own. Another user than the one the destination context runs
+	 * as is served by a sudo hop from that context (made once per run and
+	 * user, shut down with the run) when `sudo -n -u USER true` succeeds
+	 * there; otherwise start_slave fails with CallError code "EACCES" and
+	 * the message "USER@HOST: Permission denied (...).", which the ssh
+	 * prints as it is and exits 255. A command never runs as another user.
+	 */
+	User string `thrift:"user,2" json:"user"`
+	Port int32  `thrift:"port,3" json:"port"`
+	/**
+	 * The process to start. The master clears argv (a fakessh ssh runs
+	 * commands as sshd does) and keeps of env only LANG and LC_* (what
+	 * Debian's sshd_config accepts: AcceptEnv LANG LC_*).
+	 */
 	Spec *ProcessSpec `thrift:"spec,4" json:"spec"`
 }
 
