@@ -128,6 +128,11 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (err error) {
 		return fmt.Errorf("persistent master: listening on %s: %w", sock, err)
 	}
 	l.SetUnlinkOnClose(false) // removed below, only while it is still ours
+	if err := os.Chmod(sock, 0o600); err != nil {
+		l.Close()
+		os.Remove(sock)
+		return fmt.Errorf("persistent master: %w", err)
+	}
 	if st, err := os.Stat(sock); err == nil {
 		ino = st.Sys().(*syscall.Stat_t).Ino
 	}
