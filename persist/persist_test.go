@@ -446,4 +446,3 @@ func TestRefusesAnotherUser(t *testing.T) {
 		t.Errorf("the master's own user after the refusals: %v", err)
 	}
 }
-
