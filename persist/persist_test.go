@@ -192,6 +192,27 @@ func TestNotHeldWithoutDial(t *testing.T) {
 	}
 }
 
+// A master holds at most MaxChains chains; a request for one more is
+// refused with EBUSY and the ones held still serve.
+func TestChainCap(t *testing.T) {
+	dir := newDir(t)
+	master(t, &persist.Server{Dir: dir, MaxChains: 2})
+	c := dial(t, dir)
+	ctx := ctxT(t, time.Minute)
+	for n := 1; n <= 2; n++ {
+		if err := c.Service().Ping(ctx, localChain(t, n)); err != nil {
+			t.Fatalf("chain %d: %v", n, err)
+		}
+	}
+	var ce *mitogen.CallError
+	if err := c.Service().Ping(ctx, localChain(t, 3)); !errors.As(err, &ce) || ce.Code != "EBUSY" {
+		t.Fatalf("a third chain: %v; want CallError EBUSY", err)
+	}
+	if err := c.Service().Ping(ctx, localChain(t, 1)); err != nil {
+		t.Fatalf("chain 1 after the refusal: %v", err)
+	}
+}
+
 // When a context of the held chain dies, the next request dials the
 // chain again.
 func TestDeadContextIsRedialed(t *testing.T) {

@@ -31,6 +31,8 @@ const (
 	DefaultIdleTimeout = 10 * time.Minute
 	// DefaultMaxClients is how many clients may be connected at once.
 	DefaultMaxClients = 256
+	// DefaultMaxChains is how many chains a master holds (or dials) at once.
+	DefaultMaxChains = 64
 )
 
 // Lines the master writes on accepting a connection, before anything else.
@@ -61,6 +63,10 @@ type Server struct {
 	IdleTimeout time.Duration
 	// MaxClients caps the clients connected at once (default DefaultMaxClients).
 	MaxClients int
+	// MaxChains caps the chains held or being dialed (default
+	// DefaultMaxChains); a request for one more is refused (CallError
+	// EBUSY) until one goes.
+	MaxChains int
 	// Logger receives the master's log (default: discarded).
 	Logger *slog.Logger
 	// Dialer dials chains (default: an agent.Dialer with the defaults).
@@ -311,6 +317,13 @@ func (st *server) admit(conn *net.UnixConn) {
 	}
 }
 
+func (st *server) maxChains() int {
+	if st.MaxChains > 0 {
+		return st.MaxChains
+	}
+	return DefaultMaxChains
+}
+
 func (st *server) maxClients() int {
 	if st.MaxClients > 0 {
 		return st.MaxClients
@@ -338,6 +351,10 @@ func (st *server) chainFor(ctx context.Context, pc *mitogen.PersistChain) (*held
 			if !pc.Dial {
 				st.mu.Unlock()
 				return nil, "", notHeld
+			}
+			if max := st.maxChains(); len(st.chains) >= max {
+				st.mu.Unlock()
+				return nil, "", callError("EBUSY", "persistent master holds %d chains already (at most %d): stop it (mitogen master --stop) or use --no-persist", len(st.chains), max)
 			}
 			h = &held{name: chainName(hops), hops: hops, ready: make(chan struct{})}
 			st.chains[key] = h
