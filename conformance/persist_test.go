@@ -154,6 +154,15 @@ func TestPersistentMasterOverSSH(t *testing.T) {
 		if masterPID(t, dir) == 0 {
 			t.Errorf("no master runs after exec")
 		}
+		// mitogen run: the program's ssh goes to the same context.
+		runArgs := append(append([]string{"run"}, via...), "--", "sh", "-c", `ssh h 'echo $PPID'`)
+		st, out, errs := persistCLI(t, dir, nil, nil, runArgs...)
+		if pid, _ := strconv.Atoi(strings.TrimSpace(out)); st != 0 || pid != first {
+			t.Errorf("mitogen run: status %d, ssh ran under agent %q (exec's: %d), stderr %q; want the same agent", st, out, first, errs)
+		}
+		if n := logins(t, s); n != afterSecond {
+			t.Errorf("mitogen run made %d sshd logins; want none", n-afterSecond)
+		}
 	})
 
 	t.Run("stdio and exit status as without a master", func(t *testing.T) {
@@ -177,6 +186,12 @@ func TestPersistentMasterOverSSH(t *testing.T) {
 				t.Errorf("%q: with the master status %d, %d bytes out, stderr %q; without: %d, %d bytes out, stderr %q",
 					c.script, pst, len(pout), perr, nst, len(nout), nerr)
 			}
+		}
+		runArgs := append(append([]string{"run"}, via...), "--", "sh", "-c", `ssh h 'cat; echo err >&2; exit 4'; echo "st=$?"; exit 6`)
+		pst, pout, perr := persistCLI(t, dir, nil, []byte("in put\n"), runArgs...)
+		nst, nout, nerr := persistCLI(t, dir, nil, []byte("in put\n"), append([]string{"run", "--no-persist"}, runArgs[1:]...)...)
+		if pst != 6 || pout != "in put\nst=4\n" || perr != "err\n" || pst != nst || pout != nout || perr != nerr {
+			t.Errorf("mitogen run: with the master %d %q %q, without %d %q %q; want 6, \"in put\\nst=4\\n\", \"err\\n\"", pst, pout, perr, nst, nout, nerr)
 		}
 		st, out, errs := persistCLI(t, dir, nil, []byte("in put\n"), exec("--", "sh", "-c", "cat; echo err >&2; exit 4")...)
 		if st != 4 || out != "in put\n" || errs != "err\n" {

@@ -744,6 +744,17 @@ struct PersistStatus {
 }
 
 /**
+ * A fakessh run a persistent master serves for a program its client runs
+ * (see PersistentMaster.open_run).
+ */
+struct PersistRun {
+  /** The run's private directory, holding fakessh's ssh: first on the program's PATH. */
+  1: string dir
+  /** KEY=VALUE variables for the program: the run's socket, secret and FakeSSH handle. */
+  2: list<string> env
+}
+
+/**
  * Served by a persistent master (`mitogen master`, the ControlPersist idea
  * for contexts) on a dynamic handle, to its clients only: later `mitogen
  * exec/ping` of the same user reuse the contexts it holds.
@@ -777,6 +788,16 @@ service PersistentMaster {
   ProcessStarted start_process(1: PersistChain chain, 2: ProcessSpec spec) throws (1: CallError err)
   /** Calls Agent.ping in the chain's last context. */
   void ping(1: PersistChain chain) throws (1: CallError err)
+  /**
+   * Opens a fakessh run (see FakeSSH) on the master: the ssh invocations
+   * of a program the caller runs itself, with the returned directory first
+   * on its PATH and the returned variables in its environment, go to the
+   * last context of the chain named for their host in hosts (at most 64),
+   * else of chain. Each chain is checked with Agent.ping first (and dialed
+   * again when a context of it died). The run lasts until the caller
+   * disconnects; a caller has at most one run open (CallError EBUSY).
+   */
+  PersistRun open_run(1: PersistChain chain, 2: map<string, PersistChain> hosts) throws (1: CallError err)
   PersistStatus status()
   /** Ends the master (after the reply) and every context it holds. */
   void stop()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/seed-a176d0ab/mitogen-go/agent"
+	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/persist"
 	"github.com/seed-a176d0ab/mitogen-go/process"
@@ -465,5 +466,44 @@ func TestRefusesAnotherUser(t *testing.T) {
 	c := dial(t, dir)
 	if err := c.Service().Ping(ctxT(t, time.Minute), localChain(t, 1)); err != nil {
 		t.Errorf("the master's own user after the refusals: %v", err)
+	}
+}
+
+// open_run serves the ssh invocations of a program the client runs with
+// the master's chains (by host name, else the default chain), with the
+// exit statuses and stdio of fakessh; the run ends with the client.
+func TestRunThroughMaster(t *testing.T) {
+	dir := newDir(t)
+	master(t, &persist.Server{Dir: dir})
+	c := dial(t, dir)
+	ctx := ctxT(t, 2*time.Minute)
+	def, other := localChain(t, 1), localChain(t, 2)
+	defPID, otherPID := agentPID(t, c, def), agentPID(t, c, other)
+	run, err := c.Service().OpenRun(ctx, def, map[string]*mitogen.PersistChain{"other": other})
+	if err != nil {
+		t.Fatalf("open_run: %v", err)
+	}
+	var ce *mitogen.CallError
+	if _, err := c.Service().OpenRun(ctx, def, nil); !errors.As(err, &ce) || ce.Code != "EBUSY" {
+		t.Errorf("a second open_run of one client: %v; want EBUSY", err)
+	}
+	var out, errb bytes.Buffer
+	rn := &fakessh.Runner{Stdin: strings.NewReader("in put\n"), Stdout: &out, Stderr: &errb}
+	script := `ssh anyhost 'echo $PPID; cat; echo err >&2; exit 5'; echo "st=$?"; ssh other 'echo $PPID' </dev/null; exit 3`
+	st, err := rn.RunProgram(ctx, run.Dir, run.Env, []string{"sh", "-c", script})
+	want := fmt.Sprintf("%d\nin put\nst=5\n%d\n", defPID, otherPID)
+	if err != nil || st != 3 || out.String() != want || errb.String() != "err\n" {
+		t.Errorf("program: status %d (%v), stdout %q, stderr %q; want 3, %q, \"err\\n\"", st, err, out.String(), errb.String(), want)
+	}
+	c.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(run.Dir); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run's directory %s is still there a minute after its client left", run.Dir)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

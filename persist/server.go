@@ -21,6 +21,7 @@ import (
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/process"
 )
@@ -86,6 +87,7 @@ type server struct {
 	idleGen int
 	idle    *time.Timer
 	chains  map[string]*held
+	runs    map[int32]*fakessh.Session // by client
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -151,7 +153,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (err error) {
 	cfg := core.DefaultConfig()
 	cfg.Logger = log
 	st := &server{Server: s, r: core.NewMaster(cfg), members: map[int32]bool{}, chains: map[string]*held{},
-		stopped: make(chan struct{})}
+		runs: map[int32]*fakessh.Session{}, stopped: make(chan struct{})}
 	st.ctx = st.r.Lifetime()
 	st.handle = st.r.ServeOn(st.isMember, func(ctx context.Context, method string, args []byte) (thrift.FastCodec, error) {
 		return mitogen.DispatchPersistentMaster(ctx, st, method, args)
@@ -288,11 +290,16 @@ func (st *server) admit(conn *net.UnixConn) {
 	defer func() {
 		st.mu.Lock()
 		delete(st.members, id)
+		run := st.runs[id]
+		delete(st.runs, id)
 		st.clients--
 		if st.clients == 0 {
 			st.armIdleLocked()
 		}
 		st.mu.Unlock()
+		if run != nil {
+			run.Close()
+		}
 	}()
 	_ = conn.SetWriteDeadline(time.Now().Add(greetTimeout))
 	if _, err := conn.Write([]byte(greetPrefix + strconv.Itoa(int(st.handle)) + "\n")); err != nil {
@@ -490,26 +497,83 @@ func (st *server) StartProcess(ctx context.Context, pc *mitogen.PersistChain, sp
 		return process.CheckStarted(started, dest.ID())
 	})
 	if err != nil {
-		var ce *mitogen.CallError
-		if errors.As(err, &ce) {
-			return nil, ce
-		}
-		return nil, callError("", "%v", err)
+		return nil, asCallError(err)
 	}
 	return started, nil
 }
 
 // Ping implements mitogen.PersistentMaster.
 func (st *server) Ping(ctx context.Context, pc *mitogen.PersistChain) error {
-	err := st.use(ctx, pc, func(dest *core.Context) error { return dest.Agent().Ping(ctx) })
-	if err != nil {
-		var ce *mitogen.CallError
-		if errors.As(err, &ce) {
-			return ce
-		}
-		return callError("", "%v", err)
+	if err := st.use(ctx, pc, func(dest *core.Context) error { return dest.Agent().Ping(ctx) }); err != nil {
+		return asCallError(err)
 	}
 	return nil
+}
+
+// maxRunHosts bounds the hosts of an open_run.
+const maxRunHosts = 64
+
+// OpenRun implements mitogen.PersistentMaster: a fakessh run on this
+// master for a program the caller runs, until the caller disconnects.
+func (st *server) OpenRun(ctx context.Context, pc *mitogen.PersistChain, hosts map[string]*mitogen.PersistChain) (*mitogen.PersistRun, error) {
+	caller, ok := core.CallerID(ctx)
+	if !ok {
+		return nil, callError("EINVAL", "open_run: no caller")
+	}
+	if len(hosts) > maxRunHosts {
+		return nil, callError("EINVAL", "open_run: %d hosts (at most %d)", len(hosts), maxRunHosts)
+	}
+	st.mu.Lock()
+	busy := st.runs[caller] != nil
+	st.mu.Unlock()
+	if busy {
+		return nil, callError("EBUSY", "open_run: this client has a run open already")
+	}
+	// Each chain is checked alive (and dialed again if need be) now: a
+	// run keeps the contexts it was opened with.
+	last := func(pc *mitogen.PersistChain) (*core.Context, error) {
+		var dest *core.Context
+		err := st.use(ctx, pc, func(d *core.Context) error {
+			dest = d
+			return d.Agent().Ping(ctx)
+		})
+		return dest, err
+	}
+	rn := &fakessh.Runner{Router: st.r, Hosts: map[string]*core.Context{}}
+	var err error
+	if rn.Default, err = last(pc); err != nil {
+		return nil, asCallError(err)
+	}
+	for name, hpc := range hosts {
+		if rn.Hosts[name], err = last(hpc); err != nil {
+			ce := asCallError(err)
+			ce.Message = "host " + name + ": " + ce.Message
+			return nil, ce
+		}
+	}
+	sess, err := rn.Open(st.ctx)
+	if err != nil {
+		return nil, asCallError(err)
+	}
+	st.mu.Lock()
+	if !st.members[caller] || st.runs[caller] != nil {
+		st.mu.Unlock()
+		sess.Close()
+		return nil, callError("EBUSY", "open_run: this client left or has a run open already")
+	}
+	st.runs[caller] = sess
+	st.mu.Unlock()
+	return &mitogen.PersistRun{Dir: sess.Dir, Env: sess.Env}, nil
+}
+
+// asCallError passes a CallError on as a copy, and wraps anything else.
+func asCallError(err error) *mitogen.CallError {
+	var ce *mitogen.CallError
+	if errors.As(err, &ce) {
+		c := *ce
+		return &c
+	}
+	return callError("", "%v", err)
 }
 
 // Status implements mitogen.PersistentMaster.

@@ -50,7 +50,7 @@ func (p *persistFlags) dir() string {
 // (a login to keep: ssh, sudo, a container, ...). A local-only chain costs
 // no more to start than to reach a master, and its agent then inherits
 // this command's environment and directory, as without a master.
-func (c *commonFlags) persistent() bool {
+func (c *commonFlags) persistent(extra ...[]transport.Spec) bool {
 	switch strings.ToLower(os.Getenv(envPersist)) {
 	case "no", "0", "off", "false":
 		return false
@@ -58,9 +58,11 @@ func (c *commonFlags) persistent() bool {
 	if c.noPersist {
 		return false
 	}
-	for _, sp := range c.hops() {
-		if sp.Kind != transport.KindLocal {
-			return true
+	for _, specs := range append(extra, c.hops()) {
+		for _, sp := range specs {
+			if sp.Kind != transport.KindLocal {
+				return true
+			}
 		}
 	}
 	return false
@@ -82,37 +84,58 @@ func (c *commonFlags) persistClient(ctx context.Context) (*persist.Client, error
 	})
 }
 
-// withChain runs f with the chain of this command in the wire form of the
-// master's requests. Passwords that would be asked on the terminal are
-// asked only when the master does not hold the chain yet (f then fails
-// with ENOTCONN and runs again with them). It returns the chain f last
-// ran with.
-func (c *commonFlags) withChain(f func(pc *mitogen.PersistChain) error) (*mitogen.PersistChain, error) {
-	specs := c.hops()
-	c.noAsk = true
+// persistChain is a chain in the wire form of the master's requests. With
+// ask false, passwords that would be asked on the terminal are left out
+// (and wouldAsk set): the chain then says not to dial, as the master may
+// hold it already.
+func (c *commonFlags) persistChain(specs []transport.Spec, ask bool) (*mitogen.PersistChain, error) {
+	c.noAsk = !ask
+	c.wouldAsk = false
 	hops, err := c.hopsOf(specs)
 	c.noAsk = false
 	if err != nil {
 		return nil, err
 	}
 	absPaths(hops)
-	pc, err := persist.EncodeChain(hops, !c.wouldAsk)
-	if err != nil {
-		return nil, err
+	return persist.EncodeChain(hops, ask || !c.wouldAsk)
+}
+
+// withChains runs f with the chain of this command (and those of extra,
+// by name) in the wire form of the master's requests. Passwords that would
+// be asked on the terminal are asked only when the master does not hold a
+// chain yet (f then fails with ENOTCONN and runs again with them). It
+// returns the chain f last ran with.
+func (c *commonFlags) withChains(extra map[string][]transport.Spec, f func(pc *mitogen.PersistChain, hosts map[string]*mitogen.PersistChain) error) (*mitogen.PersistChain, error) {
+	var pc *mitogen.PersistChain
+	attempt := func(ask bool) (asked bool, err error) {
+		if pc, err = c.persistChain(c.hops(), ask); err != nil {
+			return false, err
+		}
+		asked = c.wouldAsk
+		var hosts map[string]*mitogen.PersistChain
+		for name, specs := range extra {
+			if hosts == nil {
+				hosts = map[string]*mitogen.PersistChain{}
+			}
+			if hosts[name], err = c.persistChain(specs, ask); err != nil {
+				return false, fmt.Errorf("--host %s: %w", name, err)
+			}
+			asked = asked || c.wouldAsk
+		}
+		return asked, f(pc, hosts)
 	}
-	err = f(pc)
+	wouldAsk, err := attempt(false)
 	var ce *mitogen.CallError
-	if !c.wouldAsk || !errors.As(err, &ce) || ce.Code != "ENOTCONN" {
+	if !wouldAsk || !errors.As(err, &ce) || ce.Code != "ENOTCONN" {
 		return pc, err
 	}
-	if hops, err = c.hopsOf(specs); err != nil {
-		return nil, err
-	}
-	absPaths(hops)
-	if pc, err = persist.EncodeChain(hops, true); err != nil {
-		return nil, err
-	}
-	return pc, f(pc)
+	_, err = attempt(true)
+	return pc, err
+}
+
+// withChain is withChains for the command's chain alone.
+func (c *commonFlags) withChain(f func(pc *mitogen.PersistChain) error) (*mitogen.PersistChain, error) {
+	return c.withChains(nil, func(pc *mitogen.PersistChain, _ map[string]*mitogen.PersistChain) error { return f(pc) })
 }
 
 // absPaths makes the first hop's relative file options absolute: the
@@ -195,7 +218,7 @@ func cmdMaster(args []string) int {
 	fs := newFlagSet("master", masterSynopsis+`
 
 Manages this user's persistent master, which holds the chains of contexts
-that 'mitogen exec' and 'mitogen ping' ask for (any chain with a hop beyond
+that 'mitogen exec', 'run' and 'ping' ask for (any chain with a hop beyond
 a local agent, unless --no-persist) so that later commands reuse them.
 Without an option, starts one if none runs and prints its status.
 --check prints the status, or exits 255 if none runs; --stop ends the master

@@ -320,6 +320,7 @@ func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []by
 const (
 	PersistentMasterStartProcessMethod = "PersistentMaster:start_process"
 	PersistentMasterPingMethod         = "PersistentMaster:ping"
+	PersistentMasterOpenRunMethod      = "PersistentMaster:open_run"
 	PersistentMasterStatusMethod       = "PersistentMaster:status"
 	PersistentMasterStopMethod         = "PersistentMaster:stop"
 )
@@ -329,6 +330,7 @@ func PersistentMasterMethods() []string {
 	return []string{
 		PersistentMasterStartProcessMethod,
 		PersistentMasterPingMethod,
+		PersistentMasterOpenRunMethod,
 		PersistentMasterStatusMethod,
 		PersistentMasterStopMethod,
 	}
@@ -363,6 +365,20 @@ func (c *PersistentMasterClient) Ping(ctx context.Context, chain *PersistChain) 
 		return
 	}
 	return nil
+}
+
+// OpenRun calls PersistentMaster:open_run.
+func (c *PersistentMasterClient) OpenRun(ctx context.Context, chain *PersistChain, hosts map[string]*PersistChain) (r *PersistRun, err error) {
+	args := &PersistentMasterOpenRunArgs{Chain: chain, Hosts: hosts}
+	res := &PersistentMasterOpenRunResult{}
+	if err = c.Caller.CallFunction(ctx, PersistentMasterOpenRunMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
 }
 
 // Status calls PersistentMaster:status.
@@ -424,6 +440,23 @@ func DispatchPersistentMaster(ctx context.Context, impl PersistentMaster, method
 			}
 			return nil, err
 		}
+		return res, nil
+	case PersistentMasterOpenRunMethod:
+		a := &PersistentMasterOpenRunArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &PersistentMasterOpenRunResult{}
+		r, err := impl.OpenRun(ctx, a.Chain, a.Hosts)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
 		return res, nil
 	case PersistentMasterStatusMethod:
 		a := &PersistentMasterStatusArgs{}

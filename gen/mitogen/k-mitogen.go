@@ -2557,6 +2557,116 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *PersistRun) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Dir ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Dir)
+
+	// p.Env ID:2 thrift.LIST
+	off += 3
+	off += 5
+	for _, v := range p.Env {
+		off += 4 + len(v)
+	}
+	return off + 1
+}
+
+func (p *PersistRun) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistRun) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistRun) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Dir
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Dir)))
+	b = append(b, p.Dir...)
+
+	// p.Env
+	b = append(b, 15, 0, 2)
+	b = x.AppendListBegin(b, thrift.STRING, len(p.Env))
+	for _, v := range p.Env {
+		b = x.AppendI32(b, int32(len(v)))
+		b = append(b, v...)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistRun) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Dir ID:1 thrift.STRING
+			p.Dir, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20f: // p.Env ID:2 thrift.LIST
+			var sz int
+			_, sz, l, err = x.ReadListBegin(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 4); err != nil {
+				goto ReadFieldError
+			}
+			p.Env = makeSlice[[]string](sz)
+			for i := 0; i < sz; i++ {
+				p.Env = growOne(p.Env, sz)
+				p.Env[i], l, err = x.ReadString(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistRun[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *CallError) BLength() int {
 	if p == nil {
 		return 1
@@ -4110,6 +4220,225 @@ ReadFieldBeginError:
 ReadFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterPingResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterOpenRunArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Chain ID:1 thrift.STRUCT
+	off += 3
+	off += p.Chain.BLength()
+
+	// p.Hosts ID:2 thrift.MAP
+	off += 3
+	off += 6
+	for k, v := range p.Hosts {
+		off += 4 + len(k)
+		off += v.BLength()
+	}
+	return off + 1
+}
+
+func (p *PersistentMasterOpenRunArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterOpenRunArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterOpenRunArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Chain
+	b = append(b, 12, 0, 1)
+	b = p.Chain.FastAppend(b)
+
+	// p.Hosts
+	b = append(b, 13, 0, 2)
+	b = x.AppendMapBegin(b, thrift.STRING, thrift.STRUCT, len(p.Hosts))
+	for k, v := range p.Hosts {
+		b = x.AppendI32(b, int32(len(k)))
+		b = append(b, k...)
+		b = v.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterOpenRunArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Chain ID:1 thrift.STRUCT
+			p.Chain = NewPersistChain()
+			l, err = p.Chain.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20d: // p.Hosts ID:2 thrift.MAP
+			var sz int
+			_, _, sz, l, err = x.ReadMapBegin(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 5); err != nil {
+				goto ReadFieldError
+			}
+			p.Hosts = makeMap[map[string]*PersistChain](sz)
+			for i := 0; i < sz; i++ {
+				var k string
+				var v *PersistChain
+				k, l, err = x.ReadString(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+				v = NewPersistChain()
+				l, err = v.FastRead(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+				p.Hosts[k] = v
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterOpenRunArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterOpenRunResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *PersistentMasterOpenRunResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterOpenRunResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterOpenRunResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterOpenRunResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewPersistRun()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterOpenRunResult[fid]), err)
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)

@@ -1491,6 +1491,44 @@ var fieldIDToName_PersistStatus = map[int16]string{
 	4: "idle_timeout_ms",
 }
 
+/**
+ * A fakessh run a persistent master serves for a program its client runs
+ * (see PersistentMaster.open_run).
+ */
+type PersistRun struct {
+	/** The run's private directory, holding fakessh's ssh: first on the program's PATH. */
+	Dir string `thrift:"dir,1" json:"dir"`
+	/** KEY=VALUE variables for the program: the run's socket, secret and FakeSSH handle. */
+	Env []string `thrift:"env,2,default,list<string>" json:"env"`
+}
+
+func NewPersistRun() *PersistRun {
+	return &PersistRun{}
+}
+
+func (p *PersistRun) InitDefault() {
+}
+
+func (p *PersistRun) GetDir() (v string) {
+	return p.Dir
+}
+
+func (p *PersistRun) GetEnv() (v []string) {
+	return p.Env
+}
+
+func (p *PersistRun) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistRun(%+v)", *p)
+}
+
+var fieldIDToName_PersistRun = map[int16]string{
+	1: "dir",
+	2: "env",
+}
+
 /** An error a service method returns. */
 type CallError struct {
 	Message string `thrift:"message,1" json:"message"`
@@ -2089,6 +2127,16 @@ type PersistentMaster interface {
 	StartProcess(ctx context.Context, chain *PersistChain, spec *ProcessSpec) (r *ProcessStarted, err error)
 	/** Calls Agent.ping in the chain's last context. */
 	Ping(ctx context.Context, chain *PersistChain) (err error)
+	/**
+	 * Opens a fakessh run (see FakeSSH) on the master: the ssh invocations
+	 * of a program the caller runs itself, with the returned directory first
+	 * on its PATH and the returned variables in its environment, go to the
+	 * last context of the chain named for their host in hosts (at most 64),
+	 * else of chain. Each chain is checked with Agent.ping first (and dialed
+	 * again when a context of it died). The run lasts until the caller
+	 * disconnects; a caller has at most one run open (CallError EBUSY).
+	 */
+	OpenRun(ctx context.Context, chain *PersistChain, hosts map[string]*PersistChain) (r *PersistRun, err error)
 
 	Status(ctx context.Context) (r *PersistStatus, err error)
 	/** Ends the master (after the reply) and every context it holds. */
@@ -2262,6 +2310,97 @@ func (p *PersistentMasterPingResult) String() string {
 }
 
 var fieldIDToName_PersistentMasterPingResult = map[int16]string{
+	1: "err",
+}
+
+type PersistentMasterOpenRunArgs struct {
+	Chain *PersistChain            `thrift:"chain,1" json:"chain"`
+	Hosts map[string]*PersistChain `thrift:"hosts,2" json:"hosts"`
+}
+
+func NewPersistentMasterOpenRunArgs() *PersistentMasterOpenRunArgs {
+	return &PersistentMasterOpenRunArgs{}
+}
+
+func (p *PersistentMasterOpenRunArgs) InitDefault() {
+}
+
+var PersistentMasterOpenRunArgs_Chain_DEFAULT *PersistChain
+
+func (p *PersistentMasterOpenRunArgs) GetChain() (v *PersistChain) {
+	if !p.IsSetChain() {
+		return PersistentMasterOpenRunArgs_Chain_DEFAULT
+	}
+	return p.Chain
+}
+
+func (p *PersistentMasterOpenRunArgs) GetHosts() (v map[string]*PersistChain) {
+	return p.Hosts
+}
+
+func (p *PersistentMasterOpenRunArgs) IsSetChain() bool {
+	return p.Chain != nil
+}
+
+func (p *PersistentMasterOpenRunArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterOpenRunArgs(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterOpenRunArgs = map[int16]string{
+	1: "chain",
+	2: "hosts",
+}
+
+type PersistentMasterOpenRunResult struct {
+	Success *PersistRun `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError  `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewPersistentMasterOpenRunResult() *PersistentMasterOpenRunResult {
+	return &PersistentMasterOpenRunResult{}
+}
+
+func (p *PersistentMasterOpenRunResult) InitDefault() {
+}
+
+var PersistentMasterOpenRunResult_Success_DEFAULT *PersistRun
+
+func (p *PersistentMasterOpenRunResult) GetSuccess() (v *PersistRun) {
+	if !p.IsSetSuccess() {
+		return PersistentMasterOpenRunResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var PersistentMasterOpenRunResult_Err_DEFAULT *CallError
+
+func (p *PersistentMasterOpenRunResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return PersistentMasterOpenRunResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *PersistentMasterOpenRunResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *PersistentMasterOpenRunResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *PersistentMasterOpenRunResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterOpenRunResult(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterOpenRunResult = map[int16]string{
+	0: "success",
 	1: "err",
 }
 
