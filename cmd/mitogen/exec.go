@@ -70,6 +70,11 @@ func execPersistent(ctx context.Context, cf *commonFlags, argv []string, dir str
 		})
 		return started, err
 	}
+	if dir == "" && cf.onThisMachine() {
+		// Without a master the agents of such a chain start in this
+		// directory, and the command in theirs; the master's run in "/".
+		dir, _ = os.Getwd()
+	}
 	spec := &mitogen.ProcessSpec{Argv: argv, Dir: dir, Origin: "mitogen exec (persistent master)"}
 	res, err := process.Relay(ctx, c.Router(), process.AnyDestination, start, spec, process.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 	return execStatus(argv, cf.chainText(), res, err)

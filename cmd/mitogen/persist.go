@@ -68,6 +68,24 @@ func (c *commonFlags) persistent(extra ...[]transport.Spec) bool {
 	return false
 }
 
+// onThisMachine says whether every hop of the chain runs its agent on this
+// machine, in the directory of the one before (local, sudo, su, doas,
+// without a login that would go to the target's home).
+func (c *commonFlags) onThisMachine() bool {
+	for _, sp := range c.hops() {
+		switch sp.Kind {
+		case transport.KindLocal, transport.KindDoas:
+		case transport.KindSudo, transport.KindSu:
+			if c.sudoLogin && sp.Kind == transport.KindSudo || c.suLogin && sp.Kind == transport.KindSu || c.hopOptions[sp.Kind]["login"] != "" {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func (c *commonFlags) logger() *slog.Logger {
 	level := slog.LevelWarn
 	if c.verbose {
@@ -283,6 +301,10 @@ and every context it holds.`)
 	return 0
 }
 
+// maxLogSize is the size past which a master's --log file is truncated
+// when a master starts.
+const maxLogSize = 16 << 20
+
 // serveMaster is `mitogen master --serve`.
 func serveMaster(ctx context.Context, dir string, idle time.Duration, readyFd int, logFile string) int {
 	var ready *os.File
@@ -303,7 +325,11 @@ func serveMaster(ctx context.Context, dir string, idle time.Duration, readyFd in
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if logFile != "" {
-		f, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		flags := os.O_WRONLY | os.O_APPEND | os.O_CREATE
+		if st, err := os.Stat(logFile); err == nil && st.Size() > maxLogSize {
+			flags |= os.O_TRUNC // a debugging aid, not an archive
+		}
+		f, err := os.OpenFile(logFile, flags, 0o600)
 		if err != nil {
 			report(err)
 			return fail(os.Stderr, "master: %v", err)
