@@ -528,7 +528,8 @@ struct ProcessSpec {
   /**
    * The only context allowed to drive the process (send Control and stdin);
    * the default, 0, is the master. The master sets it when it starts a process on behalf
-   * of a fakessh context, which may then drive that process and nothing else.
+   * of a fakessh context, or of a client of a persistent master (PersistentMaster),
+   * which may then drive that process and nothing else.
    * The process's outputs and its EXIT go only to this context (see START).
    */
   8: i32 peer_id

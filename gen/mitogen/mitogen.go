@@ -978,7 +978,8 @@ type ProcessSpec struct {
 	/**
 	 * The only context allowed to drive the process (send Control and stdin);
 	 * the default, 0, is the master. The master sets it when it starts a process on behalf
-	 * of a fakessh context, which may then drive that process and nothing else.
+	 * of a fakessh context, or of a client of a persistent master (PersistentMaster),
+	 * which may then drive that process and nothing else.
 	 * The process's outputs and its EXIT go only to this context (see START).
 	 */
 	PeerId int32 `thrift:"peer_id,8" json:"peer_id"`
