@@ -86,6 +86,7 @@ type server struct {
 	clients int
 	idleGen int
 	idle    *time.Timer
+	ended   bool // no idle countdown any more
 	chains  map[string]*held
 	runs    map[int32]*fakessh.Session // by client
 
@@ -182,6 +183,12 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (err error) {
 	log.Info("persistent master ending", "why", st.why)
 	st.r.Close() // SHUTDOWN to every chain and client; waits for their streams
 	st.wg.Wait()
+	st.mu.Lock()
+	st.ended = true
+	if st.idle != nil {
+		st.idle.Stop()
+	}
+	st.mu.Unlock()
 	return nil
 }
 
@@ -203,6 +210,9 @@ func (st *server) stop(why string) {
 
 // armIdleLocked starts the idle countdown (no client connected).
 func (st *server) armIdleLocked() {
+	if st.ended {
+		return
+	}
 	st.idleGen++
 	gen := st.idleGen
 	d := st.idleTimeout()
