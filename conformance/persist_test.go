@@ -165,6 +165,21 @@ func TestPersistentMasterOverSSH(t *testing.T) {
 		}
 	})
 
+	t.Run("a dead context is dialed again on next use", func(t *testing.T) {
+		old := agentPID()
+		before := logins(t, s)
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitPIDsGone(t, "killed agent", old)
+		if now := agentPID(); now == old {
+			t.Errorf("agent %d after agent %d was killed; want a new one", now, old)
+		}
+		if n := logins(t, s) - before; n != 1 {
+			t.Errorf("%d sshd logins to replace the dead context; want 1", n)
+		}
+	})
+
 	t.Run("stdio and exit status as without a master", func(t *testing.T) {
 		big := make([]byte, 4<<20)
 		rand.Read(big)
