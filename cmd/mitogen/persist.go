@@ -34,6 +34,11 @@ type persistFlags struct {
 
 func (p *persistFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&p.noPersist, "no-persist", false, "do not use a persistent master: start the chain for this command alone and end it after (also "+envPersist+"=no)")
+	p.registerMaster(fs)
+}
+
+// registerMaster registers the flags that name and configure the master.
+func (p *persistFlags) registerMaster(fs *flag.FlagSet) {
 	fs.StringVar(&p.persistDir, "persist-dir", "", "directory of the persistent master's socket (default $"+persist.EnvDir+", else $XDG_RUNTIME_DIR/mitogen-go, else /tmp/mitogen-go-UID)")
 	fs.DurationVar(&p.idleTimeout, "idle-timeout", persist.DefaultIdleTimeout, "a persistent master started by this command ends this long after its last client left")
 }
@@ -241,7 +246,7 @@ a local agent, unless --no-persist) so that later commands reuse them.
 Without an option, starts one if none runs and prints its status.
 --check prints the status, or exits 255 if none runs; --stop ends the master
 and every context it holds.`)
-	pf.register(fs)
+	pf.registerMaster(fs)
 	check := fs.Bool("check", false, "print the status of the running master; exit 255 if none runs")
 	stop := fs.Bool("stop", false, "stop the running master and every context it holds")
 	serve := fs.Bool("serve", false, "run the master in the foreground (what a client starts in the background)")
