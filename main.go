@@ -69,7 +69,7 @@ func Main() {
 	switch RoleOf(os.Args) {
 	case RoleAgent:
 		agent.TuneRuntime()
-		os.Exit(agent.Run(nil, process.StartProcess))
+		os.Exit(agent.Run(nil, process.StartProcess, func(s *agent.Service) { s.FakeSSH = fakessh.StartOnContext }))
 	case RoleSSH:
 		agent.TuneRuntime()
 		os.Exit(fakessh.SSHMain(os.Args[1:]))

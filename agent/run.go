@@ -13,7 +13,9 @@ import (
 // its parent, boots, serves the Agent service and returns the process exit
 // code: 0 when the parent sent SHUTDOWN, 1 (with a line on stderr) when the
 // Boot was refused or the parent stream ended without SHUTDOWN.
-func Run(ts Transports, ps ProcessStarter) int {
+//
+// Options set further fields of the Service (e.g. its FakeSSH starter).
+func Run(ts Transports, ps ProcessStarter, opts ...func(*Service)) int {
 	conn, err := fd.StdioConn()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen agent: %v\n", err)
@@ -25,7 +27,11 @@ func Run(ts Transports, ps ProcessStarter) int {
 		ts = (&Registry{}).Transport
 	}
 	r, err := core.Boot(conn, cfg, func(r *core.Router) {
-		(&Service{Router: r, Transports: ts, Processes: ps}).Serve()
+		svc := &Service{Router: r, Transports: ts, Processes: ps}
+		for _, o := range opts {
+			o(svc)
+		}
+		svc.Serve()
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen agent: %v (this command is started by a mitogen master, not by hand)\n", err)

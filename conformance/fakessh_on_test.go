@@ -203,6 +203,10 @@ func forgerMain(dir string) int {
 		_, err := master.StartSlave(ctx, &mitogen.StartSlaveRequest{Host: "B", Spec: &mitogen.ProcessSpec{Argv: []string{"touch", filepath.Join(dir, "argv")}, PeerId: mitogen.MASTER_ID}})
 		return err
 	})
+	try("join the run as if it were the context running the program", func(ctx context.Context) error {
+		_, err := master.Join(ctx, int32(os.Getpid()))
+		return err
+	})
 	for id := int32(0); id <= 40; id++ {
 		if id == r.ID() {
 			continue
