@@ -146,6 +146,7 @@ func TestFakeSSHOnContextNetns(t *testing.T) {
 		if st != 0 || !strings.Contains(out, "forger: everything refused") {
 			t.Fatalf("forger: status %d, stdout %q, stderr %q", st, out, errs)
 		}
+		t.Logf("forger:\n%s", out)
 		if ents, _ := os.ReadDir(marks); len(ents) != 0 {
 			t.Fatalf("something ran on the program's behalf: %v\nforger said:\n%s", ents, out)
 		}
