@@ -8,12 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/process"
 )
@@ -60,11 +62,52 @@ func (rn *Runner) runOn(ctx context.Context, argv []string) (int, error) {
 		dir = "~"
 	}
 	spec := &mitogen.ProcessSpec{Argv: argv, Dir: dir, Origin: "mitogen run --on"}
-	start := func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
+	// The relay outlives ctx: when ctx ends, the program gets SIGTERM and,
+	// KillGrace later, SIGKILL (as a local run's program does), and the
+	// relay goes on until its EXIT; only a context that does not answer
+	// either gets the relay cut, one more KillGrace later.
+	var started *mitogen.ProcessStarted
+	startedCh := make(chan struct{})
+	start := func(_ context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		spec.PeerId = r.ID()
-		return rn.On.Agent().StartFakessh(ctx, &mitogen.FakeSSHProgram{Spec: spec, Handle: handle})
+		ps, err := rn.On.Agent().StartFakessh(ctx, &mitogen.FakeSSHProgram{Spec: spec, Handle: handle})
+		if err == nil {
+			started = ps
+			close(startedCh)
+		}
+		return ps, err
 	}
-	res, err := process.Relay(ctx, r, rn.On.ID(), start, spec, process.Stdio{Stdin: rn.Stdin, Stdout: rn.Stdout, Stderr: rn.Stderr})
+	relayCtx, cutRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutRelay()
+	relayDone := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+		case <-relayDone:
+			return
+		}
+		select {
+		case <-startedCh:
+		case <-relayDone:
+			return
+		}
+		grace := rn.Config.withDefaults().KillGrace
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+			r.Send(&wire.Message{Dst: rn.On.ID(), Handle: started.ControlHandle,
+				Data: thrift.FastMarshal(&mitogen.Control{Kind: mitogen.ControlKind_SIGNAL, SignalNumber: int32(sig)})})
+			select {
+			case <-relayDone:
+				return
+			case <-time.After(grace):
+			}
+		}
+		cutRelay()
+	}()
+	res, err := process.Relay(relayCtx, r, rn.On.ID(), start, spec, process.Stdio{Stdin: rn.Stdin, Stdout: rn.Stdout, Stderr: rn.Stderr})
+	close(relayDone)
+	<-watched
 	if err != nil {
 		if res.Note != "" {
 			return 255, fmt.Errorf("fakessh: running %s in %s: %s", argv[0], rn.On, res.Note)
@@ -74,7 +117,7 @@ func (rn *Runner) runOn(ctx context.Context, argv []string) (int, error) {
 	if res.Signal != "" {
 		// As a shell reports a program killed by a signal.
 		if n := unix.SignalNum("SIG" + res.Signal); n != 0 {
-			return 128 + int(n), nil
+			return 128 + int(n), ctx.Err()
 		}
 	}
 	if res.Note != "" && rn.Stderr != nil {

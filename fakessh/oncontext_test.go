@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -105,6 +107,68 @@ func TestStartFakesshRefusals(t *testing.T) {
 	} {
 		if _, err := on.Agent().StartFakessh(ctx, prog); err == nil {
 			t.Errorf("start_fakessh %+v accepted", prog)
+		}
+	}
+}
+
+// lineNotifier passes the first line written to it to a channel.
+type lineNotifier struct {
+	buf  bytes.Buffer
+	line chan string
+}
+
+func (l *lineNotifier) Write(p []byte) (int, error) {
+	l.buf.Write(p)
+	if i := bytes.IndexByte(l.buf.Bytes(), '\n'); i >= 0 && l.line != nil {
+		l.line <- string(l.buf.Bytes()[:i])
+		l.line = nil
+	}
+	return len(p), nil
+}
+
+// When Run's ctx ends (the user's ^C), the program in the context gets
+// SIGTERM (then SIGKILL), as a local run's program does: it is gone when
+// Run returns 128+15.
+func TestRunOnContextCancelEndsProgram(t *testing.T) {
+	_, on := chain(t, 1)
+	lines := make(chan string, 1)
+	out := &lineNotifier{line: lines}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		st  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rn := &fakessh.Runner{Router: on.Router(), On: on, Stdout: out, Stderr: os.Stderr}
+		st, err := rn.Run(ctx, []string{"sh", "-c", "sleep 1000 & echo $!; wait"})
+		done <- result{st, err}
+	}()
+	var pid int
+	select {
+	case line := <-lines:
+		pid, _ = strconv.Atoi(strings.TrimSpace(line))
+	case <-time.After(60 * time.Second):
+		t.Fatal("the program never started")
+	}
+	if pid <= 0 {
+		t.Fatal("no pid")
+	}
+	cancel()
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not return after its ctx ended")
+	}
+	if res.st != 128+15 {
+		t.Errorf("status %d (%v), want %d", res.st, res.err, 128+15)
+	}
+	for deadline := time.Now().Add(30 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the program's sleep (pid %d) still runs after Run returned", pid)
 		}
 	}
 }

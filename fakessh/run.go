@@ -629,7 +629,9 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	if !ok || req == nil || req.Spec == nil {
 		return nil, &mitogen.CallError{Message: "start_slave: malformed request"}
 	}
-	if !st.member(caller) {
+	// The handle's policy admits the run's fake ssh contexts and, for a
+	// run on a context, that context, which may only join.
+	if st.On != nil && caller == st.On.ID() {
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("start_slave: context %d is not a fake ssh of this run", caller)}
 	}
 	dest := st.Default
