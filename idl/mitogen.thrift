@@ -113,8 +113,10 @@ const i32 CALL_FUNCTION = 101
  *
  * UNPROMPTED FRAMES. Besides answers to handles the parent gave it (replies,
  * byte-stream data, credit and dead messages), a context sends its parent
- * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, and frames it
- * forwards for its descendants. A parent may ignore anything else.
+ * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, calls to a
+ * service the master named to it on a handle of the master's (FakeSSH.join
+ * on the handle given in Agent.start_fakessh), and frames it forwards for
+ * its descendants. A parent may ignore anything else.
  */
 const i32 FORWARD_LOG = 102
 

@@ -53,8 +53,10 @@ const (
 	 *
 	 * UNPROMPTED FRAMES. Besides answers to handles the parent gave it (replies,
 	 * byte-stream data, credit and dead messages), a context sends its parent
-	 * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, and frames it
-	 * forwards for its descendants. A parent may ignore anything else.
+	 * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, calls to a
+	 * service the master named to it on a handle of the master's (FakeSSH.join
+	 * on the handle given in Agent.start_fakessh), and frames it forwards for
+	 * its descendants. A parent may ignore anything else.
 	 */
 	FORWARD_LOG = 102
 	/**

@@ -29,9 +29,11 @@ var allTypes = []thrift.FastCodec{
 	&mitogen.AgentPingArgs{}, &mitogen.AgentPingResult{}, &mitogen.AgentEchoArgs{}, &mitogen.AgentEchoResult{},
 	&mitogen.AgentConnectArgs{}, &mitogen.AgentConnectResult{},
 	&mitogen.AgentStartProcessArgs{}, &mitogen.AgentStartProcessResult{},
+	&mitogen.AgentStartFakesshArgs{}, &mitogen.AgentStartFakesshResult{},
 	&mitogen.AgentSleepArgs{}, &mitogen.AgentSleepResult{},
 	&mitogen.AgentReadFileArgs{}, &mitogen.AgentReadFileResult{},
 	&mitogen.FakeSSHStartSlaveArgs{}, &mitogen.FakeSSHStartSlaveResult{},
+	&mitogen.FakeSSHJoinArgs{}, &mitogen.FakeSSHJoinResult{}, &mitogen.FakeSSHJoined{}, &mitogen.FakeSSHProgram{},
 }
 
 func TestAllTypesListed(t *testing.T) {
