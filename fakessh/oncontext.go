@@ -2,6 +2,7 @@ package fakessh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -67,6 +68,7 @@ func (rn *Runner) runOn(ctx context.Context, argv []string) (int, error) {
 	// relay goes on until its EXIT; only a context that does not answer
 	// either gets the relay cut, one more KillGrace later.
 	var started *mitogen.ProcessStarted
+	var startErr error
 	startedCh := make(chan struct{})
 	start := func(_ context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		spec.PeerId = r.ID()
@@ -75,6 +77,7 @@ func (rn *Runner) runOn(ctx context.Context, argv []string) (int, error) {
 			started = ps
 			close(startedCh)
 		}
+		startErr = err
 		return ps, err
 	}
 	relayCtx, cutRelay := context.WithCancel(context.WithoutCancel(ctx))
@@ -109,10 +112,15 @@ func (rn *Runner) runOn(ctx context.Context, argv []string) (int, error) {
 	close(relayDone)
 	<-watched
 	if err != nil {
-		if res.Note != "" {
-			return 255, fmt.Errorf("fakessh: running %s in %s: %s", argv[0], rn.On, res.Note)
+		status := 255
+		var ce *mitogen.CallError
+		if errors.As(startErr, &ce) && ce.Code == "ENOENT" {
+			status = 127 // as a shell reports a program not found
 		}
-		return 255, fmt.Errorf("fakessh: running %s in %s: %w", argv[0], rn.On, err)
+		if res.Note != "" {
+			return status, fmt.Errorf("fakessh: running %s in %s: %s", argv[0], rn.On, res.Note)
+		}
+		return status, fmt.Errorf("fakessh: running %s in %s: %w", argv[0], rn.On, err)
 	}
 	if res.Signal != "" {
 		// As a shell reports a program killed by a signal.

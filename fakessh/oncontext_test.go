@@ -71,6 +71,10 @@ func TestRunOnContext(t *testing.T) {
 	if _, err := os.Stat(mark); err == nil {
 		t.Fatal("the unknown host's command ran")
 	}
+	rn := &fakessh.Runner{Router: on.Router(), On: on}
+	if st, err := rn.Run(ctxT(t, 60*time.Second), []string{"no-such-program-here"}); st != 127 || err == nil {
+		t.Fatalf("a program not found: status %d, %v; want 127 and an error", st, err)
+	}
 	st, _, _ = runOn(t, on, hosts, "sh", "-c", "kill -TERM $$")
 	if st != 143 {
 		t.Fatalf("program killed by SIGTERM: status %d, want 143", st)
