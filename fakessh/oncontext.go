@@ -43,7 +43,7 @@ import (
 //     contexts and removes the directory; the master removes the handle.
 
 // maxJoins bounds the fake ssh contexts of one run on a context.
-const maxJoins = 4096
+const maxJoins = 65536
 
 // runOn is Run for a Runner with On set: the master's side.
 func (rn *Runner) runOn(ctx context.Context, argv []string) (int, error) {

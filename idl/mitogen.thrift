@@ -750,7 +750,7 @@ service FakeSSH {
    * way knows the grant when C's ADD_ROUTE for it comes up), records it as
    * a member of the run (a caller start_slave accepts) and returns it
    * (FakeSSHJoined.context_id). C
-   * boots the fake ssh as a leaf child with exactly that ID. At most 4096
+   * boots the fake ssh as a leaf child with exactly that ID. At most 65536
    * joins per run; beyond that, and after the run ended, it is refused.
    */
   FakeSSHJoined join(1: i32 pid) throws (1: CallError err)

@@ -2040,7 +2040,7 @@ type FakeSSH interface {
 	 * way knows the grant when C's ADD_ROUTE for it comes up), records it as
 	 * a member of the run (a caller start_slave accepts) and returns it
 	 * (FakeSSHJoined.context_id). C
-	 * boots the fake ssh as a leaf child with exactly that ID. At most 4096
+	 * boots the fake ssh as a leaf child with exactly that ID. At most 65536
 	 * joins per run; beyond that, and after the run ended, it is refused.
 	 */
 	Join(ctx context.Context, pid int32) (r *FakeSSHJoined, err error)
