@@ -113,6 +113,37 @@ func ExampleMaster_RunFakeSSH() {
 	// exit status 3
 }
 
+// fakessh in a child context: the program runs in one context (web1) and
+// its ssh invocations are served by another (web2), reached by the master
+// on its own; web1 never connects to web2 itself.
+func ExampleFakeSSHOptions_on() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := mitogen.NewMaster(mitogen.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	web1, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+	web2, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		log.Fatal(err)
+	}
+	status, err := m.RunFakeSSH(ctx, nil, []string{"sh", "-c", "ssh web2 echo hi; ssh elsewhere true 2>/dev/null; echo $?"},
+		&mitogen.FakeSSHOptions{On: web1, Hosts: map[string]*mitogen.Context{"web2": web2}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("exit status", status)
+	// Output:
+	// hi
+	// 255
+	// exit status 0
+}
+
 // Shut one context down without touching the others or the master.
 func ExampleContext_Shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -79,7 +79,8 @@ func Main(opts ...Option) {
 	switch RoleOf(os.Args) {
 	case RoleAgent:
 		agent.TuneRuntime()
-		os.Exit(agent.RunWith(agent.RunConfig{Processes: process.StartProcess, Services: o.services}))
+		os.Exit(agent.RunWith(agent.RunConfig{Processes: process.StartProcess, Services: o.services,
+			ServiceOptions: []func(*agent.Service){func(s *agent.Service) { s.FakeSSH = fakessh.StartOnContext }}}))
 	case RoleSSH:
 		agent.TuneRuntime()
 		os.Exit(fakessh.SSHMain(os.Args[1:]))

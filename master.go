@@ -205,9 +205,16 @@ type FakeSSHOptions struct {
 	Dir string
 	// Config holds the run's limits and timings (zero: the defaults).
 	Config fakessh.RunConfig
+	// On, when set, is the context the program runs in (fakessh in a
+	// child context): its ssh invocations are served by the Hosts contexts
+	// and by dest, which may then be nil (only Hosts are served; any other
+	// name is refused as an unknown host). Env is then not used, and Dir
+	// is a directory in On ("": the home directory).
+	On *Context
 }
 
-// RunFakeSSH runs argv on this host with fakessh's ssh first on its PATH:
+// RunFakeSSH runs argv on this host (or in opts.On) with fakessh's ssh
+// first on its PATH:
 // every ssh the program starts (rsync's, scp's, git's, a script's) runs its
 // command in dest (or the Hosts context named by the ssh destination)
 // instead of connecting anywhere, with stdio relayed and its exit status
@@ -215,14 +222,23 @@ type FakeSSHOptions struct {
 // a signal). opts may be nil. This binary is the ssh: it must call Main
 // first in its main function.
 func (m *Master) RunFakeSSH(ctx context.Context, dest *Context, argv []string, opts *FakeSSHOptions) (int, error) {
-	if dest == nil || dest.master != m {
-		return 255, errors.New("RunFakeSSH: dest must be a context of this master")
-	}
 	if opts == nil {
 		opts = &FakeSSHOptions{}
 	}
-	rn := &fakessh.Runner{Router: m.router, Default: dest.Context, Hosts: map[string]*core.Context{},
+	if (dest == nil && opts.On == nil) || (dest != nil && dest.master != m) {
+		return 255, errors.New("RunFakeSSH: dest must be a context of this master")
+	}
+	rn := &fakessh.Runner{Router: m.router, Hosts: map[string]*core.Context{},
 		Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Env: opts.Env, Dir: opts.Dir, Config: opts.Config}
+	if dest != nil {
+		rn.Default = dest.Context
+	}
+	if opts.On != nil {
+		if opts.On.master != m {
+			return 255, errors.New("RunFakeSSH: On must be a context of this master")
+		}
+		rn.On = opts.On.Context
+	}
 	if rn.Stdin == nil {
 		rn.Stdin = os.Stdin
 	}

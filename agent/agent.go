@@ -135,11 +135,16 @@ func (g *Registry) Transport(spec transport.Spec, opts map[string]string) (trans
 // ProcessStarter starts a process for Agent.start_process.
 type ProcessStarter func(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error)
 
+// FakeSSHStarter runs a program under fakessh for Agent.start_fakessh.
+type FakeSSHStarter func(ctx context.Context, r *core.Router, prog *mitogen.FakeSSHProgram) (*mitogen.ProcessStarted, error)
+
 // Service implements mitogen.Agent for one router.
 type Service struct {
 	Router     *core.Router
 	Transports Transports
 	Processes  ProcessStarter
+	// FakeSSH serves Agent.start_fakessh (nil: refused).
+	FakeSSH FakeSSHStarter
 	// Methods parse the specs of Connect requests (default
 	// transport.Default); Transports must know the same kinds.
 	Methods *transport.Registry
@@ -203,6 +208,18 @@ func (s *Service) StartProcess(ctx context.Context, spec *mitogen.ProcessSpec) (
 		return nil, &mitogen.CallError{Message: "start_process: no ProcessSpec"}
 	}
 	return s.Processes(ctx, s.Router, spec)
+}
+
+// StartFakessh runs a program under fakessh in this context (see
+// FakeSSHProgram).
+func (s *Service) StartFakessh(ctx context.Context, prog *mitogen.FakeSSHProgram) (*mitogen.ProcessStarted, error) {
+	if s.FakeSSH == nil {
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("context %d cannot run programs under fakessh", s.Router.ID())}
+	}
+	if prog == nil || prog.Spec == nil {
+		return nil, &mitogen.CallError{Message: "start_fakessh: no program"}
+	}
+	return s.FakeSSH(ctx, s.Router, prog)
 }
 
 // Connect starts a child context of this one.

@@ -15,8 +15,10 @@ import (
 // its parent, boots, serves the Agent service and returns the process exit
 // code: 0 when the parent sent SHUTDOWN, 1 (with a line on stderr) when the
 // Boot was refused or the parent stream ended without SHUTDOWN.
-func Run(ts Transports, ps ProcessStarter) int {
-	return RunWith(RunConfig{Transports: ts, Processes: ps})
+//
+// Options set further fields of the Service (e.g. its FakeSSH starter).
+func Run(ts Transports, ps ProcessStarter, opts ...func(*Service)) int {
+	return RunWith(RunConfig{Transports: ts, Processes: ps, ServiceOptions: opts})
 }
 
 // ServiceRegistrar registers services of a user's program on a context's
@@ -37,6 +39,9 @@ type RunConfig struct {
 	Processes ProcessStarter
 	// Services are the user's services, registered in this context.
 	Services []ServiceRegistrar
+	// ServiceOptions set further fields of the Agent service (e.g. its
+	// FakeSSH starter) before it is registered.
+	ServiceOptions []func(*Service)
 }
 
 // RunWith is Run with user services: see RunConfig.
@@ -55,7 +60,11 @@ func RunWith(rc RunConfig) int {
 	}
 	var regErr error
 	r, err := core.BootWith(conn, cfg, func(r *core.Router) error {
-		(&Service{Router: r, Transports: ts, Processes: ps}).Serve()
+		svc := &Service{Router: r, Transports: ts, Processes: ps}
+		for _, o := range rc.ServiceOptions {
+			o(svc)
+		}
+		svc.Serve()
 		for _, reg := range rc.Services {
 			if err := reg(r); err != nil {
 				regErr = fmt.Errorf("context %d: registering a user service: %w", r.ID(), err)

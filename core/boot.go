@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync/atomic"
 
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
@@ -33,7 +34,27 @@ func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int
 	}
 	s := newStream(r, conn, nil, id, name, false)
 	s.leaf = o.leaf
-	rc := r.NewReceiver(WithPolicy(r.replyPolicy(id)), WithQueueLimit(1, 4096))
+	// Below the master, the new route is announced (ADD_ROUTE) as the
+	// child's Ready is delivered, on the stream's own goroutine, so that
+	// it goes up before anything the child sends after Ready is forwarded
+	// (the master would drop such a frame as forged).
+	var announced atomic.Bool
+	announce := func(m *wire.Message) {
+		var ready mitogen.Ready
+		if m.IsDead() || announced.Load() {
+			return
+		}
+		if _, err := ready.FastRead(m.Data); err != nil || ready.ContextId != id || !announced.CompareAndSwap(false, true) {
+			return
+		}
+		r.mu.Lock()
+		parent := r.parent
+		r.mu.Unlock()
+		if parent != nil {
+			r.Send(&wire.Message{Dst: parent.remoteID, Handle: mitogen.ADD_ROUTE, Data: marshal(&mitogen.RouteUpdate{TargetId: id, Name: name})})
+		}
+	}
+	rc := r.NewReceiver(WithPolicy(r.replyPolicy(id)), WithQueueLimit(1, 4096), withBeforeQueue(announce))
 	defer rc.Close()
 	parents := append([]int32{r.id}, r.parentIDs...)
 	boot := &mitogen.Boot{ContextId: id, ParentId: r.id, ParentIds: parents, Name: name,
@@ -63,12 +84,6 @@ func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int
 		s.close(fmt.Errorf("bad Ready from %s", name))
 		<-s.Done()
 		return nil, nil, fmt.Errorf("starting context %d (%s): malformed Ready (%v)", id, name, err)
-	}
-	r.mu.Lock()
-	parent := r.parent
-	r.mu.Unlock()
-	if parent != nil {
-		r.Send(&wire.Message{Dst: parent.remoteID, Handle: mitogen.ADD_ROUTE, Data: marshal(&mitogen.RouteUpdate{TargetId: id, Name: name})})
 	}
 	r.log.Debug("child started", "id", id, "name", name, "pid", ready.Pid)
 	return r.Context(id, name), &ready, nil

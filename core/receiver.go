@@ -26,6 +26,7 @@ type Receiver struct {
 	maxLen   int
 	maxBytes int
 	sink     func(m *wire.Message, in *Stream) // when set, takes messages instead of the queue
+	before   func(m *wire.Message)             // when set, sees each accepted message before it is queued
 
 	mu     sync.Mutex
 	q      []wire.Message
@@ -60,6 +61,13 @@ func WithQueueLimit(messages, bytes int) ReceiverOption {
 // signals when it fails (disconnected peer, shutdown, Close; see failed).
 func withSink(fn func(m *wire.Message, in *Stream), notify chan struct{}) ReceiverOption {
 	return func(rc *Receiver) { rc.sink, rc.notify = fn, notify }
+}
+
+// withBeforeQueue has fn see each message the receiver's policy accepted,
+// on the delivering goroutine (for a stream: before it reads its next
+// frame), before the message is queued. fn must not block.
+func withBeforeQueue(fn func(m *wire.Message)) ReceiverOption {
+	return func(rc *Receiver) { rc.before = fn }
 }
 
 // NewReceiver allocates a dynamic handle and returns its receiver.
@@ -99,6 +107,9 @@ func (rc *Receiver) put(m *wire.Message, in *Stream) {
 	if rc.sink != nil {
 		rc.sink(m, in)
 		return
+	}
+	if rc.before != nil {
+		rc.before(m)
 	}
 	rc.mu.Lock()
 	if rc.err != nil {

@@ -207,6 +207,10 @@ func (a *fuzzAgent) StartProcess(ctx context.Context, _ *mitogen.ProcessSpec) (*
 	a.check(ctx, "start_process")
 	return nil, &mitogen.CallError{Message: "not in the fuzzer"}
 }
+func (a *fuzzAgent) StartFakessh(ctx context.Context, _ *mitogen.FakeSSHProgram) (*mitogen.ProcessStarted, error) {
+	a.check(ctx, "start_fakessh")
+	return nil, &mitogen.CallError{Message: "not in the fuzzer"}
+}
 func (a *fuzzAgent) Sleep(ctx context.Context, _ int64) error { a.check(ctx, "sleep"); return nil }
 func (a *fuzzAgent) ReadFile(ctx context.Context, _ string, _ int64) ([]byte, error) {
 	a.check(ctx, "read_file")

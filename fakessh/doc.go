@@ -22,5 +22,10 @@
 // to the run's private socket with the run's secret, and becomes a leaf
 // context of the master, which admits nothing else through it.
 //
+// With Runner.On the program runs in a context the master holds instead
+// (`mitogen run --on`; see oncontext.go): that context serves the private
+// socket with its own binary as the ssh, and its ssh invocations are served
+// by the master's other contexts, under the same authority rules.
+//
 // # How it works
 package fakessh

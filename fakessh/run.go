@@ -144,7 +144,16 @@ func (c RunConfig) withDefaults() RunConfig {
 type Runner struct {
 	// Router is the master's router.
 	Router *core.Router
-	// Default serves ssh destinations not named in Hosts.
+	// On, when not nil, is the context the program runs in (`mitogen run
+	// --on`): the program and its ssh processes run there (through
+	// Agent.start_fakessh), the master serves their ssh destinations with
+	// Hosts and Default, and the program's stdio is relayed. Exe and Env
+	// are then not used, and Dir is a directory there (default: the home
+	// directory, as ssh's).
+	On *core.Context
+	// Default serves ssh destinations not named in Hosts. Required unless
+	// On is set; when On is set and Default is nil, only Hosts are served
+	// and any other name is refused as an unknown host.
 	Default *core.Context
 	// Hosts maps ssh destination host names to contexts.
 	Hosts map[string]*core.Context
@@ -176,6 +185,14 @@ type run struct {
 	members map[int32]bool // fakessh contexts of this run
 	count   int
 	wg      sync.WaitGroup
+	// join, when not nil, gets the ID of an admitted fake ssh from the
+	// master (a run served by a context: FakeSSH.join); else this router
+	// (the master) allocates it.
+	join func(ctx context.Context, pid int32) (int32, error)
+	// For the master of a run on a context (Runner.On): how many fake ssh
+	// joined, and whether the run is over (no more joins).
+	joins int
+	ended bool
 	// preauth overrides Config.PreauthTimeout (tests).
 	preauth time.Duration
 	// Refusal warnings: when the last one was logged, how many since.
@@ -183,6 +200,9 @@ type run struct {
 	unwarned int
 	// u serves ssh users other than the destination's (user.go).
 	u users
+	// reserved counts admissions past the secret still waiting for an ID
+	// (they count against MaxSessions).
+	reserved int
 }
 
 // Run runs argv and returns its exit status (a signal gives 128+N, as a
@@ -191,6 +211,12 @@ type run struct {
 func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 	if len(argv) == 0 {
 		return 255, errors.New("fakessh: no program to run")
+	}
+	if rn.Router != nil && rn.On != nil {
+		if err := rn.Config.Validate(); err != nil {
+			return 255, err
+		}
+		return rn.runOn(ctx, argv)
 	}
 	s, err := rn.Open(ctx)
 	if err != nil {
@@ -225,7 +251,7 @@ func (s *Session) Close() { s.once.Do(s.close) }
 // serves them until Close (or ctx ends, after which no ssh is admitted).
 func (rn *Runner) Open(ctx context.Context) (*Session, error) {
 	if rn.Router == nil || rn.Default == nil {
-		return nil, errors.New("fakessh: Runner needs a Router and a Default context")
+		return nil, errors.New("fakessh: Runner needs a Router and a Default (or On) context")
 	}
 	if err := rn.Config.Validate(); err != nil {
 		return nil, err
@@ -237,32 +263,11 @@ func (rn *Runner) Open(ctx context.Context) (*Session, error) {
 			return nil, fmt.Errorf("fakessh: finding own executable: %w", err)
 		}
 	}
-	removeStaleDirs(os.TempDir(), rn.Router.Logger())
-	dir, err := os.MkdirTemp("", dirPrefix)
+	pd, err := newPrivateDir(exe, rn.Router.Logger())
 	if err != nil {
-		return nil, fmt.Errorf("fakessh: private directory: %w", err)
-	}
-	fail := func(err error) (*Session, error) {
-		os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(ownerLine()), 0o600); err != nil {
-		return fail(fmt.Errorf("fakessh: private directory: %w", err))
-	}
-	if err := os.Symlink(exe, filepath.Join(dir, "ssh")); err != nil {
-		return fail(fmt.Errorf("fakessh: installing ssh: %w", err))
-	}
-	secretBytes := make([]byte, secretLen/2)
-	if _, err := rand.Read(secretBytes); err != nil {
-		return fail(err)
-	}
-	secret := hex.EncodeToString(secretBytes)
-	sock := filepath.Join(dir, "master.sock")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-	if err != nil {
-		return fail(fmt.Errorf("fakessh: listening: %w", err))
-	}
-	ln.SetUnlinkOnClose(true)
+	dir, sock, secret, ln := pd.dir, pd.sock, pd.secret, pd.ln
 
 	st := &run{Runner: rn, members: make(map[int32]bool)}
 	r := rn.Router
@@ -344,6 +349,46 @@ func (rn *Runner) RunProgram(ctx context.Context, dir string, sessionEnv []strin
 		return ee.ExitCode(), nil
 	}
 	return 255, werr
+}
+
+// privateDir is a run's private directory, with our ssh in it, and the
+// socket the fake ssh processes join the run through.
+type privateDir struct {
+	dir, sock, secret string
+	ln                *net.UnixListener
+}
+
+// newPrivateDir makes a run's private directory (0700, in the temporary
+// directory, after removing those of dead runs) holding the owner file,
+// `ssh` (a symlink to exe) and the listening socket, and a fresh secret.
+// The caller closes ln and removes dir.
+func newPrivateDir(exe string, log *slog.Logger) (*privateDir, error) {
+	removeStaleDirs(os.TempDir(), log)
+	dir, err := os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("fakessh: private directory: %w", err)
+	}
+	fail := func(err error) (*privateDir, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(ownerLine()), 0o600); err != nil {
+		return fail(fmt.Errorf("fakessh: private directory: %w", err))
+	}
+	if err := os.Symlink(exe, filepath.Join(dir, "ssh")); err != nil {
+		return fail(fmt.Errorf("fakessh: installing ssh: %w", err))
+	}
+	secretBytes := make([]byte, secretLen/2)
+	if _, err := rand.Read(secretBytes); err != nil {
+		return fail(err)
+	}
+	sock := filepath.Join(dir, "master.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fail(fmt.Errorf("fakessh: listening: %w", err))
+	}
+	ln.SetUnlinkOnClose(true)
+	return &privateDir{dir: dir, sock: sock, secret: hex.EncodeToString(secretBytes), ln: ln}, nil
 }
 
 // A run's private directory is dirPrefix* in the temporary directory. It
@@ -501,10 +546,19 @@ func withPath(env []string, dir string) []string {
 	return out
 }
 
+// isMember is the policy of the master's FakeSSH handle: the run's fake
+// ssh contexts, and for a run on a context that context (for join).
 func (st *run) isMember(m *wire.Message, _ *core.Stream) bool {
+	if st.On != nil && m.Auth == st.On.ID() {
+		return true
+	}
+	return st.member(m.Auth)
+}
+
+func (st *run) member(id int32) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.members[m.Auth]
+	return st.members[id]
 }
 
 // accept serves connections from our ssh processes: each must come from
@@ -597,13 +651,28 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, rel
 	_ = conn.SetReadDeadline(time.Time{})
 	once.Do(release)
 	st.mu.Lock()
-	if limit := st.Config.withDefaults().MaxSessions; len(st.members) >= limit {
+	if limit := st.Config.withDefaults().MaxSessions; len(st.members)+st.reserved >= limit {
 		st.mu.Unlock()
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = conn.Write([]byte(busyLine))
 		return fmt.Errorf("%d ssh contexts of this run are connected (MaxSessions)", limit)
 	}
-	id := st.Router.AllocateID()
+	st.reserved++
+	st.mu.Unlock()
+	bootCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().BootTimeout)
+	defer cancel()
+	id := int32(0)
+	if st.join == nil {
+		id = st.Router.AllocateID()
+	} else {
+		id, err = st.join(bootCtx, cred.Pid)
+	}
+	st.mu.Lock()
+	st.reserved--
+	if err != nil {
+		st.mu.Unlock()
+		return fmt.Errorf("joining the run at the master: %w", err)
+	}
 	st.count++
 	n := st.count
 	st.members[id] = true
@@ -615,8 +684,6 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, rel
 		delete(st.members, id)
 		st.mu.Unlock()
 	}()
-	bootCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().BootTimeout)
-	defer cancel()
 	_, _, err = st.Router.StartChild(bootCtx, conn, id, fmt.Sprintf("fakessh.%d(pid %d)", n, cred.Pid), core.Leaf())
 	if err != nil {
 		return err
@@ -657,9 +724,18 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	if !ok || req == nil || req.Spec == nil {
 		return nil, &mitogen.CallError{Message: "start_slave: malformed request"}
 	}
+	// The handle's policy admits the run's fake ssh contexts and, for a
+	// run on a context, that context, which may only join.
+	if st.On != nil && caller == st.On.ID() {
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("start_slave: context %d is not a fake ssh of this run", caller)}
+	}
 	dest := st.Default
 	if c, ok := st.Hosts[req.Host]; ok {
 		dest = c
+	}
+	if dest == nil {
+		st.Router.Logger().Info("fakessh start_slave: refused a host this run was not given", "host", req.Host, "caller", caller)
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("Could not resolve hostname %s: Name or service not known", req.Host), Code: "ENOENT"}
 	}
 	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
 	defer cancel()

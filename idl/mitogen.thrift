@@ -135,8 +135,10 @@ const Handle CALL_FUNCTION = 101
  *
  * UNPROMPTED FRAMES. Besides answers to handles the parent gave it (replies,
  * byte-stream data, credit and dead messages), a context sends its parent
- * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, and frames it
- * forwards for its descendants. A parent may ignore anything else.
+ * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, calls to a
+ * service the master named to it on a handle of the master's (FakeSSH.join
+ * on the handle given in Agent.start_fakessh), and frames it forwards for
+ * its descendants. A parent may ignore anything else.
  */
 const Handle FORWARD_LOG = 102
 
@@ -157,6 +159,12 @@ const i32 MAX_LOG_RECORD = 65536
  * learns the route. Route updates travel hop by hop: each router re-sends
  * them as its own, so a receiver takes one only when src_id and auth_id are
  * both the context at the other end of the stream it arrived on.
+ *
+ * Order: a context sends ADD_ROUTE for a child it started as the child's
+ * Ready arrives, before it forwards any frame the child sent after Ready,
+ * so that every router above knows the route before the child's first
+ * message (e.g. a fake ssh's call to the master) reaches it; a frame that
+ * overtook its route would be dropped as forged.
  *
  * A receiver R accepts ADD_ROUTE arriving on stream S only when all hold:
  *  - S is a child stream and not a leaf (see LEAF STREAMS);
@@ -686,10 +694,53 @@ service Agent {
   ConnectReply connect(1: ConnectRequest req) throws (1: CallError err)
   /** Starts a process; see ProcessSpec and Control. */
   ProcessStarted start_process(1: ProcessSpec spec) throws (1: CallError err)
+  /**
+   * Runs a program in this context under fakessh (`mitogen run --on`):
+   * the process of prog.spec, driven by the caller as for start_process
+   * (same reply, Control and ENDINGS), with this context's fake `ssh`
+   * first on its PATH and a private socket the fake ssh joins (see
+   * FakeSSHProgram). Refused (CallError) when prog.spec has no argv, has
+   * command, subsystem or login set, or prog.handle is not a dynamic
+   * handle.
+   */
+  ProcessStarted start_fakessh(1: FakeSSHProgram prog) throws (1: CallError err)
   /** Sleeps, or until cancelled by the context's shutdown; for tests. */
   void sleep(1: i64 millis)
   /** Reads up to max bytes from a file; for tests and demos. */
   binary read_file(1: string path, 2: i64 max) throws (1: CallError err)
+}
+
+/**
+ * A program to run under fakessh in a context (Agent.start_fakessh), whose
+ * ssh invocations the master serves with its other contexts.
+ *
+ * The context C asked (its parent's CALL_FUNCTION policy applies) prepares
+ * what `mitogen run` prepares on the master's host: a private 0700
+ * directory holding "owner" and `ssh` (C's own agent binary, which serves
+ * as the fake ssh when run under that name), a unix socket in it, a fresh
+ * secret, and the program's environment MITOGEN_FAKESSH_SOCKET,
+ * MITOGEN_FAKESSH_SECRET, MITOGEN_FAKESSH_HANDLE (= handle) and PATH with
+ * the directory first. Admission on the socket is the FakeSSH service's
+ * (peer uid, secret, 64 waiting at most, 5 s each). For each admitted
+ * connection C calls FakeSSH.join on (MASTER_ID, handle) and boots the fake
+ * ssh as a LEAF child with the ID the master returned; it never uses an ID
+ * of its own for it. When the program's process is done (EXIT sent or its
+ * ending over), C closes the socket, ends the streams of the run's fake ssh
+ * children and removes the directory. C does nothing else for the run: the
+ * fake ssh contexts call the master's handle themselves, as on the master's
+ * host.
+ */
+struct FakeSSHProgram {
+  /** The program: argv only (found on the PATH above), dir, env, origin. */
+  1: ProcessSpec spec
+  /** The master's FakeSSH handle for this run (a dynamic handle). */
+  2: i32 handle
+}
+
+/** Reply of FakeSSH.join. */
+struct FakeSSHJoined {
+  /** The ID the fake ssh is booted with (granted to the joining context). */
+  1: i32 context_id
 }
 
 /** What a fakessh `ssh` asks the master to run for it. */
@@ -734,7 +785,28 @@ struct StartSlaveRequest {
  * whose owner is dead.
  */
 service FakeSSH {
+  /**
+   * Callers: the run's fake ssh contexts only (for a run on a context C,
+   * the IDs the master returned from join, and not C itself). The master
+   * maps host to a context: the names it was given for the run, else its
+   * default destination; a run on a context (`--on`) has no default unless
+   * one was given, and an unknown host is refused ("Could not resolve
+   * hostname"). spec.peer_id is set to the caller and spec.argv cleared.
+   */
   ProcessStarted start_slave(1: StartSlaveRequest req) throws (1: CallError err)
+  /**
+   * Only for a run on a context C (Agent.start_fakessh), and only from C
+   * itself (auth_id C; anyone else gets Dead{REFUSED} or a CallError): C
+   * admitted a fake ssh (pid is its process ID there, for logs) and asks
+   * for its context ID. The master allocates a fresh ID, grants it to C
+   * (GRANT_IDS {holder_id C}, sent before the reply, so every router on the
+   * way knows the grant when C's ADD_ROUTE for it comes up), records it as
+   * a member of the run (a caller start_slave accepts) and returns it
+   * (FakeSSHJoined.context_id). C
+   * boots the fake ssh as a leaf child with exactly that ID. At most 65536
+   * joins per run; beyond that, and after the run ended, it is refused.
+   */
+  FakeSSHJoined join(1: i32 pid) throws (1: CallError err)
 }
 
 /**

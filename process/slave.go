@@ -113,6 +113,7 @@ type slave struct {
 	group     *pgroup.Leader
 	exited    <-chan struct{} // closed when the process (group leader) exited, reaped or not
 	ended     chan struct{}   // closed when run is done with the process
+	then      func()          // called after ended is closed (StartProcessThen)
 	shutdown  atomic.Bool     // this context is shutting down
 }
 
@@ -135,10 +136,17 @@ func StartProcess(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec
 // StartProcess is Agent.start_process with c's timeouts (see the package
 // StartProcess). The process outlives ctx: it is bound to r's lifetime.
 func (c Config) StartProcess(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
+	return c.StartProcessThen(ctx, r, spec, nil)
+}
+
+// StartProcessThen is StartProcess that calls then (when not nil), once,
+// when the process side is done with the process: EXIT sent, or the
+// process's ending (ENDINGS) over. It is not called when the start fails.
+func (c Config) StartProcessThen(ctx context.Context, r *core.Router, spec *mitogen.ProcessSpec, then func()) (*mitogen.ProcessStarted, error) {
 	_ = ctx // the process outlives the call; it is bound to the router instead
 	peer := spec.PeerId
 	s := &slave{cfg: c.withDefaults(), r: r, peer: peer, origin: spec.Origin,
-		ended: make(chan struct{}), ctl: make(chan ctlEvent, 1)}
+		ended: make(chan struct{}), ctl: make(chan ctlEvent, 1), then: then}
 	s.ctx, s.cancel = context.WithCancel(r.Lifetime())
 	cmd, err := buildCommand(spec)
 	if err == nil && s.ctx.Err() != nil {
@@ -506,6 +514,11 @@ func checkStart(c *mitogen.Control, peer int32) error {
 // run drives the process side's state machine: one handler per state,
 // each returning the next state, until Done.
 func (s *slave) run() {
+	defer func() {
+		if s.then != nil {
+			s.then()
+		}
+	}()
 	defer close(s.ended)
 	defer s.unhook()
 	defer s.cancel()

@@ -290,15 +290,20 @@ func parseCommand(fs *flag.FlagSet, args []string, synopsis string) (argv []stri
 	return fs.Args(), 0, false
 }
 
-// master starts the master router and the chain of contexts.
-func (c *commonFlags) master(ctx context.Context) (*core.Router, []*core.Context, error) {
+// newMaster starts the master router, logging to stderr.
+func (c *commonFlags) newMaster() *core.Router {
 	level := slog.LevelWarn
 	if c.verbose {
 		level = slog.LevelDebug
 	}
 	cfg := core.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	r := core.NewMaster(cfg)
+	return core.NewMaster(cfg)
+}
+
+// master starts the master router and the chain of contexts.
+func (c *commonFlags) master(ctx context.Context) (*core.Router, []*core.Context, error) {
+	r := c.newMaster()
 	chain, err := c.dial(ctx, r, c.hops())
 	if err != nil {
 		r.Close()

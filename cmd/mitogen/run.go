@@ -34,13 +34,29 @@ func (h hostMap) Set(v string) error {
 	return nil
 }
 
+const runSynopsis = "mitogen run [--on SPEC[,SPEC...]] [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]"
+
 func cmdRun(args []string) int {
 	var cf commonFlags
+	var on specList
 	hosts := hostMap{}
-	fs := newFlagSet("run", "mitogen run [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]\n\nRuns PROGRAM with mitogen's ssh first on its PATH: every ssh it starts runs\nits command in a context instead (the --host context for that host name,\nelse the --via one), with no new connection. Exits with PROGRAM's status.\n\nExample: mitogen run --via local -- rsync -a src/ anyhost:/tmp/dst/")
+	fs := newFlagSet("run", runSynopsis+`
+
+Runs PROGRAM with mitogen's ssh first on its PATH: every ssh it starts runs
+its command in a context instead (the --host context for that host name,
+else the --via one), with no new connection. Exits with PROGRAM's status.
+
+With --on, PROGRAM runs in the context at the end of that chain, and its
+ssh commands are served by the master's other contexts: only the --host
+names (and every other name when --via is given, by the --via context).
+
+Examples:
+  mitogen run --via local -- rsync -a src/ anyhost:/tmp/dst/
+  mitogen run --on ssh:web1 --host web2=ssh:bastion,ssh:web2 -- rsync -a /srv/ web2:/srv/`)
 	cf.register(fs)
+	fs.Var(&on, "on", "run PROGRAM in the context at the end of this chain of hops (comma-separated)")
 	fs.Var(hosts, "host", "serve ssh destination NAME with its own chain of hops (repeatable)")
-	argv, code, done := parseCommand(fs, args, "mitogen run [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]")
+	argv, code, done := parseCommand(fs, args, runSynopsis)
 	if done {
 		return code
 	}
@@ -50,18 +66,36 @@ func cmdRun(args []string) int {
 	for _, specs := range hosts {
 		hostChains = append(hostChains, specs)
 	}
-	if cf.persistent(hostChains...) {
+	if len(on) == 0 && cf.persistent(hostChains...) {
 		return runPersistent(ctx, &cf, hosts, argv)
 	}
-	r, chain, err := cf.master(ctx)
-	if err != nil {
-		return fail(os.Stderr, "%v", err)
+	rn := &fakessh.Runner{Hosts: map[string]*core.Context{}, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	if len(on) == 0 {
+		r, chain, err := cf.master(ctx)
+		if err != nil {
+			return fail(os.Stderr, "%v", err)
+		}
+		defer r.Close()
+		rn.Router, rn.Default = r, chain[len(chain)-1]
+	} else {
+		r := cf.newMaster()
+		defer r.Close()
+		rn.Router = r
+		c, err := cf.dial(ctx, r, on)
+		if err != nil {
+			return fail(os.Stderr, "--on: %v", err)
+		}
+		rn.On = c[len(c)-1]
+		if len(cf.via) > 0 {
+			c, err := cf.dial(ctx, r, cf.via)
+			if err != nil {
+				return fail(os.Stderr, "--via: %v", err)
+			}
+			rn.Default = c[len(c)-1]
+		}
 	}
-	defer r.Close()
-	rn := &fakessh.Runner{Router: r, Default: chain[len(chain)-1], Hosts: map[string]*core.Context{},
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	for name, hops := range hosts {
-		c, err := cf.dial(ctx, r, hops)
+		c, err := cf.dial(ctx, rn.Router, hops)
 		if err != nil {
 			return fail(os.Stderr, "--host %s: %v", name, err)
 		}

@@ -72,6 +72,7 @@ const (
 	AgentEchoMethod         = "Agent:echo"
 	AgentConnectMethod      = "Agent:connect"
 	AgentStartProcessMethod = "Agent:start_process"
+	AgentStartFakesshMethod = "Agent:start_fakessh"
 	AgentSleepMethod        = "Agent:sleep"
 	AgentReadFileMethod     = "Agent:read_file"
 )
@@ -83,6 +84,7 @@ func AgentMethods() []string {
 		AgentEchoMethod,
 		AgentConnectMethod,
 		AgentStartProcessMethod,
+		AgentStartFakesshMethod,
 		AgentSleepMethod,
 		AgentReadFileMethod,
 	}
@@ -130,6 +132,20 @@ func (c *AgentClient) StartProcess(ctx context.Context, spec *ProcessSpec) (r *P
 	args := &AgentStartProcessArgs{Spec: spec}
 	res := &AgentStartProcessResult{}
 	if err = c.Caller.CallFunction(ctx, AgentStartProcessMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// StartFakessh calls Agent:start_fakessh.
+func (c *AgentClient) StartFakessh(ctx context.Context, prog *FakeSSHProgram) (r *ProcessStarted, err error) {
+	args := &AgentStartFakesshArgs{Prog: prog}
+	res := &AgentStartFakesshResult{}
+	if err = c.Caller.CallFunction(ctx, AgentStartFakesshMethod, args, res); err != nil {
 		return
 	}
 	if res.Err != nil {
@@ -227,6 +243,23 @@ func DispatchAgent(ctx context.Context, impl Agent, method string, args []byte) 
 		}
 		res.Success = r
 		return res, nil
+	case AgentStartFakesshMethod:
+		a := &AgentStartFakesshArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &AgentStartFakesshResult{}
+		r, err := impl.StartFakessh(ctx, a.Prog)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
 	case AgentSleepMethod:
 		a := &AgentSleepArgs{}
 		if _, err := a.FastRead(args); err != nil {
@@ -262,12 +295,14 @@ func DispatchAgent(ctx context.Context, impl Agent, method string, args []byte) 
 // CALL_FUNCTION method names of service FakeSSH.
 const (
 	FakeSSHStartSlaveMethod = "FakeSSH:start_slave"
+	FakeSSHJoinMethod       = "FakeSSH:join"
 )
 
 // FakeSSHMethods lists the CALL_FUNCTION method names of FakeSSH.
 func FakeSSHMethods() []string {
 	return []string{
 		FakeSSHStartSlaveMethod,
+		FakeSSHJoinMethod,
 	}
 }
 
@@ -279,6 +314,20 @@ func (c *FakeSSHClient) StartSlave(ctx context.Context, req *StartSlaveRequest) 
 	args := &FakeSSHStartSlaveArgs{Req: req}
 	res := &FakeSSHStartSlaveResult{}
 	if err = c.Caller.CallFunction(ctx, FakeSSHStartSlaveMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Join calls FakeSSH:join.
+func (c *FakeSSHClient) Join(ctx context.Context, pid int32) (r *FakeSSHJoined, err error) {
+	args := &FakeSSHJoinArgs{Pid: pid}
+	res := &FakeSSHJoinResult{}
+	if err = c.Caller.CallFunction(ctx, FakeSSHJoinMethod, args, res); err != nil {
 		return
 	}
 	if res.Err != nil {
@@ -302,6 +351,23 @@ func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []by
 		}
 		res := &FakeSSHStartSlaveResult{}
 		r, err := impl.StartSlave(ctx, a.Req)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case FakeSSHJoinMethod:
+		a := &FakeSSHJoinArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &FakeSSHJoinResult{}
+		r, err := impl.Join(ctx, a.Pid)
 		if err != nil {
 			var e *CallError
 			if errors.As(err, &e) {

@@ -2071,6 +2071,171 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *FakeSSHProgram) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Spec ID:1 thrift.STRUCT
+	off += 3
+	off += p.Spec.BLength()
+
+	// p.Handle ID:2 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *FakeSSHProgram) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHProgram) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHProgram) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Spec
+	b = append(b, 12, 0, 1)
+	b = p.Spec.FastAppend(b)
+
+	// p.Handle
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Handle))
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHProgram) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Spec ID:1 thrift.STRUCT
+			p.Spec = NewProcessSpec()
+			l, err = p.Spec.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Handle ID:2 thrift.I32
+			p.Handle, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHProgram[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHJoined) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.ContextId ID:1 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *FakeSSHJoined) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHJoined) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHJoined) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.ContextId
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.ContextId))
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHJoined) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.ContextId ID:1 thrift.I32
+			p.ContextId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHJoined[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *StartSlaveRequest) BLength() int {
 	if p == nil {
 		return 1
@@ -3380,6 +3545,181 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *AgentStartFakesshArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Prog ID:1 thrift.STRUCT
+	off += 3
+	off += p.Prog.BLength()
+	return off + 1
+}
+
+func (p *AgentStartFakesshArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *AgentStartFakesshArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *AgentStartFakesshArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Prog
+	b = append(b, 12, 0, 1)
+	b = p.Prog.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *AgentStartFakesshArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Prog ID:1 thrift.STRUCT
+			p.Prog = NewFakeSSHProgram()
+			l, err = p.Prog.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_AgentStartFakesshArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *AgentStartFakesshResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *AgentStartFakesshResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *AgentStartFakesshResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *AgentStartFakesshResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *AgentStartFakesshResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewProcessStarted()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_AgentStartFakesshResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *AgentSleepArgs) BLength() int {
 	if p == nil {
 		return 1
@@ -3872,6 +4212,180 @@ ReadFieldBeginError:
 ReadFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHStartSlaveResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHJoinArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Pid ID:1 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *FakeSSHJoinArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHJoinArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHJoinArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Pid
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.Pid))
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHJoinArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.Pid ID:1 thrift.I32
+			p.Pid, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHJoinArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHJoinResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *FakeSSHJoinResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHJoinResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHJoinResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHJoinResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewFakeSSHJoined()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHJoinResult[fid]), err)
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)

@@ -56,8 +56,10 @@ const (
 	 *
 	 * UNPROMPTED FRAMES. Besides answers to handles the parent gave it (replies,
 	 * byte-stream data, credit and dead messages), a context sends its parent
-	 * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, and frames it
-	 * forwards for its descendants. A parent may ignore anything else.
+	 * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, calls to a
+	 * service the master named to it on a handle of the master's (FakeSSH.join
+	 * on the handle given in Agent.start_fakessh), and frames it forwards for
+	 * its descendants. A parent may ignore anything else.
 	 */
 	FORWARD_LOG = 102
 	/**
@@ -76,6 +78,12 @@ const (
 	 * learns the route. Route updates travel hop by hop: each router re-sends
 	 * them as its own, so a receiver takes one only when src_id and auth_id are
 	 * both the context at the other end of the stream it arrived on.
+	 *
+	 * Order: a context sends ADD_ROUTE for a child it started as the child's
+	 * Ready arrives, before it forwards any frame the child sent after Ready,
+	 * so that every router above knows the route before the child's first
+	 * message (e.g. a fake ssh's call to the master) reaches it; a frame that
+	 * overtook its route would be dropped as forged.
 	 *
 	 * A receiver R accepts ADD_ROUTE arriving on stream S only when all hold:
 	 *  - S is a child stream and not a leaf (see LEAF STREAMS);
@@ -1325,6 +1333,97 @@ var fieldIDToName_ConnectReply = map[int16]string{
 	2: "pid",
 }
 
+/**
+ * A program to run under fakessh in a context (Agent.start_fakessh), whose
+ * ssh invocations the master serves with its other contexts.
+ *
+ * The context C asked (its parent's CALL_FUNCTION policy applies) prepares
+ * what `mitogen run` prepares on the master's host: a private 0700
+ * directory holding "owner" and `ssh` (C's own agent binary, which serves
+ * as the fake ssh when run under that name), a unix socket in it, a fresh
+ * secret, and the program's environment MITOGEN_FAKESSH_SOCKET,
+ * MITOGEN_FAKESSH_SECRET, MITOGEN_FAKESSH_HANDLE (= handle) and PATH with
+ * the directory first. Admission on the socket is the FakeSSH service's
+ * (peer uid, secret, 64 waiting at most, 5 s each). For each admitted
+ * connection C calls FakeSSH.join on (MASTER_ID, handle) and boots the fake
+ * ssh as a LEAF child with the ID the master returned; it never uses an ID
+ * of its own for it. When the program's process is done (EXIT sent or its
+ * ending over), C closes the socket, ends the streams of the run's fake ssh
+ * children and removes the directory. C does nothing else for the run: the
+ * fake ssh contexts call the master's handle themselves, as on the master's
+ * host.
+ */
+type FakeSSHProgram struct {
+	/** The program: argv only (found on the PATH above), dir, env, origin. */
+	Spec *ProcessSpec `thrift:"spec,1" json:"spec"`
+	/** The master's FakeSSH handle for this run (a dynamic handle). */
+	Handle int32 `thrift:"handle,2" json:"handle"`
+}
+
+func NewFakeSSHProgram() *FakeSSHProgram {
+	return &FakeSSHProgram{}
+}
+
+func (p *FakeSSHProgram) InitDefault() {
+}
+
+var FakeSSHProgram_Spec_DEFAULT *ProcessSpec
+
+func (p *FakeSSHProgram) GetSpec() (v *ProcessSpec) {
+	if !p.IsSetSpec() {
+		return FakeSSHProgram_Spec_DEFAULT
+	}
+	return p.Spec
+}
+
+func (p *FakeSSHProgram) GetHandle() (v int32) {
+	return p.Handle
+}
+
+func (p *FakeSSHProgram) IsSetSpec() bool {
+	return p.Spec != nil
+}
+
+func (p *FakeSSHProgram) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHProgram(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHProgram = map[int16]string{
+	1: "spec",
+	2: "handle",
+}
+
+/** Reply of FakeSSH.join. */
+type FakeSSHJoined struct {
+	/** The ID the fake ssh is booted with (granted to the joining context). */
+	ContextId int32 `thrift:"context_id,1" json:"context_id"`
+}
+
+func NewFakeSSHJoined() *FakeSSHJoined {
+	return &FakeSSHJoined{}
+}
+
+func (p *FakeSSHJoined) InitDefault() {
+}
+
+func (p *FakeSSHJoined) GetContextId() (v int32) {
+	return p.ContextId
+}
+
+func (p *FakeSSHJoined) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHJoined(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHJoined = map[int16]string{
+	1: "context_id",
+}
+
 /** What a fakessh `ssh` asks the master to run for it. */
 type StartSlaveRequest struct {
 	/** Destination host as the program named it (the ssh command line's host). */
@@ -1615,6 +1714,16 @@ type Agent interface {
 	Connect(ctx context.Context, req *ConnectRequest) (r *ConnectReply, err error)
 	/** Starts a process; see ProcessSpec and Control. */
 	StartProcess(ctx context.Context, spec *ProcessSpec) (r *ProcessStarted, err error)
+	/**
+	 * Runs a program in this context under fakessh (`mitogen run --on`):
+	 * the process of prog.spec, driven by the caller as for start_process
+	 * (same reply, Control and ENDINGS), with this context's fake `ssh`
+	 * first on its PATH and a private socket the fake ssh joins (see
+	 * FakeSSHProgram). Refused (CallError) when prog.spec has no argv, has
+	 * command, subsystem or login set, or prog.handle is not a dynamic
+	 * handle.
+	 */
+	StartFakessh(ctx context.Context, prog *FakeSSHProgram) (r *ProcessStarted, err error)
 	/** Sleeps, or until cancelled by the context's shutdown; for tests. */
 	Sleep(ctx context.Context, millis int64) (err error)
 	/** Reads up to max bytes from a file; for tests and demos. */
@@ -1890,6 +1999,91 @@ var fieldIDToName_AgentStartProcessResult = map[int16]string{
 	1: "err",
 }
 
+type AgentStartFakesshArgs struct {
+	Prog *FakeSSHProgram `thrift:"prog,1" json:"prog"`
+}
+
+func NewAgentStartFakesshArgs() *AgentStartFakesshArgs {
+	return &AgentStartFakesshArgs{}
+}
+
+func (p *AgentStartFakesshArgs) InitDefault() {
+}
+
+var AgentStartFakesshArgs_Prog_DEFAULT *FakeSSHProgram
+
+func (p *AgentStartFakesshArgs) GetProg() (v *FakeSSHProgram) {
+	if !p.IsSetProg() {
+		return AgentStartFakesshArgs_Prog_DEFAULT
+	}
+	return p.Prog
+}
+
+func (p *AgentStartFakesshArgs) IsSetProg() bool {
+	return p.Prog != nil
+}
+
+func (p *AgentStartFakesshArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentStartFakesshArgs(%+v)", *p)
+}
+
+var fieldIDToName_AgentStartFakesshArgs = map[int16]string{
+	1: "prog",
+}
+
+type AgentStartFakesshResult struct {
+	Success *ProcessStarted `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError      `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewAgentStartFakesshResult() *AgentStartFakesshResult {
+	return &AgentStartFakesshResult{}
+}
+
+func (p *AgentStartFakesshResult) InitDefault() {
+}
+
+var AgentStartFakesshResult_Success_DEFAULT *ProcessStarted
+
+func (p *AgentStartFakesshResult) GetSuccess() (v *ProcessStarted) {
+	if !p.IsSetSuccess() {
+		return AgentStartFakesshResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var AgentStartFakesshResult_Err_DEFAULT *CallError
+
+func (p *AgentStartFakesshResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return AgentStartFakesshResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *AgentStartFakesshResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *AgentStartFakesshResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *AgentStartFakesshResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentStartFakesshResult(%+v)", *p)
+}
+
+var fieldIDToName_AgentStartFakesshResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
 type AgentSleepArgs struct {
 	Millis int64 `thrift:"millis,1" json:"millis"`
 }
@@ -2036,7 +2230,28 @@ var fieldIDToName_AgentReadFileResult = map[int16]string{
  * whose owner is dead.
  */
 type FakeSSH interface {
+	/**
+	 * Callers: the run's fake ssh contexts only (for a run on a context C,
+	 * the IDs the master returned from join, and not C itself). The master
+	 * maps host to a context: the names it was given for the run, else its
+	 * default destination; a run on a context (`--on`) has no default unless
+	 * one was given, and an unknown host is refused ("Could not resolve
+	 * hostname"). spec.peer_id is set to the caller and spec.argv cleared.
+	 */
 	StartSlave(ctx context.Context, req *StartSlaveRequest) (r *ProcessStarted, err error)
+	/**
+	 * Only for a run on a context C (Agent.start_fakessh), and only from C
+	 * itself (auth_id C; anyone else gets Dead{REFUSED} or a CallError): C
+	 * admitted a fake ssh (pid is its process ID there, for logs) and asks
+	 * for its context ID. The master allocates a fresh ID, grants it to C
+	 * (GRANT_IDS {holder_id C}, sent before the reply, so every router on the
+	 * way knows the grant when C's ADD_ROUTE for it comes up), records it as
+	 * a member of the run (a caller start_slave accepts) and returns it
+	 * (FakeSSHJoined.context_id). C
+	 * boots the fake ssh as a leaf child with exactly that ID. At most 65536
+	 * joins per run; beyond that, and after the run ended, it is refused.
+	 */
+	Join(ctx context.Context, pid int32) (r *FakeSSHJoined, err error)
 }
 
 type FakeSSHStartSlaveArgs struct {
@@ -2120,6 +2335,82 @@ func (p *FakeSSHStartSlaveResult) String() string {
 }
 
 var fieldIDToName_FakeSSHStartSlaveResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type FakeSSHJoinArgs struct {
+	Pid int32 `thrift:"pid,1" json:"pid"`
+}
+
+func NewFakeSSHJoinArgs() *FakeSSHJoinArgs {
+	return &FakeSSHJoinArgs{}
+}
+
+func (p *FakeSSHJoinArgs) InitDefault() {
+}
+
+func (p *FakeSSHJoinArgs) GetPid() (v int32) {
+	return p.Pid
+}
+
+func (p *FakeSSHJoinArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHJoinArgs(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHJoinArgs = map[int16]string{
+	1: "pid",
+}
+
+type FakeSSHJoinResult struct {
+	Success *FakeSSHJoined `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError     `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewFakeSSHJoinResult() *FakeSSHJoinResult {
+	return &FakeSSHJoinResult{}
+}
+
+func (p *FakeSSHJoinResult) InitDefault() {
+}
+
+var FakeSSHJoinResult_Success_DEFAULT *FakeSSHJoined
+
+func (p *FakeSSHJoinResult) GetSuccess() (v *FakeSSHJoined) {
+	if !p.IsSetSuccess() {
+		return FakeSSHJoinResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var FakeSSHJoinResult_Err_DEFAULT *CallError
+
+func (p *FakeSSHJoinResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return FakeSSHJoinResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *FakeSSHJoinResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *FakeSSHJoinResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *FakeSSHJoinResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHJoinResult(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHJoinResult = map[int16]string{
 	0: "success",
 	1: "err",
 }

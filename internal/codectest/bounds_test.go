@@ -29,6 +29,7 @@ var allTypes = []thrift.FastCodec{
 	&mitogen.AgentPingArgs{}, &mitogen.AgentPingResult{}, &mitogen.AgentEchoArgs{}, &mitogen.AgentEchoResult{},
 	&mitogen.AgentConnectArgs{}, &mitogen.AgentConnectResult{},
 	&mitogen.AgentStartProcessArgs{}, &mitogen.AgentStartProcessResult{},
+	&mitogen.AgentStartFakesshArgs{}, &mitogen.AgentStartFakesshResult{},
 	&mitogen.AgentSleepArgs{}, &mitogen.AgentSleepResult{},
 	&mitogen.AgentReadFileArgs{}, &mitogen.AgentReadFileResult{},
 	&mitogen.FakeSSHStartSlaveArgs{}, &mitogen.FakeSSHStartSlaveResult{},
@@ -38,6 +39,7 @@ var allTypes = []thrift.FastCodec{
 	&mitogen.PersistentMasterStatusArgs{}, &mitogen.PersistentMasterStatusResult{},
 	&mitogen.PersistentMasterStopArgs{}, &mitogen.PersistentMasterStopResult{},
 	&mitogen.PersistentMasterOpenRunArgs{}, &mitogen.PersistentMasterOpenRunResult{},
+	&mitogen.FakeSSHJoinArgs{}, &mitogen.FakeSSHJoinResult{}, &mitogen.FakeSSHJoined{}, &mitogen.FakeSSHProgram{},
 }
 
 func TestAllTypesListed(t *testing.T) {
