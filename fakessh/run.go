@@ -57,7 +57,14 @@ const (
 	EnvSocket = "MITOGEN_FAKESSH_SOCKET" // path of the run's private socket
 	EnvSecret = "MITOGEN_FAKESSH_SECRET" // the run's secret, sent first on the socket
 	EnvHandle = "MITOGEN_FAKESSH_HANDLE" // the master's FakeSSH handle for this run
+	EnvDir    = "MITOGEN_FAKESSH_DIR"    // the run's private directory (our ssh, scp, sftp)
 )
+
+// Wrapped names the programs that run ssh by path (their build's
+// /usr/bin/ssh) rather than from PATH: fakessh puts a wrapper of each first
+// on the program's PATH, which runs the real one (found on PATH without
+// the run's directory) with "-S <our ssh>" (WrapperMain).
+var Wrapped = []string{"scp", "sftp"}
 
 // secretLen is the length of the hex secret line (without its newline).
 const secretLen = 64
@@ -204,8 +211,10 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(ownerLine()), 0o600); err != nil {
 		return 255, fmt.Errorf("fakessh: private directory: %w", err)
 	}
-	if err := os.Symlink(exe, filepath.Join(dir, "ssh")); err != nil {
-		return 255, fmt.Errorf("fakessh: installing ssh: %w", err)
+	for _, name := range append([]string{"ssh"}, Wrapped...) {
+		if err := os.Symlink(exe, filepath.Join(dir, name)); err != nil {
+			return 255, fmt.Errorf("fakessh: installing %s: %w", name, err)
+		}
 	}
 	secretBytes := make([]byte, secretLen/2)
 	if _, err := rand.Read(secretBytes); err != nil {
@@ -241,7 +250,7 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 		env = os.Environ()
 	}
 	cmd.Env = withPath(env, dir)
-	cmd.Env = append(cmd.Env, EnvSocket+"="+sock, EnvSecret+"="+secret, EnvHandle+"="+strconv.Itoa(int(handle)))
+	cmd.Env = append(cmd.Env, EnvSocket+"="+sock, EnvSecret+"="+secret, EnvHandle+"="+strconv.Itoa(int(handle)), EnvDir+"="+dir)
 	cmd.Dir = rn.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = rn.Stdin, rn.Stdout, rn.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -400,6 +409,12 @@ func programArgs(argv []string, ssh string) []string {
 
 // lookPathIn finds name in the PATH of env.
 func lookPathIn(name string, env []string) (string, error) {
+	return lookPathSkipping(name, env, "")
+}
+
+// lookPathSkipping finds name in the PATH of env, leaving out the
+// directory skip.
+func lookPathSkipping(name string, env []string, skip string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
@@ -412,6 +427,9 @@ func lookPathIn(name string, env []string) (string, error) {
 	for _, d := range filepath.SplitList(pathList) {
 		if d == "" {
 			d = "."
+		}
+		if skip != "" && filepath.Clean(d) == filepath.Clean(skip) {
+			continue
 		}
 		p := filepath.Join(d, name)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
