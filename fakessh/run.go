@@ -47,6 +47,7 @@ import (
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/forward"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/internal/pgroup"
 	"github.com/seed-a176d0ab/mitogen-go/process"
@@ -590,10 +591,7 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	if !ok || req == nil || req.Spec == nil {
 		return nil, &mitogen.CallError{Message: "start_slave: malformed request"}
 	}
-	dest := st.Default
-	if c, ok := st.Hosts[req.Host]; ok {
-		dest = c
-	}
+	dest := st.destinationFor(req.Host)
 	spec := *req.Spec
 	spec.PeerId = caller
 	spec.Argv = nil // a fakessh ssh runs commands the way sshd does, never raw argv
@@ -614,4 +612,48 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
 	}
 	return started, nil
+}
+
+// destinationFor picks the context serving host.
+func (st *run) destinationFor(host string) *core.Context {
+	if c, ok := st.Hosts[host]; ok {
+		return c
+	}
+	return st.Default
+}
+
+// Destination implements mitogen.FakeSSH: the ID of the context serving host.
+func (st *run) Destination(ctx context.Context, host string) (*mitogen.DestinationReply, error) {
+	return &mitogen.DestinationReply{ContextId: st.destinationFor(host).ID()}, nil
+}
+
+// Dial implements mitogen.FakeSSH for ssh -W, -L and -D: req.Host's
+// context dials on the master's authority, with the calling ssh context as
+// the only peer of the connection.
+func (st *run) Dial(ctx context.Context, req *mitogen.FakeDialRequest) (*mitogen.DialReply, error) {
+	caller, ok := core.CallerID(ctx)
+	if !ok || req == nil || req.Dial == nil {
+		return nil, &mitogen.CallError{Message: "dial: malformed request"}
+	}
+	d := *req.Dial
+	d.PeerId = caller
+	if _, err := forward.CheckRequest(&d, caller); err != nil {
+		return nil, &mitogen.CallError{Message: err.Error()}
+	}
+	dest := st.destinationFor(req.Host)
+	callCtx, cancel := context.WithTimeout(ctx, forward.MaxDialTimeout+st.Config.withDefaults().StartTimeout)
+	defer cancel()
+	rep, err := dest.Agent().DialTcp(callCtx, &d)
+	if err != nil {
+		var ce *mitogen.CallError
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("dialling from %s: %v", dest, err)}
+	}
+	if err := forward.CheckReply(rep, dest.ID()); err != nil {
+		st.Router.Logger().Error("fakessh dial: bad reply", "dest", dest.String(), "err", err)
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("dialling from %s: %v", dest, err)}
+	}
+	return rep, nil
 }

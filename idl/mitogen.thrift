@@ -651,7 +651,69 @@ service Agent {
   void sleep(1: i64 millis)
   /** Reads up to max bytes from a file; for tests and demos. */
   binary read_file(1: string path, 2: i64 max) throws (1: CallError err)
+  /**
+   * Opens a TCP connection from this context and relays it as a pair of
+   * byte streams with one peer context; see DialRequest.
+   */
+  DialReply dial_tcp(1: DialRequest req) throws (1: CallError err)
 }
+
+/**
+ * Agent.dial_tcp: a TCP connection made by the called context (the dialer)
+ * and relayed as two byte streams (see BYTE STREAMS) between it and one
+ * peer context: what ssh -W, -L and -D need from the far end.
+ *
+ * Peer. peer_id, or the call's auth_id when peer_id is 0. Only the callers
+ * CALL_FUNCTION admits (the master and the dialer's parents) may ask; they
+ * may name another context as the peer (the master does for a fakessh
+ * ssh), which may then read and write this connection and nothing else.
+ *
+ * Validation, before anything is dialled (else CallError, nothing sent):
+ * recv present, recv.context_id equal to the peer, recv.handle a dynamic
+ * handle (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD), recv.window >=
+ * MIN_STREAM_WINDOW; host 1-255 bytes without NUL; port 1-65535;
+ * timeout_ms >= 0 (0: 30 s; capped at 120 s). A dialer holds at most
+ * MAX_DIALS connections at once; one more is refused with code "EMFILE".
+ * A failed connect is a CallError whose message says why and whose code is
+ * the errno name when there is one ("ECONNREFUSED", "ETIMEDOUT", ...).
+ *
+ * Streams. Bytes from the TCP connection go to recv, written by the dialer
+ * (credit handle: the reply_to of its data messages). Bytes for the
+ * connection go to DialReply.send, a reader end in the dialer that accepts
+ * data only from the peer. The asker checks the reply as for
+ * ProcessStarted: send.context_id is the dialer, send.handle dynamic,
+ * send.window >= MIN_STREAM_WINDOW; else the dial counts as failed.
+ *
+ * End. The TCP peer's EOF ends recv with Dead{SENDER_CLOSED}; the send
+ * stream's normal end half-closes the connection (shutdown for writing).
+ * The connection is closed when both directions ended normally, or at
+ * once when either stream fails (an error reading or writing the socket
+ * fails recv, a failed send stream or a reader that stops early closes
+ * the socket), or when the peer's context disconnects.
+ */
+struct DialRequest {
+  /** Host name or address, resolved by the dialer. */
+  1: string host
+  2: i32 port
+  /** The context that drives the connection; 0: the caller (auth_id). */
+  3: i32 peer_id
+  /** The peer's reader end for the connection's bytes. */
+  4: StreamEnd recv
+  /** Connect timeout; 0 for the default (30 s). */
+  5: i32 timeout_ms
+}
+
+/** Reply of Agent.dial_tcp. */
+struct DialReply {
+  /** The dialer's reader end for bytes to the connection (writer: the peer). */
+  1: StreamEnd send
+  /** The connection's local and remote addresses, "host:port". */
+  2: string local_addr
+  3: string remote_addr
+}
+
+/** How many dial_tcp connections a context holds at once. */
+const i32 MAX_DIALS = 256
 
 /** What a fakessh `ssh` asks the master to run for it. */
 struct StartSlaveRequest {
@@ -682,4 +744,30 @@ struct StartSlaveRequest {
  */
 service FakeSSH {
   ProcessStarted start_slave(1: StartSlaveRequest req) throws (1: CallError err)
+  /**
+   * The ID of the context serving host (the ssh command line's host), so
+   * that the ssh can set up a reader end accepting only that context
+   * before it asks to dial.
+   */
+  DestinationReply destination(1: string host) throws (1: CallError err)
+  /**
+   * Asks host's context to dial (Agent.dial_tcp) on the master's
+   * authority, with the calling ssh context as the peer: the master sets
+   * dial.peer_id to the caller and refuses a dial.recv naming another
+   * context, then checks the reply as dial_tcp's asker does. For ssh -W,
+   * -L and -D.
+   */
+  DialReply dial(1: FakeDialRequest req) throws (1: CallError err)
+}
+
+/** Reply of FakeSSH.destination. */
+struct DestinationReply {
+  1: i32 context_id
+}
+
+/** What a fakessh `ssh` asks the master to dial for it. */
+struct FakeDialRequest {
+  /** Destination host as the program named it (the ssh command line's host). */
+  1: string host
+  2: DialRequest dial
 }

@@ -20,6 +20,7 @@ func WellKnownHandles() []int32 {
 		SHUTDOWN,
 		BOOTSTRAP,
 		GRANT_IDS,
+		MAX_DIALS,
 		IS_DEAD,
 	}
 }
@@ -43,6 +44,8 @@ func HandleName(h int32) string {
 		return "BOOTSTRAP"
 	case GRANT_IDS:
 		return "GRANT_IDS"
+	case MAX_DIALS:
+		return "MAX_DIALS"
 	case IS_DEAD:
 		return "IS_DEAD"
 	}
@@ -72,6 +75,7 @@ const (
 	AgentStartProcessMethod = "Agent:start_process"
 	AgentSleepMethod        = "Agent:sleep"
 	AgentReadFileMethod     = "Agent:read_file"
+	AgentDialTcpMethod      = "Agent:dial_tcp"
 )
 
 // AgentMethods lists the CALL_FUNCTION method names of Agent.
@@ -83,6 +87,7 @@ func AgentMethods() []string {
 		AgentStartProcessMethod,
 		AgentSleepMethod,
 		AgentReadFileMethod,
+		AgentDialTcpMethod,
 	}
 }
 
@@ -152,6 +157,20 @@ func (c *AgentClient) ReadFile(ctx context.Context, path string, max int64) (r [
 	args := &AgentReadFileArgs{Path: path, Max: max}
 	res := &AgentReadFileResult{}
 	if err = c.Caller.CallFunction(ctx, AgentReadFileMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// DialTcp calls Agent:dial_tcp.
+func (c *AgentClient) DialTcp(ctx context.Context, req *DialRequest) (r *DialReply, err error) {
+	args := &AgentDialTcpArgs{Req: req}
+	res := &AgentDialTcpResult{}
+	if err = c.Caller.CallFunction(ctx, AgentDialTcpMethod, args, res); err != nil {
 		return
 	}
 	if res.Err != nil {
@@ -253,19 +272,40 @@ func DispatchAgent(ctx context.Context, impl Agent, method string, args []byte) 
 		}
 		res.Success = r
 		return res, nil
+	case AgentDialTcpMethod:
+		a := &AgentDialTcpArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &AgentDialTcpResult{}
+		r, err := impl.DialTcp(ctx, a.Req)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
 	}
 	return nil, errors.Join(errUnknownMethod, errors.New("Agent has no method "+method))
 }
 
 // CALL_FUNCTION method names of service FakeSSH.
 const (
-	FakeSSHStartSlaveMethod = "FakeSSH:start_slave"
+	FakeSSHStartSlaveMethod  = "FakeSSH:start_slave"
+	FakeSSHDestinationMethod = "FakeSSH:destination"
+	FakeSSHDialMethod        = "FakeSSH:dial"
 )
 
 // FakeSSHMethods lists the CALL_FUNCTION method names of FakeSSH.
 func FakeSSHMethods() []string {
 	return []string{
 		FakeSSHStartSlaveMethod,
+		FakeSSHDestinationMethod,
+		FakeSSHDialMethod,
 	}
 }
 
@@ -277,6 +317,34 @@ func (c *FakeSSHClient) StartSlave(ctx context.Context, req *StartSlaveRequest) 
 	args := &FakeSSHStartSlaveArgs{Req: req}
 	res := &FakeSSHStartSlaveResult{}
 	if err = c.Caller.CallFunction(ctx, FakeSSHStartSlaveMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Destination calls FakeSSH:destination.
+func (c *FakeSSHClient) Destination(ctx context.Context, host string) (r *DestinationReply, err error) {
+	args := &FakeSSHDestinationArgs{Host: host}
+	res := &FakeSSHDestinationResult{}
+	if err = c.Caller.CallFunction(ctx, FakeSSHDestinationMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Dial calls FakeSSH:dial.
+func (c *FakeSSHClient) Dial(ctx context.Context, req *FakeDialRequest) (r *DialReply, err error) {
+	args := &FakeSSHDialArgs{Req: req}
+	res := &FakeSSHDialResult{}
+	if err = c.Caller.CallFunction(ctx, FakeSSHDialMethod, args, res); err != nil {
 		return
 	}
 	if res.Err != nil {
@@ -300,6 +368,40 @@ func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []by
 		}
 		res := &FakeSSHStartSlaveResult{}
 		r, err := impl.StartSlave(ctx, a.Req)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case FakeSSHDestinationMethod:
+		a := &FakeSSHDestinationArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &FakeSSHDestinationResult{}
+		r, err := impl.Destination(ctx, a.Host)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case FakeSSHDialMethod:
+		a := &FakeSSHDialArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &FakeSSHDialResult{}
+		r, err := impl.Dial(ctx, a.Req)
 		if err != nil {
 			var e *CallError
 			if errors.As(err, &e) {

@@ -202,6 +202,8 @@ const (
 	CHUNK_OVERHEAD = 64
 	/** The smallest window a byte-stream reader may grant (CHUNK_OVERHEAD + 1). */
 	MIN_STREAM_WINDOW = 65
+	/** How many dial_tcp connections a context holds at once. */
+	MAX_DIALS = 256
 )
 
 /** Why a message is dead. */
@@ -1297,6 +1299,152 @@ var fieldIDToName_ConnectReply = map[int16]string{
 	2: "pid",
 }
 
+/**
+ * Agent.dial_tcp: a TCP connection made by the called context (the dialer)
+ * and relayed as two byte streams (see BYTE STREAMS) between it and one
+ * peer context: what ssh -W, -L and -D need from the far end.
+ *
+ * Peer. peer_id, or the call's auth_id when peer_id is 0. Only the callers
+ * CALL_FUNCTION admits (the master and the dialer's parents) may ask; they
+ * may name another context as the peer (the master does for a fakessh
+ * ssh), which may then read and write this connection and nothing else.
+ *
+ * Validation, before anything is dialled (else CallError, nothing sent):
+ * recv present, recv.context_id equal to the peer, recv.handle a dynamic
+ * handle (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD), recv.window >=
+ * MIN_STREAM_WINDOW; host 1-255 bytes without NUL; port 1-65535;
+ * timeout_ms >= 0 (0: 30 s; capped at 120 s). A dialer holds at most
+ * MAX_DIALS connections at once; one more is refused with code "EMFILE".
+ * A failed connect is a CallError whose message says why and whose code is
+ * the errno name when there is one ("ECONNREFUSED", "ETIMEDOUT", ...).
+ *
+ * Streams. Bytes from the TCP connection go to recv, written by the dialer
+ * (credit handle: the reply_to of its data messages). Bytes for the
+ * connection go to DialReply.send, a reader end in the dialer that accepts
+ * data only from the peer. The asker checks the reply as for
+ * ProcessStarted: send.context_id is the dialer, send.handle dynamic,
+ * send.window >= MIN_STREAM_WINDOW; else the dial counts as failed.
+ *
+ * End. The TCP peer's EOF ends recv with Dead{SENDER_CLOSED}; the send
+ * stream's normal end half-closes the connection (shutdown for writing).
+ * The connection is closed when both directions ended normally, or at
+ * once when either stream fails (an error reading or writing the socket
+ * fails recv, a failed send stream or a reader that stops early closes
+ * the socket), or when the peer's context disconnects.
+ */
+type DialRequest struct {
+	/** Host name or address, resolved by the dialer. */
+	Host string `thrift:"host,1" json:"host"`
+	Port int32  `thrift:"port,2" json:"port"`
+	/** The context that drives the connection; 0: the caller (auth_id). */
+	PeerId int32 `thrift:"peer_id,3" json:"peer_id"`
+	/** The peer's reader end for the connection's bytes. */
+	Recv *StreamEnd `thrift:"recv,4" json:"recv"`
+	/** Connect timeout; 0 for the default (30 s). */
+	TimeoutMs int32 `thrift:"timeout_ms,5" json:"timeout_ms"`
+}
+
+func NewDialRequest() *DialRequest {
+	return &DialRequest{}
+}
+
+func (p *DialRequest) InitDefault() {
+}
+
+func (p *DialRequest) GetHost() (v string) {
+	return p.Host
+}
+
+func (p *DialRequest) GetPort() (v int32) {
+	return p.Port
+}
+
+func (p *DialRequest) GetPeerId() (v int32) {
+	return p.PeerId
+}
+
+var DialRequest_Recv_DEFAULT *StreamEnd
+
+func (p *DialRequest) GetRecv() (v *StreamEnd) {
+	if !p.IsSetRecv() {
+		return DialRequest_Recv_DEFAULT
+	}
+	return p.Recv
+}
+
+func (p *DialRequest) GetTimeoutMs() (v int32) {
+	return p.TimeoutMs
+}
+
+func (p *DialRequest) IsSetRecv() bool {
+	return p.Recv != nil
+}
+
+func (p *DialRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DialRequest(%+v)", *p)
+}
+
+var fieldIDToName_DialRequest = map[int16]string{
+	1: "host",
+	2: "port",
+	3: "peer_id",
+	4: "recv",
+	5: "timeout_ms",
+}
+
+/** Reply of Agent.dial_tcp. */
+type DialReply struct {
+	/** The dialer's reader end for bytes to the connection (writer: the peer). */
+	Send *StreamEnd `thrift:"send,1" json:"send"`
+	/** The connection's local and remote addresses, "host:port". */
+	LocalAddr  string `thrift:"local_addr,2" json:"local_addr"`
+	RemoteAddr string `thrift:"remote_addr,3" json:"remote_addr"`
+}
+
+func NewDialReply() *DialReply {
+	return &DialReply{}
+}
+
+func (p *DialReply) InitDefault() {
+}
+
+var DialReply_Send_DEFAULT *StreamEnd
+
+func (p *DialReply) GetSend() (v *StreamEnd) {
+	if !p.IsSetSend() {
+		return DialReply_Send_DEFAULT
+	}
+	return p.Send
+}
+
+func (p *DialReply) GetLocalAddr() (v string) {
+	return p.LocalAddr
+}
+
+func (p *DialReply) GetRemoteAddr() (v string) {
+	return p.RemoteAddr
+}
+
+func (p *DialReply) IsSetSend() bool {
+	return p.Send != nil
+}
+
+func (p *DialReply) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DialReply(%+v)", *p)
+}
+
+var fieldIDToName_DialReply = map[int16]string{
+	1: "send",
+	2: "local_addr",
+	3: "remote_addr",
+}
+
 /** What a fakessh `ssh` asks the master to run for it. */
 type StartSlaveRequest struct {
 	/** Destination host as the program named it (the ssh command line's host). */
@@ -1350,6 +1498,76 @@ var fieldIDToName_StartSlaveRequest = map[int16]string{
 	2: "user",
 	3: "port",
 	4: "spec",
+}
+
+/** Reply of FakeSSH.destination. */
+type DestinationReply struct {
+	ContextId int32 `thrift:"context_id,1" json:"context_id"`
+}
+
+func NewDestinationReply() *DestinationReply {
+	return &DestinationReply{}
+}
+
+func (p *DestinationReply) InitDefault() {
+}
+
+func (p *DestinationReply) GetContextId() (v int32) {
+	return p.ContextId
+}
+
+func (p *DestinationReply) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DestinationReply(%+v)", *p)
+}
+
+var fieldIDToName_DestinationReply = map[int16]string{
+	1: "context_id",
+}
+
+/** What a fakessh `ssh` asks the master to dial for it. */
+type FakeDialRequest struct {
+	/** Destination host as the program named it (the ssh command line's host). */
+	Host string       `thrift:"host,1" json:"host"`
+	Dial *DialRequest `thrift:"dial,2" json:"dial"`
+}
+
+func NewFakeDialRequest() *FakeDialRequest {
+	return &FakeDialRequest{}
+}
+
+func (p *FakeDialRequest) InitDefault() {
+}
+
+func (p *FakeDialRequest) GetHost() (v string) {
+	return p.Host
+}
+
+var FakeDialRequest_Dial_DEFAULT *DialRequest
+
+func (p *FakeDialRequest) GetDial() (v *DialRequest) {
+	if !p.IsSetDial() {
+		return FakeDialRequest_Dial_DEFAULT
+	}
+	return p.Dial
+}
+
+func (p *FakeDialRequest) IsSetDial() bool {
+	return p.Dial != nil
+}
+
+func (p *FakeDialRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeDialRequest(%+v)", *p)
+}
+
+var fieldIDToName_FakeDialRequest = map[int16]string{
+	1: "host",
+	2: "dial",
 }
 
 /** An error a service method returns. */
@@ -1411,6 +1629,11 @@ type Agent interface {
 	Sleep(ctx context.Context, millis int64) (err error)
 	/** Reads up to max bytes from a file; for tests and demos. */
 	ReadFile(ctx context.Context, path string, max int64) (r []byte, err error)
+	/**
+	 * Opens a TCP connection from this context and relays it as a pair of
+	 * byte streams with one peer context; see DialRequest.
+	 */
+	DialTcp(ctx context.Context, req *DialRequest) (r *DialReply, err error)
 }
 
 type AgentPingArgs struct {
@@ -1809,6 +2032,91 @@ var fieldIDToName_AgentReadFileResult = map[int16]string{
 	1: "err",
 }
 
+type AgentDialTcpArgs struct {
+	Req *DialRequest `thrift:"req,1" json:"req"`
+}
+
+func NewAgentDialTcpArgs() *AgentDialTcpArgs {
+	return &AgentDialTcpArgs{}
+}
+
+func (p *AgentDialTcpArgs) InitDefault() {
+}
+
+var AgentDialTcpArgs_Req_DEFAULT *DialRequest
+
+func (p *AgentDialTcpArgs) GetReq() (v *DialRequest) {
+	if !p.IsSetReq() {
+		return AgentDialTcpArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+
+func (p *AgentDialTcpArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *AgentDialTcpArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentDialTcpArgs(%+v)", *p)
+}
+
+var fieldIDToName_AgentDialTcpArgs = map[int16]string{
+	1: "req",
+}
+
+type AgentDialTcpResult struct {
+	Success *DialReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewAgentDialTcpResult() *AgentDialTcpResult {
+	return &AgentDialTcpResult{}
+}
+
+func (p *AgentDialTcpResult) InitDefault() {
+}
+
+var AgentDialTcpResult_Success_DEFAULT *DialReply
+
+func (p *AgentDialTcpResult) GetSuccess() (v *DialReply) {
+	if !p.IsSetSuccess() {
+		return AgentDialTcpResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var AgentDialTcpResult_Err_DEFAULT *CallError
+
+func (p *AgentDialTcpResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return AgentDialTcpResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *AgentDialTcpResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *AgentDialTcpResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *AgentDialTcpResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentDialTcpResult(%+v)", *p)
+}
+
+var fieldIDToName_AgentDialTcpResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
 /**
  * Served by the master on a per-run handle (not CALL_FUNCTION) for the fake
  * `ssh` contexts of one fakessh run. The master checks the request, maps the
@@ -1829,6 +2137,20 @@ var fieldIDToName_AgentReadFileResult = map[int16]string{
  */
 type FakeSSH interface {
 	StartSlave(ctx context.Context, req *StartSlaveRequest) (r *ProcessStarted, err error)
+	/**
+	 * The ID of the context serving host (the ssh command line's host), so
+	 * that the ssh can set up a reader end accepting only that context
+	 * before it asks to dial.
+	 */
+	Destination(ctx context.Context, host string) (r *DestinationReply, err error)
+	/**
+	 * Asks host's context to dial (Agent.dial_tcp) on the master's
+	 * authority, with the calling ssh context as the peer: the master sets
+	 * dial.peer_id to the caller and refuses a dial.recv naming another
+	 * context, then checks the reply as dial_tcp's asker does. For ssh -W,
+	 * -L and -D.
+	 */
+	Dial(ctx context.Context, req *FakeDialRequest) (r *DialReply, err error)
 }
 
 type FakeSSHStartSlaveArgs struct {
@@ -1912,6 +2234,167 @@ func (p *FakeSSHStartSlaveResult) String() string {
 }
 
 var fieldIDToName_FakeSSHStartSlaveResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type FakeSSHDestinationArgs struct {
+	Host string `thrift:"host,1" json:"host"`
+}
+
+func NewFakeSSHDestinationArgs() *FakeSSHDestinationArgs {
+	return &FakeSSHDestinationArgs{}
+}
+
+func (p *FakeSSHDestinationArgs) InitDefault() {
+}
+
+func (p *FakeSSHDestinationArgs) GetHost() (v string) {
+	return p.Host
+}
+
+func (p *FakeSSHDestinationArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHDestinationArgs(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHDestinationArgs = map[int16]string{
+	1: "host",
+}
+
+type FakeSSHDestinationResult struct {
+	Success *DestinationReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError        `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewFakeSSHDestinationResult() *FakeSSHDestinationResult {
+	return &FakeSSHDestinationResult{}
+}
+
+func (p *FakeSSHDestinationResult) InitDefault() {
+}
+
+var FakeSSHDestinationResult_Success_DEFAULT *DestinationReply
+
+func (p *FakeSSHDestinationResult) GetSuccess() (v *DestinationReply) {
+	if !p.IsSetSuccess() {
+		return FakeSSHDestinationResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var FakeSSHDestinationResult_Err_DEFAULT *CallError
+
+func (p *FakeSSHDestinationResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return FakeSSHDestinationResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *FakeSSHDestinationResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *FakeSSHDestinationResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *FakeSSHDestinationResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHDestinationResult(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHDestinationResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type FakeSSHDialArgs struct {
+	Req *FakeDialRequest `thrift:"req,1" json:"req"`
+}
+
+func NewFakeSSHDialArgs() *FakeSSHDialArgs {
+	return &FakeSSHDialArgs{}
+}
+
+func (p *FakeSSHDialArgs) InitDefault() {
+}
+
+var FakeSSHDialArgs_Req_DEFAULT *FakeDialRequest
+
+func (p *FakeSSHDialArgs) GetReq() (v *FakeDialRequest) {
+	if !p.IsSetReq() {
+		return FakeSSHDialArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+
+func (p *FakeSSHDialArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *FakeSSHDialArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHDialArgs(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHDialArgs = map[int16]string{
+	1: "req",
+}
+
+type FakeSSHDialResult struct {
+	Success *DialReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewFakeSSHDialResult() *FakeSSHDialResult {
+	return &FakeSSHDialResult{}
+}
+
+func (p *FakeSSHDialResult) InitDefault() {
+}
+
+var FakeSSHDialResult_Success_DEFAULT *DialReply
+
+func (p *FakeSSHDialResult) GetSuccess() (v *DialReply) {
+	if !p.IsSetSuccess() {
+		return FakeSSHDialResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var FakeSSHDialResult_Err_DEFAULT *CallError
+
+func (p *FakeSSHDialResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return FakeSSHDialResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *FakeSSHDialResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *FakeSSHDialResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *FakeSSHDialResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHDialResult(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHDialResult = map[int16]string{
 	0: "success",
 	1: "err",
 }
