@@ -103,7 +103,7 @@ func (d *Dialer) DialTCP(ctx context.Context, r *core.Router, req *mitogen.DialR
 	}
 	peer, err := CheckRequest(req, caller)
 	if err != nil {
-		return nil, &mitogen.CallError{Message: err.Error()}
+		return nil, &mitogen.CallError{Message: err.Error(), Code: "EINVAL"}
 	}
 	d.mu.Lock()
 	if d.held >= int(mitogen.MAX_DIALS) {

@@ -668,7 +668,8 @@ service Agent {
  * may name another context as the peer (the master does for a fakessh
  * ssh), which may then read and write this connection and nothing else.
  *
- * Validation, before anything is dialled (else CallError, nothing sent):
+ * Validation, before anything is dialled (else CallError with code
+ * "EINVAL", nothing sent):
  * recv present, recv.context_id equal to the peer, recv.handle a dynamic
  * handle (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD), recv.window >=
  * MIN_STREAM_WINDOW; host 1-255 bytes without NUL; port 1-65535;
