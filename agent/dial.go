@@ -14,3 +14,12 @@ func (s *Service) DialTcp(ctx context.Context, req *mitogen.DialRequest) (*mitog
 	}
 	return s.dials.DialTCP(ctx, s.Router, req)
 }
+
+// ListenTcp listens on a TCP port in this context for a peer (see
+// ListenRequest).
+func (s *Service) ListenTcp(ctx context.Context, req *mitogen.ListenRequest) (*mitogen.ListenReply, error) {
+	if req == nil {
+		return nil, &mitogen.CallError{Message: "listen_tcp: no ListenRequest"}
+	}
+	return s.dials.ListenTCP(ctx, s.Router, req)
+}

@@ -216,6 +216,10 @@ func (a *fuzzAgent) DialTcp(ctx context.Context, _ *mitogen.DialRequest) (*mitog
 	a.check(ctx, "dial_tcp")
 	return nil, &mitogen.CallError{Message: "not in the fuzzer"}
 }
+func (a *fuzzAgent) ListenTcp(ctx context.Context, _ *mitogen.ListenRequest) (*mitogen.ListenReply, error) {
+	a.check(ctx, "listen_tcp")
+	return nil, &mitogen.CallError{Message: "not in the fuzzer"}
+}
 
 func serveFuzzAgent(w *fuzzWorld) func(*core.Router) {
 	return func(r *core.Router) {

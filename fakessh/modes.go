@@ -15,7 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudwego/gopkg/protocol/thrift"
+
 	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh/sshargs"
 	"github.com/seed-a176d0ab/mitogen-go/forward"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
@@ -134,8 +137,10 @@ type forwarder struct {
 	slots chan struct{} // one per forwarded connection held
 	wg    sync.WaitGroup
 	lns   []net.Listener
-	chans int // channel numbers for messages, as ssh counts them
-	mu    sync.Mutex
+	// closers end the -R listeners.
+	closers []func()
+	chans   int // channel numbers for messages, as ssh counts them
+	mu      sync.Mutex
 }
 
 func newForwarder(life context.Context, r *core.Router, inv *sshargs.Invocation, handle int32) *forwarder {
@@ -270,7 +275,100 @@ func (f *forwarder) listen(ctx context.Context) error {
 			return err
 		}
 	}
+	for _, fw := range f.inv.Remote {
+		if err := f.remote(ctx, fw); err != nil {
+			if strings.EqualFold(f.inv.Options["exitonforwardfailure"], "yes") {
+				fmt.Fprintf(os.Stderr, "Error: remote port forwarding failed for listen port %d (%s)\r\n", fw.BindPort, callMessage(err))
+				return errors.New("forwarding failed")
+			}
+			if !f.quiet {
+				fmt.Fprintf(os.Stderr, "Warning: remote port forwarding failed for listen port %d (%s)\r\n", fw.BindPort, callMessage(err))
+			}
+		}
+	}
 	return nil
+}
+
+// remote sets up one -R: the destination listens, and each connection it
+// accepts is connected from here to fw's target.
+func (f *forwarder) remote(ctx context.Context, fw sshargs.Forward) error {
+	dest, err := f.destination(ctx)
+	if err != nil {
+		return err
+	}
+	fromDest := func(m *wire.Message, _ *core.Stream) bool { return m.Auth == dest }
+	notify := f.r.NewReceiver(core.WithPeer(dest), core.WithPolicy(fromDest), core.WithQueueLimit(int(mitogen.MAX_PENDING_ACCEPTS)+4, 1<<20))
+	rep, err := f.client().Listen(ctx, &mitogen.FakeListenRequest{Host: f.inv.Host,
+		Listen: &mitogen.ListenRequest{BindHost: fw.BindHost, Port: int32(fw.BindPort), NotifyHandle: notify.Handle()}})
+	if err == nil {
+		err = forward.CheckListenReply(rep)
+	}
+	if err != nil {
+		notify.Close()
+		return err
+	}
+	if fw.BindPort == 0 {
+		fmt.Fprintf(os.Stderr, "Allocated port %d for remote forward to %s:%d\r\n", rep.Port, fw.Host, fw.Port)
+	}
+	answer := func(c *mitogen.ListenControl) {
+		f.r.Send(&wire.Message{Dst: dest, Handle: rep.ControlHandle, Data: thrift.FastMarshal(c)})
+	}
+	f.closers = append(f.closers, func() {
+		answer(&mitogen.ListenControl{Kind: mitogen.ListenControlKind_CLOSE})
+		notify.Close()
+	})
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			m, err := notify.Get(f.life)
+			if err != nil || m.IsDead() {
+				return
+			}
+			var acc mitogen.Accepted
+			if _, err := acc.FastRead(m.Data); err != nil || forward.CheckReply(&mitogen.DialReply{Send: acc.Send}, dest) != nil {
+				if !f.quiet {
+					fmt.Fprintf(os.Stderr, "ssh: remote forwarding: malformed connection offer from context %d\r\n", dest)
+				}
+				continue
+			}
+			select {
+			case f.slots <- struct{}{}:
+			default:
+				answer(&mitogen.ListenControl{Kind: mitogen.ListenControlKind_ANSWER, ConnId: acc.ConnId})
+				continue
+			}
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				defer func() { <-f.slots }()
+				f.serveRemote(fw, dest, &acc, answer)
+			}()
+		}
+	}()
+	return nil
+}
+
+// serveRemote connects one connection the destination accepted for -R to
+// fw's target, from here.
+func (f *forwarder) serveRemote(fw sshargs.Forward, dest int32, acc *mitogen.Accepted, answer func(*mitogen.ListenControl)) {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(fw.Host, strconv.Itoa(fw.Port)), forward.DefaultDialTimeout)
+	if err != nil {
+		answer(&mitogen.ListenControl{Kind: mitogen.ListenControlKind_ANSWER, ConnId: acc.ConnId})
+		if !f.quiet {
+			fmt.Fprintf(os.Stderr, "connect_to %s port %d: failed.\r\n", fw.Host, fw.Port)
+		}
+		return
+	}
+	rc, err := forward.Open(f.life, f.life, f.r, dest, func(_ context.Context, recv *mitogen.StreamEnd) (*mitogen.DialReply, error) {
+		answer(&mitogen.ListenControl{Kind: mitogen.ListenControlKind_ANSWER, ConnId: acc.ConnId, Recv: recv})
+		return &mitogen.DialReply{Send: acc.Send}, nil
+	})
+	if err != nil {
+		c.Close()
+		return
+	}
+	rc.Splice(c)
 }
 
 // accept serves one listener until it is closed, holding at most
@@ -487,6 +585,9 @@ func socksRequest(c net.Conn) (string, int, func(bool, error) error, error) {
 func (f *forwarder) close() {
 	for _, ln := range f.lns {
 		ln.Close()
+	}
+	for _, c := range f.closers {
+		c()
 	}
 	f.wg.Wait()
 }

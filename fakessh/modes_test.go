@@ -157,6 +157,31 @@ kill $pid; wait $pid; echo "ssh status $?"`, lport, port, lport, marker)
 	}
 }
 
+// ssh -f -N -R: the destination context listens; each connection it
+// accepts is connected from the ssh's side to the target.
+func TestRemoteForward(t *testing.T) {
+	testhosts.Need(t, "socat")
+	forChains(t, func(t *testing.T, dest *core.Context) {
+		port, rport := echoServer(t), freeLocalPort(t)
+		script := fmt.Sprintf(`ssh -f -N -R 127.0.0.1:%d:127.0.0.1:%d h || exit 9
+printf 'one\n' | socat -t 30 - TCP:127.0.0.1:%d && printf 'two\n' | socat -t 30 - TCP:127.0.0.1:%d`, rport, port, rport, rport)
+		st, out, errs := runUnder(t, dest, nil, nil, "sh", "-c", script)
+		if st != 0 || out != "one\ntwo\n" {
+			t.Fatalf("status %d, stdout %q, stderr %q", st, out, errs)
+		}
+		// A port already taken: ssh's warning (the session goes on), or
+		// status 255 with ExitOnForwardFailure.
+		st, _, errs = runUnder(t, dest, nil, nil, "ssh", "-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", port, port), "h", "echo ran")
+		if st != 0 || !strings.Contains(errs, fmt.Sprintf("Warning: remote port forwarding failed for listen port %d", port)) {
+			t.Fatalf("-R on a taken port: status %d, stderr %q", st, errs)
+		}
+		st, _, errs = runUnder(t, dest, nil, nil, "ssh", "-o", "ExitOnForwardFailure=yes", "-R", fmt.Sprintf("%d:127.0.0.1:%d", port, port), "h", "echo ran")
+		if st != 255 || !strings.Contains(errs, "remote port forwarding failed") {
+			t.Fatalf("-R on a taken port with ExitOnForwardFailure: status %d, stderr %q", st, errs)
+		}
+	})
+}
+
 // ssh -D: a SOCKS proxy whose connections are made by the destination
 // context (curl speaks SOCKS5 to it, with the host name resolved remotely).
 func TestDynamicForward(t *testing.T) {

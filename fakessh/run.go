@@ -657,3 +657,34 @@ func (st *run) Dial(ctx context.Context, req *mitogen.FakeDialRequest) (*mitogen
 	}
 	return rep, nil
 }
+
+// Listen implements mitogen.FakeSSH for ssh -R: req.Host's context listens
+// on the master's authority, offering its connections to the calling ssh
+// context only.
+func (st *run) Listen(ctx context.Context, req *mitogen.FakeListenRequest) (*mitogen.ListenReply, error) {
+	caller, ok := core.CallerID(ctx)
+	if !ok || req == nil || req.Listen == nil {
+		return nil, &mitogen.CallError{Message: "listen: malformed request"}
+	}
+	l := *req.Listen
+	l.PeerId = caller
+	if _, err := forward.CheckListenRequest(&l, caller); err != nil {
+		return nil, &mitogen.CallError{Message: err.Error()}
+	}
+	dest := st.destinationFor(req.Host)
+	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
+	defer cancel()
+	rep, err := dest.Agent().ListenTcp(callCtx, &l)
+	if err != nil {
+		var ce *mitogen.CallError
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("listening on %s: %v", dest, err)}
+	}
+	if err := forward.CheckListenReply(rep); err != nil {
+		st.Router.Logger().Error("fakessh listen: bad reply", "dest", dest.String(), "err", err)
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("listening on %s: %v", dest, err)}
+	}
+	return rep, nil
+}

@@ -52,9 +52,6 @@ func SSHMain(args []string) int {
 	if inv.Control != "" {
 		return control(inv)
 	}
-	for _, fw := range inv.Remote {
-		inv.Unsupported = append(inv.Unsupported, fmt.Sprintf("-R %s:%d:%s:%d: remote forwarding", fw.BindHost, fw.BindPort, fw.Host, fw.Port))
-	}
 	if len(inv.Unsupported) > 0 {
 		for _, u := range inv.Unsupported {
 			fmt.Fprintf(os.Stderr, "ssh: fakessh does not support %s\n", u)
@@ -62,7 +59,7 @@ func SSHMain(args []string) int {
 		return 255
 	}
 	if inv.Background && os.Getenv(envBackground) == "" {
-		if inv.Login && len(inv.Local)+len(inv.Dynamic) == 0 {
+		if inv.Login && len(inv.Local)+len(inv.Dynamic)+len(inv.Remote) == 0 {
 			fmt.Fprintln(os.Stderr, "Cannot fork into background without a command to execute.")
 			return 255
 		}

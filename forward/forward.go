@@ -32,8 +32,9 @@ const (
 // Dialer serves Agent.dial_tcp, holding at most mitogen.MAX_DIALS
 // connections at once. The zero value is ready to use.
 type Dialer struct {
-	mu   sync.Mutex
-	held int
+	mu      sync.Mutex
+	held    int // connections (dialled or accepted)
+	listens int // listen_tcp listeners
 }
 
 func dynamicHandle(h int32) bool { return h >= mitogen.FIRST_DYNAMIC_HANDLE && h != mitogen.IS_DEAD }
@@ -105,18 +106,10 @@ func (d *Dialer) DialTCP(ctx context.Context, r *core.Router, req *mitogen.DialR
 	if err != nil {
 		return nil, &mitogen.CallError{Message: err.Error(), Code: "EINVAL"}
 	}
-	d.mu.Lock()
-	if d.held >= int(mitogen.MAX_DIALS) {
-		d.mu.Unlock()
+	if !d.take() {
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("dial_tcp: context %d holds %d connections already", r.ID(), mitogen.MAX_DIALS), Code: "EMFILE"}
 	}
-	d.held++
-	d.mu.Unlock()
-	release := func() {
-		d.mu.Lock()
-		d.held--
-		d.mu.Unlock()
-	}
+	release := d.give
 	timeout := DefaultDialTimeout
 	if req.TimeoutMs > 0 {
 		timeout = min(time.Duration(req.TimeoutMs)*time.Millisecond, MaxDialTimeout)
@@ -127,7 +120,7 @@ func (d *Dialer) DialTCP(ctx context.Context, r *core.Router, req *mitogen.DialR
 		release()
 		return nil, callError(err)
 	}
-	life, cancel := context.WithCancel(context.Background())
+	life, cancel := connLife(r)
 	w := r.NewByteWriter(life)
 	if err := w.Connect(req.Recv); err != nil {
 		cancel()
@@ -137,13 +130,6 @@ func (d *Dialer) DialTCP(ctx context.Context, r *core.Router, req *mitogen.DialR
 		return nil, &mitogen.CallError{Message: err.Error()}
 	}
 	rd := r.NewByteReader(life, peer)
-	go func() {
-		select {
-		case <-r.Done():
-			cancel()
-		case <-life.Done():
-		}
-	}()
 	go func() {
 		defer release()
 		defer cancel()

@@ -656,7 +656,90 @@ service Agent {
    * byte streams with one peer context; see DialRequest.
    */
   DialReply dial_tcp(1: DialRequest req) throws (1: CallError err)
+  /**
+   * Listens on a TCP port in this context and offers each connection to
+   * one peer context as a pair of byte streams; see ListenRequest.
+   */
+  ListenReply listen_tcp(1: ListenRequest req) throws (1: CallError err)
 }
+
+/**
+ * Agent.listen_tcp: a TCP listener in the called context (the listener),
+ * whose connections a peer context takes as byte-stream pairs (ssh -R).
+ *
+ * Peer and authority as for DialRequest (peer_id, or the caller's auth_id
+ * when 0). Validation (else CallError "EINVAL", nothing bound):
+ * notify_handle dynamic; bind_host at most 255 bytes without NUL ("" or
+ * "localhost": the loopback address, as sshd without GatewayPorts);
+ * port 0-65535 (0: any free port). A failed bind is a CallError with the
+ * errno name ("EADDRINUSE", "EACCES"). At most MAX_LISTENS listeners per
+ * context ("EMFILE").
+ *
+ * Each accepted connection: the listener creates a reader end accepting
+ * only the peer (the connection's outgoing stream) and sends Accepted to
+ * the peer's notify_handle (reply_to 0). The peer answers on
+ * ListenReply.control_handle with ListenControl{ANSWER, conn_id, recv}:
+ * recv is the peer's reader end for the connection's bytes (validated as
+ * DialRequest.recv: the peer's context, a dynamic handle, a window >=
+ * MIN_STREAM_WINDOW), or absent to refuse the connection. From then on
+ * the streams behave as dial_tcp's (End rules of DialRequest). At most
+ * MAX_PENDING_ACCEPTS connections wait for an answer at once and each for
+ * at most 30 s; beyond either the connection is closed. Connections held
+ * count against the context's MAX_DIALS; over it, new ones are closed at
+ * once. An ANSWER for an unknown or already answered conn_id is ignored.
+ *
+ * The control handle accepts messages only from the peer (auth_id);
+ * ListenControl{CLOSE} or the peer's disconnection closes the listener and
+ * every connection still waiting for an answer (established ones go on
+ * until they end).
+ */
+struct ListenRequest {
+  1: string bind_host
+  2: i32 port
+  /** The context offered the connections; 0: the caller (auth_id). */
+  3: i32 peer_id
+  /** The peer's handle that receives Accepted messages. */
+  4: i32 notify_handle
+}
+
+/** Reply of Agent.listen_tcp. */
+struct ListenReply {
+  /** Where the peer sends ListenControl messages. */
+  1: i32 control_handle
+  /** The port bound (the one asked, or the one chosen for port 0). */
+  2: i32 port
+}
+
+/** Listener -> peer (notify_handle): a connection was accepted. */
+struct Accepted {
+  /** The listener's number for the connection, unique per listener. */
+  1: i32 conn_id
+  /** The listener's reader end for bytes to the connection (writer: the peer). */
+  2: StreamEnd send
+  /** The remote address of the connection, "host:port". */
+  3: string remote_addr
+}
+
+/** What a ListenControl message says. */
+enum ListenControlKind {
+  /** Take (recv present) or refuse (recv absent) connection conn_id. */
+  ANSWER = 1
+  /** Close the listener. */
+  CLOSE = 2
+}
+
+/** Peer -> listener (ListenReply.control_handle). */
+struct ListenControl {
+  1: ListenControlKind kind
+  2: i32 conn_id
+  3: StreamEnd recv
+}
+
+/** How many listen_tcp listeners a context holds at once. */
+const i32 MAX_LISTENS = 64
+
+/** How many accepted connections of one listener may await an ANSWER. */
+const i32 MAX_PENDING_ACCEPTS = 64
 
 /**
  * Agent.dial_tcp: a TCP connection made by the called context (the dialer)
@@ -759,6 +842,20 @@ service FakeSSH {
    * -L and -D.
    */
   DialReply dial(1: FakeDialRequest req) throws (1: CallError err)
+  /**
+   * Asks host's context to listen (Agent.listen_tcp) on the master's
+   * authority, with the calling ssh context as the peer (the master sets
+   * listen.peer_id to the caller), and checks the reply's control_handle
+   * is dynamic. For ssh -R.
+   */
+  ListenReply listen(1: FakeListenRequest req) throws (1: CallError err)
+}
+
+/** What a fakessh `ssh` asks the master to listen for it. */
+struct FakeListenRequest {
+  /** Destination host as the program named it (the ssh command line's host). */
+  1: string host
+  2: ListenRequest listen
 }
 
 /** Reply of FakeSSH.destination. */

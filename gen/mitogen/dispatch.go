@@ -76,6 +76,7 @@ const (
 	AgentSleepMethod        = "Agent:sleep"
 	AgentReadFileMethod     = "Agent:read_file"
 	AgentDialTcpMethod      = "Agent:dial_tcp"
+	AgentListenTcpMethod    = "Agent:listen_tcp"
 )
 
 // AgentMethods lists the CALL_FUNCTION method names of Agent.
@@ -88,6 +89,7 @@ func AgentMethods() []string {
 		AgentSleepMethod,
 		AgentReadFileMethod,
 		AgentDialTcpMethod,
+		AgentListenTcpMethod,
 	}
 }
 
@@ -171,6 +173,20 @@ func (c *AgentClient) DialTcp(ctx context.Context, req *DialRequest) (r *DialRep
 	args := &AgentDialTcpArgs{Req: req}
 	res := &AgentDialTcpResult{}
 	if err = c.Caller.CallFunction(ctx, AgentDialTcpMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// ListenTcp calls Agent:listen_tcp.
+func (c *AgentClient) ListenTcp(ctx context.Context, req *ListenRequest) (r *ListenReply, err error) {
+	args := &AgentListenTcpArgs{Req: req}
+	res := &AgentListenTcpResult{}
+	if err = c.Caller.CallFunction(ctx, AgentListenTcpMethod, args, res); err != nil {
 		return
 	}
 	if res.Err != nil {
@@ -289,6 +305,23 @@ func DispatchAgent(ctx context.Context, impl Agent, method string, args []byte) 
 		}
 		res.Success = r
 		return res, nil
+	case AgentListenTcpMethod:
+		a := &AgentListenTcpArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &AgentListenTcpResult{}
+		r, err := impl.ListenTcp(ctx, a.Req)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
 	}
 	return nil, errors.Join(errUnknownMethod, errors.New("Agent has no method "+method))
 }
@@ -298,6 +331,7 @@ const (
 	FakeSSHStartSlaveMethod  = "FakeSSH:start_slave"
 	FakeSSHDestinationMethod = "FakeSSH:destination"
 	FakeSSHDialMethod        = "FakeSSH:dial"
+	FakeSSHListenMethod      = "FakeSSH:listen"
 )
 
 // FakeSSHMethods lists the CALL_FUNCTION method names of FakeSSH.
@@ -306,6 +340,7 @@ func FakeSSHMethods() []string {
 		FakeSSHStartSlaveMethod,
 		FakeSSHDestinationMethod,
 		FakeSSHDialMethod,
+		FakeSSHListenMethod,
 	}
 }
 
@@ -345,6 +380,20 @@ func (c *FakeSSHClient) Dial(ctx context.Context, req *FakeDialRequest) (r *Dial
 	args := &FakeSSHDialArgs{Req: req}
 	res := &FakeSSHDialResult{}
 	if err = c.Caller.CallFunction(ctx, FakeSSHDialMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Listen calls FakeSSH:listen.
+func (c *FakeSSHClient) Listen(ctx context.Context, req *FakeListenRequest) (r *ListenReply, err error) {
+	args := &FakeSSHListenArgs{Req: req}
+	res := &FakeSSHListenResult{}
+	if err = c.Caller.CallFunction(ctx, FakeSSHListenMethod, args, res); err != nil {
 		return
 	}
 	if res.Err != nil {
@@ -402,6 +451,23 @@ func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []by
 		}
 		res := &FakeSSHDialResult{}
 		r, err := impl.Dial(ctx, a.Req)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case FakeSSHListenMethod:
+		a := &FakeSSHListenArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &FakeSSHListenResult{}
+		r, err := impl.Listen(ctx, a.Req)
 		if err != nil {
 			var e *CallError
 			if errors.As(err, &e) {

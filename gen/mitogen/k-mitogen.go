@@ -2071,6 +2071,424 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *ListenRequest) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.BindHost ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.BindHost)
+
+	// p.Port ID:2 thrift.I32
+	off += 3
+	off += 4
+
+	// p.PeerId ID:3 thrift.I32
+	off += 3
+	off += 4
+
+	// p.NotifyHandle ID:4 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *ListenRequest) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *ListenRequest) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *ListenRequest) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.BindHost
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.BindHost)))
+	b = append(b, p.BindHost...)
+
+	// p.Port
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Port))
+
+	// p.PeerId
+	b = append(b, 8, 0, 3)
+	b = x.AppendI32(b, int32(p.PeerId))
+
+	// p.NotifyHandle
+	b = append(b, 8, 0, 4)
+	b = x.AppendI32(b, int32(p.NotifyHandle))
+
+	return append(b, 0)
+}
+
+func (p *ListenRequest) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.BindHost ID:1 thrift.STRING
+			p.BindHost, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Port ID:2 thrift.I32
+			p.Port, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x308: // p.PeerId ID:3 thrift.I32
+			p.PeerId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x408: // p.NotifyHandle ID:4 thrift.I32
+			p.NotifyHandle, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_ListenRequest[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *ListenReply) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.ControlHandle ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Port ID:2 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *ListenReply) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *ListenReply) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *ListenReply) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.ControlHandle
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.ControlHandle))
+
+	// p.Port
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Port))
+
+	return append(b, 0)
+}
+
+func (p *ListenReply) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.ControlHandle ID:1 thrift.I32
+			p.ControlHandle, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Port ID:2 thrift.I32
+			p.Port, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_ListenReply[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *Accepted) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.ConnId ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Send ID:2 thrift.STRUCT
+	off += 3
+	off += p.Send.BLength()
+
+	// p.RemoteAddr ID:3 thrift.STRING
+	off += 3
+	off += 4 + len(p.RemoteAddr)
+	return off + 1
+}
+
+func (p *Accepted) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *Accepted) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *Accepted) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.ConnId
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.ConnId))
+
+	// p.Send
+	b = append(b, 12, 0, 2)
+	b = p.Send.FastAppend(b)
+
+	// p.RemoteAddr
+	b = append(b, 11, 0, 3)
+	b = x.AppendI32(b, int32(len(p.RemoteAddr)))
+	b = append(b, p.RemoteAddr...)
+
+	return append(b, 0)
+}
+
+func (p *Accepted) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.ConnId ID:1 thrift.I32
+			p.ConnId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20c: // p.Send ID:2 thrift.STRUCT
+			p.Send = NewStreamEnd()
+			l, err = p.Send.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x30b: // p.RemoteAddr ID:3 thrift.STRING
+			p.RemoteAddr, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_Accepted[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *ListenControl) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Kind ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.ConnId ID:2 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Recv ID:3 thrift.STRUCT
+	off += 3
+	off += p.Recv.BLength()
+	return off + 1
+}
+
+func (p *ListenControl) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *ListenControl) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *ListenControl) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Kind
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.Kind))
+
+	// p.ConnId
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.ConnId))
+
+	// p.Recv
+	b = append(b, 12, 0, 3)
+	b = p.Recv.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *ListenControl) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	var enum int32
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.Kind ID:1 thrift.I32
+			enum, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			p.Kind = ListenControlKind(enum)
+		case 0x208: // p.ConnId ID:2 thrift.I32
+			p.ConnId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x30c: // p.Recv ID:3 thrift.STRUCT
+			p.Recv = NewStreamEnd()
+			l, err = p.Recv.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_ListenControl[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *DialRequest) BLength() int {
 	if p == nil {
 		return 1
@@ -2425,6 +2843,97 @@ ReadFieldBeginError:
 ReadFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_StartSlaveRequest[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeListenRequest) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Host ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Host)
+
+	// p.Listen ID:2 thrift.STRUCT
+	off += 3
+	off += p.Listen.BLength()
+	return off + 1
+}
+
+func (p *FakeListenRequest) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeListenRequest) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeListenRequest) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Host
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Host)))
+	b = append(b, p.Host...)
+
+	// p.Listen
+	b = append(b, 12, 0, 2)
+	b = p.Listen.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *FakeListenRequest) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Host ID:1 thrift.STRING
+			p.Host, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20c: // p.Listen ID:2 thrift.STRUCT
+			p.Listen = NewListenRequest()
+			l, err = p.Listen.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeListenRequest[fid]), err)
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
@@ -3806,6 +4315,181 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *AgentListenTcpArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Req ID:1 thrift.STRUCT
+	off += 3
+	off += p.Req.BLength()
+	return off + 1
+}
+
+func (p *AgentListenTcpArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *AgentListenTcpArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *AgentListenTcpArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Req
+	b = append(b, 12, 0, 1)
+	b = p.Req.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *AgentListenTcpArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Req ID:1 thrift.STRUCT
+			p.Req = NewListenRequest()
+			l, err = p.Req.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_AgentListenTcpArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *AgentListenTcpResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *AgentListenTcpResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *AgentListenTcpResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *AgentListenTcpResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *AgentListenTcpResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewListenReply()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_AgentListenTcpResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *FakeSSHStartSlaveArgs) BLength() int {
 	if p == nil {
 		return 1
@@ -4326,6 +5010,181 @@ ReadFieldBeginError:
 ReadFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHDialResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHListenArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Req ID:1 thrift.STRUCT
+	off += 3
+	off += p.Req.BLength()
+	return off + 1
+}
+
+func (p *FakeSSHListenArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHListenArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHListenArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Req
+	b = append(b, 12, 0, 1)
+	b = p.Req.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHListenArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Req ID:1 thrift.STRUCT
+			p.Req = NewFakeListenRequest()
+			l, err = p.Req.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHListenArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHListenResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *FakeSSHListenResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHListenResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHListenResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHListenResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewListenReply()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHListenResult[fid]), err)
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)

@@ -202,6 +202,10 @@ const (
 	CHUNK_OVERHEAD = 64
 	/** The smallest window a byte-stream reader may grant (CHUNK_OVERHEAD + 1). */
 	MIN_STREAM_WINDOW = 65
+	/** How many listen_tcp listeners a context holds at once. */
+	MAX_LISTENS = 64
+	/** How many accepted connections of one listener may await an ANSWER. */
+	MAX_PENDING_ACCEPTS = 64
 	/** How many dial_tcp connections a context holds at once. */
 	MAX_DIALS = 256
 )
@@ -365,6 +369,51 @@ func (p *ControlKind) Scan(value interface{}) (err error) {
 }
 
 func (p *ControlKind) Value() (driver.Value, error) {
+	if p == nil {
+		return nil, nil
+	}
+	return int64(*p), nil
+}
+
+/** What a ListenControl message says. */
+type ListenControlKind int64
+
+const (
+	/** Take (recv present) or refuse (recv absent) connection conn_id. */
+	ListenControlKind_ANSWER ListenControlKind = 1
+	/** Close the listener. */
+	ListenControlKind_CLOSE ListenControlKind = 2
+)
+
+func (p ListenControlKind) String() string {
+	switch p {
+	case ListenControlKind_ANSWER:
+		return "ANSWER"
+	case ListenControlKind_CLOSE:
+		return "CLOSE"
+	}
+	return "<UNSET>"
+}
+
+func ListenControlKindFromString(s string) (ListenControlKind, error) {
+	switch s {
+	case "ANSWER":
+		return ListenControlKind_ANSWER, nil
+	case "CLOSE":
+		return ListenControlKind_CLOSE, nil
+	}
+	return ListenControlKind(0), fmt.Errorf("not a valid ListenControlKind string")
+}
+
+func ListenControlKindPtr(v ListenControlKind) *ListenControlKind { return &v }
+func (p *ListenControlKind) Scan(value interface{}) (err error) {
+	var result sql.NullInt64
+	err = result.Scan(value)
+	*p = ListenControlKind(result.Int64)
+	return
+}
+
+func (p *ListenControlKind) Value() (driver.Value, error) {
 	if p == nil {
 		return nil, nil
 	}
@@ -1300,6 +1349,216 @@ var fieldIDToName_ConnectReply = map[int16]string{
 }
 
 /**
+ * Agent.listen_tcp: a TCP listener in the called context (the listener),
+ * whose connections a peer context takes as byte-stream pairs (ssh -R).
+ *
+ * Peer and authority as for DialRequest (peer_id, or the caller's auth_id
+ * when 0). Validation (else CallError "EINVAL", nothing bound):
+ * notify_handle dynamic; bind_host at most 255 bytes without NUL ("" or
+ * "localhost": the loopback address, as sshd without GatewayPorts);
+ * port 0-65535 (0: any free port). A failed bind is a CallError with the
+ * errno name ("EADDRINUSE", "EACCES"). At most MAX_LISTENS listeners per
+ * context ("EMFILE").
+ *
+ * Each accepted connection: the listener creates a reader end accepting
+ * only the peer (the connection's outgoing stream) and sends Accepted to
+ * the peer's notify_handle (reply_to 0). The peer answers on
+ * ListenReply.control_handle with ListenControl{ANSWER, conn_id, recv}:
+ * recv is the peer's reader end for the connection's bytes (validated as
+ * DialRequest.recv: the peer's context, a dynamic handle, a window >=
+ * MIN_STREAM_WINDOW), or absent to refuse the connection. From then on
+ * the streams behave as dial_tcp's (End rules of DialRequest). At most
+ * MAX_PENDING_ACCEPTS connections wait for an answer at once and each for
+ * at most 30 s; beyond either the connection is closed. Connections held
+ * count against the context's MAX_DIALS; over it, new ones are closed at
+ * once. An ANSWER for an unknown or already answered conn_id is ignored.
+ *
+ * The control handle accepts messages only from the peer (auth_id);
+ * ListenControl{CLOSE} or the peer's disconnection closes the listener and
+ * every connection still waiting for an answer (established ones go on
+ * until they end).
+ */
+type ListenRequest struct {
+	BindHost string `thrift:"bind_host,1" json:"bind_host"`
+	Port     int32  `thrift:"port,2" json:"port"`
+	/** The context offered the connections; 0: the caller (auth_id). */
+	PeerId int32 `thrift:"peer_id,3" json:"peer_id"`
+	/** The peer's handle that receives Accepted messages. */
+	NotifyHandle int32 `thrift:"notify_handle,4" json:"notify_handle"`
+}
+
+func NewListenRequest() *ListenRequest {
+	return &ListenRequest{}
+}
+
+func (p *ListenRequest) InitDefault() {
+}
+
+func (p *ListenRequest) GetBindHost() (v string) {
+	return p.BindHost
+}
+
+func (p *ListenRequest) GetPort() (v int32) {
+	return p.Port
+}
+
+func (p *ListenRequest) GetPeerId() (v int32) {
+	return p.PeerId
+}
+
+func (p *ListenRequest) GetNotifyHandle() (v int32) {
+	return p.NotifyHandle
+}
+
+func (p *ListenRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListenRequest(%+v)", *p)
+}
+
+var fieldIDToName_ListenRequest = map[int16]string{
+	1: "bind_host",
+	2: "port",
+	3: "peer_id",
+	4: "notify_handle",
+}
+
+/** Reply of Agent.listen_tcp. */
+type ListenReply struct {
+	/** Where the peer sends ListenControl messages. */
+	ControlHandle int32 `thrift:"control_handle,1" json:"control_handle"`
+	/** The port bound (the one asked, or the one chosen for port 0). */
+	Port int32 `thrift:"port,2" json:"port"`
+}
+
+func NewListenReply() *ListenReply {
+	return &ListenReply{}
+}
+
+func (p *ListenReply) InitDefault() {
+}
+
+func (p *ListenReply) GetControlHandle() (v int32) {
+	return p.ControlHandle
+}
+
+func (p *ListenReply) GetPort() (v int32) {
+	return p.Port
+}
+
+func (p *ListenReply) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListenReply(%+v)", *p)
+}
+
+var fieldIDToName_ListenReply = map[int16]string{
+	1: "control_handle",
+	2: "port",
+}
+
+/** Listener -> peer (notify_handle): a connection was accepted. */
+type Accepted struct {
+	/** The listener's number for the connection, unique per listener. */
+	ConnId int32 `thrift:"conn_id,1" json:"conn_id"`
+	/** The listener's reader end for bytes to the connection (writer: the peer). */
+	Send *StreamEnd `thrift:"send,2" json:"send"`
+	/** The remote address of the connection, "host:port". */
+	RemoteAddr string `thrift:"remote_addr,3" json:"remote_addr"`
+}
+
+func NewAccepted() *Accepted {
+	return &Accepted{}
+}
+
+func (p *Accepted) InitDefault() {
+}
+
+func (p *Accepted) GetConnId() (v int32) {
+	return p.ConnId
+}
+
+var Accepted_Send_DEFAULT *StreamEnd
+
+func (p *Accepted) GetSend() (v *StreamEnd) {
+	if !p.IsSetSend() {
+		return Accepted_Send_DEFAULT
+	}
+	return p.Send
+}
+
+func (p *Accepted) GetRemoteAddr() (v string) {
+	return p.RemoteAddr
+}
+
+func (p *Accepted) IsSetSend() bool {
+	return p.Send != nil
+}
+
+func (p *Accepted) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("Accepted(%+v)", *p)
+}
+
+var fieldIDToName_Accepted = map[int16]string{
+	1: "conn_id",
+	2: "send",
+	3: "remote_addr",
+}
+
+/** Peer -> listener (ListenReply.control_handle). */
+type ListenControl struct {
+	Kind   ListenControlKind `thrift:"kind,1,default,ListenControlKind" json:"kind"`
+	ConnId int32             `thrift:"conn_id,2" json:"conn_id"`
+	Recv   *StreamEnd        `thrift:"recv,3" json:"recv"`
+}
+
+func NewListenControl() *ListenControl {
+	return &ListenControl{}
+}
+
+func (p *ListenControl) InitDefault() {
+}
+
+func (p *ListenControl) GetKind() (v ListenControlKind) {
+	return p.Kind
+}
+
+func (p *ListenControl) GetConnId() (v int32) {
+	return p.ConnId
+}
+
+var ListenControl_Recv_DEFAULT *StreamEnd
+
+func (p *ListenControl) GetRecv() (v *StreamEnd) {
+	if !p.IsSetRecv() {
+		return ListenControl_Recv_DEFAULT
+	}
+	return p.Recv
+}
+
+func (p *ListenControl) IsSetRecv() bool {
+	return p.Recv != nil
+}
+
+func (p *ListenControl) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListenControl(%+v)", *p)
+}
+
+var fieldIDToName_ListenControl = map[int16]string{
+	1: "kind",
+	2: "conn_id",
+	3: "recv",
+}
+
+/**
  * Agent.dial_tcp: a TCP connection made by the called context (the dialer)
  * and relayed as two byte streams (see BYTE STREAMS) between it and one
  * peer context: what ssh -W, -L and -D need from the far end.
@@ -1501,6 +1760,49 @@ var fieldIDToName_StartSlaveRequest = map[int16]string{
 	4: "spec",
 }
 
+/** What a fakessh `ssh` asks the master to listen for it. */
+type FakeListenRequest struct {
+	/** Destination host as the program named it (the ssh command line's host). */
+	Host   string         `thrift:"host,1" json:"host"`
+	Listen *ListenRequest `thrift:"listen,2" json:"listen"`
+}
+
+func NewFakeListenRequest() *FakeListenRequest {
+	return &FakeListenRequest{}
+}
+
+func (p *FakeListenRequest) InitDefault() {
+}
+
+func (p *FakeListenRequest) GetHost() (v string) {
+	return p.Host
+}
+
+var FakeListenRequest_Listen_DEFAULT *ListenRequest
+
+func (p *FakeListenRequest) GetListen() (v *ListenRequest) {
+	if !p.IsSetListen() {
+		return FakeListenRequest_Listen_DEFAULT
+	}
+	return p.Listen
+}
+
+func (p *FakeListenRequest) IsSetListen() bool {
+	return p.Listen != nil
+}
+
+func (p *FakeListenRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeListenRequest(%+v)", *p)
+}
+
+var fieldIDToName_FakeListenRequest = map[int16]string{
+	1: "host",
+	2: "listen",
+}
+
 /** Reply of FakeSSH.destination. */
 type DestinationReply struct {
 	ContextId int32 `thrift:"context_id,1" json:"context_id"`
@@ -1635,6 +1937,11 @@ type Agent interface {
 	 * byte streams with one peer context; see DialRequest.
 	 */
 	DialTcp(ctx context.Context, req *DialRequest) (r *DialReply, err error)
+	/**
+	 * Listens on a TCP port in this context and offers each connection to
+	 * one peer context as a pair of byte streams; see ListenRequest.
+	 */
+	ListenTcp(ctx context.Context, req *ListenRequest) (r *ListenReply, err error)
 }
 
 type AgentPingArgs struct {
@@ -2118,6 +2425,91 @@ var fieldIDToName_AgentDialTcpResult = map[int16]string{
 	1: "err",
 }
 
+type AgentListenTcpArgs struct {
+	Req *ListenRequest `thrift:"req,1" json:"req"`
+}
+
+func NewAgentListenTcpArgs() *AgentListenTcpArgs {
+	return &AgentListenTcpArgs{}
+}
+
+func (p *AgentListenTcpArgs) InitDefault() {
+}
+
+var AgentListenTcpArgs_Req_DEFAULT *ListenRequest
+
+func (p *AgentListenTcpArgs) GetReq() (v *ListenRequest) {
+	if !p.IsSetReq() {
+		return AgentListenTcpArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+
+func (p *AgentListenTcpArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *AgentListenTcpArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentListenTcpArgs(%+v)", *p)
+}
+
+var fieldIDToName_AgentListenTcpArgs = map[int16]string{
+	1: "req",
+}
+
+type AgentListenTcpResult struct {
+	Success *ListenReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError   `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewAgentListenTcpResult() *AgentListenTcpResult {
+	return &AgentListenTcpResult{}
+}
+
+func (p *AgentListenTcpResult) InitDefault() {
+}
+
+var AgentListenTcpResult_Success_DEFAULT *ListenReply
+
+func (p *AgentListenTcpResult) GetSuccess() (v *ListenReply) {
+	if !p.IsSetSuccess() {
+		return AgentListenTcpResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var AgentListenTcpResult_Err_DEFAULT *CallError
+
+func (p *AgentListenTcpResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return AgentListenTcpResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *AgentListenTcpResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *AgentListenTcpResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *AgentListenTcpResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentListenTcpResult(%+v)", *p)
+}
+
+var fieldIDToName_AgentListenTcpResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
 /**
  * Served by the master on a per-run handle (not CALL_FUNCTION) for the fake
  * `ssh` contexts of one fakessh run. The master checks the request, maps the
@@ -2152,6 +2544,13 @@ type FakeSSH interface {
 	 * -L and -D.
 	 */
 	Dial(ctx context.Context, req *FakeDialRequest) (r *DialReply, err error)
+	/**
+	 * Asks host's context to listen (Agent.listen_tcp) on the master's
+	 * authority, with the calling ssh context as the peer (the master sets
+	 * listen.peer_id to the caller), and checks the reply's control_handle
+	 * is dynamic. For ssh -R.
+	 */
+	Listen(ctx context.Context, req *FakeListenRequest) (r *ListenReply, err error)
 }
 
 type FakeSSHStartSlaveArgs struct {
@@ -2396,6 +2795,91 @@ func (p *FakeSSHDialResult) String() string {
 }
 
 var fieldIDToName_FakeSSHDialResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type FakeSSHListenArgs struct {
+	Req *FakeListenRequest `thrift:"req,1" json:"req"`
+}
+
+func NewFakeSSHListenArgs() *FakeSSHListenArgs {
+	return &FakeSSHListenArgs{}
+}
+
+func (p *FakeSSHListenArgs) InitDefault() {
+}
+
+var FakeSSHListenArgs_Req_DEFAULT *FakeListenRequest
+
+func (p *FakeSSHListenArgs) GetReq() (v *FakeListenRequest) {
+	if !p.IsSetReq() {
+		return FakeSSHListenArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+
+func (p *FakeSSHListenArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *FakeSSHListenArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHListenArgs(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHListenArgs = map[int16]string{
+	1: "req",
+}
+
+type FakeSSHListenResult struct {
+	Success *ListenReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError   `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewFakeSSHListenResult() *FakeSSHListenResult {
+	return &FakeSSHListenResult{}
+}
+
+func (p *FakeSSHListenResult) InitDefault() {
+}
+
+var FakeSSHListenResult_Success_DEFAULT *ListenReply
+
+func (p *FakeSSHListenResult) GetSuccess() (v *ListenReply) {
+	if !p.IsSetSuccess() {
+		return FakeSSHListenResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var FakeSSHListenResult_Err_DEFAULT *CallError
+
+func (p *FakeSSHListenResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return FakeSSHListenResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *FakeSSHListenResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *FakeSSHListenResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *FakeSSHListenResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHListenResult(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHListenResult = map[int16]string{
 	0: "success",
 	1: "err",
 }
