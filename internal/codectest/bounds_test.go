@@ -32,6 +32,12 @@ var allTypes = []thrift.FastCodec{
 	&mitogen.AgentSleepArgs{}, &mitogen.AgentSleepResult{},
 	&mitogen.AgentReadFileArgs{}, &mitogen.AgentReadFileResult{},
 	&mitogen.FakeSSHStartSlaveArgs{}, &mitogen.FakeSSHStartSlaveResult{},
+	&mitogen.DialRequest{}, &mitogen.DialReply{}, &mitogen.AgentDialTcpArgs{}, &mitogen.AgentDialTcpResult{},
+	&mitogen.ListenRequest{}, &mitogen.ListenReply{}, &mitogen.Accepted{}, &mitogen.ListenControl{},
+	&mitogen.AgentListenTcpArgs{}, &mitogen.AgentListenTcpResult{},
+	&mitogen.DestinationReply{}, &mitogen.FakeDialRequest{}, &mitogen.FakeListenRequest{},
+	&mitogen.FakeSSHDestinationArgs{}, &mitogen.FakeSSHDestinationResult{},
+	&mitogen.FakeSSHDialArgs{}, &mitogen.FakeSSHDialResult{}, &mitogen.FakeSSHListenArgs{}, &mitogen.FakeSSHListenResult{},
 }
 
 func TestAllTypesListed(t *testing.T) {
