@@ -198,6 +198,25 @@ curl -sS --max-time 60 --socks5-hostname 127.0.0.1:%d %s/ && curl -sS --max-time
 	}
 }
 
+// ssh -f with a command: ssh returns once the command started, and the
+// command runs on in the background; without a command (and without -N or
+// forwards) ssh refuses as OpenSSH does.
+func TestBackgroundCommand(t *testing.T) {
+	_, dest := chain(t, 1)
+	f := filepath.Join(t.TempDir(), "f")
+	script := fmt.Sprintf(`ssh -f h 'echo from-background > %s.tmp && mv %s.tmp %s' || exit 9
+echo parent-returned
+ssh h 'i=0; until [ -e %s ]; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.05; done; cat %s'`, f, f, f, f, f)
+	st, out, errs := runUnder(t, dest, nil, nil, "sh", "-c", script)
+	if st != 0 || out != "parent-returned\nfrom-background\n" {
+		t.Fatalf("status %d, stdout %q, stderr %q", st, out, errs)
+	}
+	st, _, errs = runUnder(t, dest, nil, nil, "ssh", "-f", "h")
+	if st != 255 || !strings.Contains(errs, "Cannot fork into background without a command to execute.") {
+		t.Fatalf("ssh -f h: status %d, stderr %q", st, errs)
+	}
+}
+
 // ssh -O answers as a mux master would; what fakessh does not do exits
 // 255 with a message, never silently.
 func TestControlCommandsAndUnsupported(t *testing.T) {
