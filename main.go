@@ -3,6 +3,7 @@ package mitogen
 import (
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
@@ -32,6 +33,9 @@ const (
 	// RoleSSH is fakessh's ssh, started by a program under RunFakeSSH
 	// (argv[0]'s base name is SSHName).
 	RoleSSH
+	// RoleWrapper is fakessh's scp or sftp (argv[0]'s base name is one of
+	// fakessh.Wrapped), which runs the real one with fakessh's ssh.
+	RoleWrapper
 )
 
 // RoleOf tells the role of a process from its argv.
@@ -39,6 +43,8 @@ func RoleOf(args []string) Role {
 	switch {
 	case len(args) > 0 && filepath.Base(args[0]) == SSHName:
 		return RoleSSH
+	case len(args) > 0 && slices.Contains(fakessh.Wrapped, filepath.Base(args[0])):
+		return RoleWrapper
 	case len(args) > 1 && args[1] == AgentArg:
 		return RoleAgent
 	}
@@ -54,7 +60,8 @@ func RoleOf(args []string) Role {
 // another context, started this binary; see agent.Run: status 0 after
 // SHUTDOWN, 1 when the parent stream broke), and fakessh's ssh (started
 // under the name SSHName by a program RunFakeSSH runs; see
-// fakessh.SSHMain).
+// fakessh.SSHMain), and fakessh's scp and sftp (started under those names;
+// see fakessh.WrapperMain).
 //
 // This is what lets a program be its own agent: the local method re-runs
 // the running binary, and the others (ssh, sudo, containers, ...) copy it
@@ -84,6 +91,8 @@ func Main(opts ...Option) {
 	case RoleSSH:
 		agent.TuneRuntime()
 		os.Exit(fakessh.SSHMain(os.Args[1:]))
+	case RoleWrapper:
+		os.Exit(fakessh.WrapperMain(os.Args))
 	}
 }
 

@@ -22,6 +22,9 @@ func TestRoleOf(t *testing.T) {
 		{[]string{"/usr/bin/prog", "agent"}, mitogen.RoleAgent},
 		{[]string{"/tmp/mitogen-fakessh-1/ssh", "-p", "22", "host", "agent"}, mitogen.RoleSSH},
 		{[]string{"ssh"}, mitogen.RoleSSH},
+		{[]string{"/tmp/mitogen-fakessh-1/scp", "-q", "a", "h:b"}, mitogen.RoleWrapper},
+		{[]string{"sftp", "h"}, mitogen.RoleWrapper},
+		{[]string{"/usr/bin/sftp-server"}, mitogen.RoleNone},
 	} {
 		if got := mitogen.RoleOf(c.args); got != c.want {
 			t.Errorf("RoleOf(%q) = %v, want %v", c.args, got, c.want)

@@ -15,6 +15,7 @@ import (
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
+	"github.com/seed-a176d0ab/mitogen-go/forward"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 	"github.com/seed-a176d0ab/mitogen-go/transport/bootstrap"
@@ -148,6 +149,8 @@ type Service struct {
 	// Methods parse the specs of Connect requests (default
 	// transport.Default); Transports must know the same kinds.
 	Methods *transport.Registry
+
+	dials forward.Dialer // dial_tcp's connections
 }
 
 var _ mitogen.Agent = (*Service)(nil)

@@ -334,6 +334,8 @@ var agentMethods = map[string]agentMethod{
 	"read_file":     {func() thrift.FastCodec { return &mitogen.AgentReadFileArgs{} }, func() thrift.FastCodec { return &mitogen.AgentReadFileResult{} }, false},
 	"start_process": {func() thrift.FastCodec { return &mitogen.AgentStartProcessArgs{} }, func() thrift.FastCodec { return &mitogen.AgentStartProcessResult{} }, false},
 	"start_fakessh": {func() thrift.FastCodec { return &mitogen.AgentStartFakesshArgs{} }, func() thrift.FastCodec { return &mitogen.AgentStartFakesshResult{} }, false},
+	"dial_tcp":      {func() thrift.FastCodec { return &mitogen.AgentDialTcpArgs{} }, func() thrift.FastCodec { return &mitogen.AgentDialTcpResult{} }, false},
+	"listen_tcp":    {func() thrift.FastCodec { return &mitogen.AgentListenTcpArgs{} }, func() thrift.FastCodec { return &mitogen.AgentListenTcpResult{} }, false},
 }
 
 // payloadStructs are the structs a case may name as a frame's data.
@@ -886,6 +888,20 @@ func (s *session) call(st *step) (outcome, error) {
 			return outcome{kind: "returns", value: r.Success}, nil
 		}
 	case *mitogen.AgentStartProcessResult:
+		if present[1] {
+			return outcome{kind: "throws", value: r.Err}, nil
+		}
+		if present[0] {
+			return outcome{kind: "returns", value: r.Success}, nil
+		}
+	case *mitogen.AgentListenTcpResult:
+		if present[1] {
+			return outcome{kind: "throws", value: r.Err}, nil
+		}
+		if present[0] {
+			return outcome{kind: "returns", value: r.Success}, nil
+		}
+	case *mitogen.AgentDialTcpResult:
 		if present[1] {
 			return outcome{kind: "throws", value: r.Err}, nil
 		}

@@ -216,6 +216,14 @@ func (a *fuzzAgent) ReadFile(ctx context.Context, _ string, _ int64) ([]byte, er
 	a.check(ctx, "read_file")
 	return nil, &mitogen.CallError{Message: "not in the fuzzer"}
 }
+func (a *fuzzAgent) DialTcp(ctx context.Context, _ *mitogen.DialRequest) (*mitogen.DialReply, error) {
+	a.check(ctx, "dial_tcp")
+	return nil, &mitogen.CallError{Message: "not in the fuzzer"}
+}
+func (a *fuzzAgent) ListenTcp(ctx context.Context, _ *mitogen.ListenRequest) (*mitogen.ListenReply, error) {
+	a.check(ctx, "listen_tcp")
+	return nil, &mitogen.CallError{Message: "not in the fuzzer"}
+}
 
 func serveFuzzAgent(w *fuzzWorld) func(*core.Router) {
 	return func(r *core.Router) {

@@ -20,7 +20,19 @@
 // Our ssh reads the command line as OpenSSH does (options it cannot honour
 // are refused or ignored as documented in fakessh/sshargs), connects back
 // to the run's private socket with the run's secret, and becomes a leaf
-// context of the master, which admits nothing else through it.
+// context of the master, which admits nothing else through it. Wrappers
+// named scp and sftp sit next to it (WrapperMain): they run the real
+// programs with "-S <our ssh>", since both run their build's ssh by path.
+//
+// ssh's modes: -W host:port, -L and -D are connections the destination
+// context makes (Agent.dial_tcp, asked for by the master on the ssh's
+// behalf: FakeSSH.dial), -R a listener in the destination
+// (Agent.listen_tcp via FakeSSH.listen) whose connections the ssh makes
+// locally; -N runs nothing and never reads stdin; -f re-runs the ssh in
+// the background and returns once its forwards and session are up; -O
+// check, exit and stop answer as a running ControlMaster would. What
+// cannot be honoured (unix-socket forwards, -w tunnels, -O forward/cancel/
+// proxy) exits 255 with a message.
 //
 // With Runner.On the program runs in a context the master holds instead
 // (`mitogen run --on`; see oncontext.go): that context serves the private

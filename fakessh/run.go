@@ -47,6 +47,7 @@ import (
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
+	"github.com/seed-a176d0ab/mitogen-go/forward"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/internal/pgroup"
 	"github.com/seed-a176d0ab/mitogen-go/process"
@@ -57,7 +58,14 @@ const (
 	EnvSocket = "MITOGEN_FAKESSH_SOCKET" // path of the run's private socket
 	EnvSecret = "MITOGEN_FAKESSH_SECRET" // the run's secret, sent first on the socket
 	EnvHandle = "MITOGEN_FAKESSH_HANDLE" // the master's FakeSSH handle for this run
+	EnvDir    = "MITOGEN_FAKESSH_DIR"    // the run's private directory (our ssh, scp, sftp)
 )
+
+// Wrapped names the programs that run ssh by path (their build's
+// /usr/bin/ssh) rather than from PATH: fakessh puts a wrapper of each first
+// on the program's PATH, which runs the real one (found on PATH without
+// the run's directory) with "-S <our ssh>" (WrapperMain).
+var Wrapped = []string{"scp", "sftp"}
 
 // secretLen is the length of the hex secret line (without its newline).
 const secretLen = 64
@@ -279,7 +287,7 @@ func (rn *Runner) Open(ctx context.Context) (*Session, error) {
 	go func() { defer st.wg.Done(); st.accept(runCtx, ln, secret) }()
 	return &Session{
 		Dir: dir,
-		Env: []string{EnvSocket + "=" + sock, EnvSecret + "=" + secret, EnvHandle + "=" + strconv.Itoa(int(handle))},
+		Env: []string{EnvSocket + "=" + sock, EnvSecret + "=" + secret, EnvHandle + "=" + strconv.Itoa(int(handle)), EnvDir + "=" + dir},
 		close: func() {
 			cancel()
 			ln.Close()
@@ -375,8 +383,10 @@ func newPrivateDir(exe string, log *slog.Logger) (*privateDir, error) {
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(ownerLine()), 0o600); err != nil {
 		return fail(fmt.Errorf("fakessh: private directory: %w", err))
 	}
-	if err := os.Symlink(exe, filepath.Join(dir, "ssh")); err != nil {
-		return fail(fmt.Errorf("fakessh: installing ssh: %w", err))
+	for _, name := range append([]string{"ssh"}, Wrapped...) {
+		if err := os.Symlink(exe, filepath.Join(dir, name)); err != nil {
+			return fail(fmt.Errorf("fakessh: installing %s: %w", name, err))
+		}
 	}
 	secretBytes := make([]byte, secretLen/2)
 	if _, err := rand.Read(secretBytes); err != nil {
@@ -508,6 +518,12 @@ func programArgs(argv []string, ssh string) []string {
 
 // lookPathIn finds name in the PATH of env.
 func lookPathIn(name string, env []string) (string, error) {
+	return lookPathSkipping(name, env, "")
+}
+
+// lookPathSkipping finds name in the PATH of env, leaving out the
+// directory skip.
+func lookPathSkipping(name string, env []string, skip string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
@@ -520,6 +536,9 @@ func lookPathIn(name string, env []string) (string, error) {
 	for _, d := range filepath.SplitList(pathList) {
 		if d == "" {
 			d = "."
+		}
+		if skip != "" && filepath.Clean(d) == filepath.Clean(skip) {
+			continue
 		}
 		p := filepath.Join(d, name)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
@@ -726,20 +745,13 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	}
 	// The handle's policy admits the run's fake ssh contexts and, for a
 	// run on a context, that context, which may only join.
-	if st.On != nil && caller == st.On.ID() {
-		return nil, &mitogen.CallError{Message: fmt.Sprintf("start_slave: context %d is not a fake ssh of this run", caller)}
-	}
-	dest := st.Default
-	if c, ok := st.Hosts[req.Host]; ok {
-		dest = c
-	}
-	if dest == nil {
-		st.Router.Logger().Info("fakessh start_slave: refused a host this run was not given", "host", req.Host, "caller", caller)
-		return nil, &mitogen.CallError{Message: fmt.Sprintf("Could not resolve hostname %s: Name or service not known", req.Host), Code: "ENOENT"}
+	dest, err := st.serve(caller, req.Host)
+	if err != nil {
+		return nil, err
 	}
 	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
 	defer cancel()
-	dest, err := st.asUser(callCtx, dest, req.User, req.Host)
+	dest, err = st.asUser(callCtx, dest, req.User, req.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -779,4 +791,109 @@ func AcceptEnv(env map[string]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// destinationFor picks the context serving host (nil: none, in a run on a
+// context without --via).
+func (st *run) destinationFor(host string) *core.Context {
+	if c, ok := st.Hosts[host]; ok {
+		return c
+	}
+	return st.Default
+}
+
+// serve picks the context serving host for a call of caller: never for the
+// context a run on a context runs its program in (it may only join), and
+// an error ssh would give for a host the run was not given.
+func (st *run) serve(caller int32, host string) (*core.Context, error) {
+	if st.On != nil && caller == st.On.ID() {
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("context %d is not a fake ssh of this run", caller)}
+	}
+	dest := st.destinationFor(host)
+	if dest == nil {
+		st.Router.Logger().Info("fakessh: refused a host this run was not given", "host", host, "caller", caller)
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("Could not resolve hostname %s: Name or service not known", host), Code: "ENOENT"}
+	}
+	return dest, nil
+}
+
+// Destination implements mitogen.FakeSSH: the ID of the context serving host.
+func (st *run) Destination(ctx context.Context, host string) (*mitogen.DestinationReply, error) {
+	caller, ok := core.CallerID(ctx)
+	if !ok {
+		return nil, &mitogen.CallError{Message: "destination: malformed request"}
+	}
+	dest, err := st.serve(caller, host)
+	if err != nil {
+		return nil, err
+	}
+	return &mitogen.DestinationReply{ContextId: dest.ID()}, nil
+}
+
+// Dial implements mitogen.FakeSSH for ssh -W, -L and -D: req.Host's
+// context dials on the master's authority, with the calling ssh context as
+// the only peer of the connection.
+func (st *run) Dial(ctx context.Context, req *mitogen.FakeDialRequest) (*mitogen.DialReply, error) {
+	caller, ok := core.CallerID(ctx)
+	if !ok || req == nil || req.Dial == nil {
+		return nil, &mitogen.CallError{Message: "dial: malformed request"}
+	}
+	d := *req.Dial
+	d.PeerId = caller
+	if _, err := forward.CheckRequest(&d, caller); err != nil {
+		return nil, &mitogen.CallError{Message: err.Error()}
+	}
+	dest, err := st.serve(caller, req.Host)
+	if err != nil {
+		return nil, err
+	}
+	callCtx, cancel := context.WithTimeout(ctx, forward.MaxDialTimeout+st.Config.withDefaults().StartTimeout)
+	defer cancel()
+	rep, err := dest.Agent().DialTcp(callCtx, &d)
+	if err != nil {
+		var ce *mitogen.CallError
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("dialling from %s: %v", dest, err)}
+	}
+	if err := forward.CheckReply(rep, dest.ID()); err != nil {
+		st.Router.Logger().Error("fakessh dial: bad reply", "dest", dest.String(), "err", err)
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("dialling from %s: %v", dest, err)}
+	}
+	return rep, nil
+}
+
+// Listen implements mitogen.FakeSSH for ssh -R: req.Host's context listens
+// on the master's authority, offering its connections to the calling ssh
+// context only.
+func (st *run) Listen(ctx context.Context, req *mitogen.FakeListenRequest) (*mitogen.ListenReply, error) {
+	caller, ok := core.CallerID(ctx)
+	if !ok || req == nil || req.Listen == nil {
+		return nil, &mitogen.CallError{Message: "listen: malformed request"}
+	}
+	l := *req.Listen
+	l.PeerId = caller
+	if _, err := forward.CheckListenRequest(&l, caller); err != nil {
+		return nil, &mitogen.CallError{Message: err.Error()}
+	}
+	dest, err := st.serve(caller, req.Host)
+	if err != nil {
+		return nil, err
+	}
+	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
+	defer cancel()
+	rep, err := dest.Agent().ListenTcp(callCtx, &l)
+	if err != nil {
+		var ce *mitogen.CallError
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("listening on %s: %v", dest, err)}
+	}
+	if err := forward.CheckListenReply(rep); err != nil {
+		st.Router.Logger().Error("fakessh listen: bad reply", "dest", dest.String(), "err", err)
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("listening on %s: %v", dest, err)}
+	}
+	return rep, nil
 }

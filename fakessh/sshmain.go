@@ -49,6 +49,23 @@ func SSHMain(args []string) int {
 		}
 		return 0
 	}
+	if inv.Control != "" {
+		return control(inv)
+	}
+	if len(inv.Unsupported) > 0 {
+		for _, u := range inv.Unsupported {
+			fmt.Fprintf(os.Stderr, "ssh: fakessh does not support %s\n", u)
+		}
+		return 255
+	}
+	if inv.Background && os.Getenv(envBackground) == "" {
+		if inv.Login && len(inv.Local)+len(inv.Dynamic)+len(inv.Remote) == 0 {
+			fmt.Fprintln(os.Stderr, "Cannot fork into background without a command to execute.")
+			return 255
+		}
+		return background()
+	}
+	ready := readyFunc()
 	sock, secret := os.Getenv(EnvSocket), os.Getenv(EnvSecret)
 	handle, herr := strconv.Atoi(os.Getenv(EnvHandle))
 	if sock == "" || len(secret) != secretLen || herr != nil {
@@ -85,10 +102,50 @@ func SSHMain(args []string) int {
 		case <-ctx.Done():
 		}
 	}()
+	// killed reports the signal that ended the session, as ssh does.
+	killed := func() int {
+		sig := <-caught
+		caught <- sig
+		if !inv.Quiet {
+			fmt.Fprintf(os.Stderr, "Killed by signal %d.\n", sig.(syscall.Signal))
+		}
+		return 255
+	}
+	fwd := newForwarder(ctx, r, inv, int32(handle))
+	if inv.StdioForward != nil {
+		st := fwd.stdioForward(ctx, ready)
+		if ctx.Err() != nil {
+			return killed()
+		}
+		return st
+	}
+	if err := fwd.listen(ctx); err != nil {
+		fwd.close()
+		return 255
+	}
+	if inv.NoCommand {
+		// No session: forwards only, until killed or the master goes.
+		ready()
+		select {
+		case <-ctx.Done():
+		case <-r.Done():
+		}
+		cancel()
+		fwd.close()
+		if len(caught) > 0 {
+			return killed()
+		}
+		return 255
+	}
+	defer fwd.close()
 	spec := specFor(inv, os.Environ())
 	start := func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
-		return fc.StartSlave(ctx, &mitogen.StartSlaveRequest{Host: inv.Host, User: inv.User, Port: int32(inv.Port), Spec: spec})
+		started, err := fc.StartSlave(ctx, &mitogen.StartSlaveRequest{Host: inv.Host, User: inv.User, Port: int32(inv.Port), Spec: spec})
+		if err == nil {
+			ready()
+		}
+		return started, err
 	}
 	pipesize.Grow(os.Stdin)
 	pipesize.Grow(os.Stdout)
@@ -98,13 +155,8 @@ func SSHMain(args []string) int {
 	}
 	res, err := process.Relay(ctx, r, process.AnyDestination, start, spec, stdio)
 	if err != nil {
-		select {
-		case sig := <-caught:
-			if !inv.Quiet {
-				fmt.Fprintf(os.Stderr, "Killed by signal %d.\n", sig.(syscall.Signal))
-			}
-			return 255
-		default:
+		if len(caught) > 0 {
+			return killed()
 		}
 		var ce *mitogen.CallError
 		if errors.As(err, &ce) && ce.Code == "EACCES" {

@@ -708,6 +708,16 @@ service Agent {
   void sleep(1: i64 millis)
   /** Reads up to max bytes from a file; for tests and demos. */
   binary read_file(1: string path, 2: i64 max) throws (1: CallError err)
+  /**
+   * Opens a TCP connection from this context and relays it as a pair of
+   * byte streams with one peer context; see DialRequest.
+   */
+  DialReply dial_tcp(1: DialRequest req) throws (1: CallError err)
+  /**
+   * Listens on a TCP port in this context and offers each connection to
+   * one peer context as a pair of byte streams; see ListenRequest.
+   */
+  ListenReply listen_tcp(1: ListenRequest req) throws (1: CallError err)
 }
 
 /**
@@ -742,6 +752,142 @@ struct FakeSSHJoined {
   /** The ID the fake ssh is booted with (granted to the joining context). */
   1: i32 context_id
 }
+
+/**
+ * Agent.listen_tcp: a TCP listener in the called context (the listener),
+ * whose connections a peer context takes as byte-stream pairs (ssh -R).
+ *
+ * Peer and authority as for DialRequest (peer_id, or the caller's auth_id
+ * when 0). Validation (else CallError "EINVAL", nothing bound):
+ * notify_handle dynamic; bind_host at most 255 bytes without NUL ("" or
+ * "localhost": the loopback address, as sshd without GatewayPorts);
+ * port 0-65535 (0: any free port). A failed bind is a CallError with the
+ * errno name ("EADDRINUSE", "EACCES"). At most MAX_LISTENS listeners per
+ * context ("EMFILE").
+ *
+ * Each accepted connection: the listener creates a reader end accepting
+ * only the peer (the connection's outgoing stream) and sends Accepted to
+ * the peer's notify_handle (reply_to 0). The peer answers on
+ * ListenReply.control_handle with ListenControl{ANSWER, conn_id, recv}:
+ * recv is the peer's reader end for the connection's bytes (validated as
+ * DialRequest.recv: the peer's context, a dynamic handle, a window >=
+ * MIN_STREAM_WINDOW), or absent to refuse the connection. From then on
+ * the streams behave as dial_tcp's (End rules of DialRequest). At most
+ * MAX_PENDING_ACCEPTS connections wait for an answer at once and each for
+ * at most 30 s; beyond either the connection is closed. Connections held
+ * count against the context's MAX_DIALS; over it, new ones are closed at
+ * once. An ANSWER for an unknown or already answered conn_id is ignored.
+ *
+ * The control handle accepts messages only from the peer (auth_id);
+ * ListenControl{CLOSE} or the peer's disconnection closes the listener and
+ * every connection still waiting for an answer (established ones go on
+ * until they end).
+ */
+struct ListenRequest {
+  1: string bind_host
+  2: i32 port
+  /** The context offered the connections; 0: the caller (auth_id). */
+  3: i32 peer_id
+  /** The peer's handle that receives Accepted messages. */
+  4: i32 notify_handle
+}
+
+/** Reply of Agent.listen_tcp. */
+struct ListenReply {
+  /** Where the peer sends ListenControl messages. */
+  1: i32 control_handle
+  /** The port bound (the one asked, or the one chosen for port 0). */
+  2: i32 port
+}
+
+/** Listener -> peer (notify_handle): a connection was accepted. */
+struct Accepted {
+  /** The listener's number for the connection, unique per listener. */
+  1: i32 conn_id
+  /** The listener's reader end for bytes to the connection (writer: the peer). */
+  2: StreamEnd send
+  /** The remote address of the connection, "host:port". */
+  3: string remote_addr
+}
+
+/** What a ListenControl message says. */
+enum ListenControlKind {
+  /** Take (recv present) or refuse (recv absent) connection conn_id. */
+  ANSWER = 1
+  /** Close the listener. */
+  CLOSE = 2
+}
+
+/** Peer -> listener (ListenReply.control_handle). */
+struct ListenControl {
+  1: ListenControlKind kind
+  2: i32 conn_id
+  3: StreamEnd recv
+}
+
+/** How many listen_tcp listeners a context holds at once. */
+const i32 MAX_LISTENS = 64
+
+/** How many accepted connections of one listener may await an ANSWER. */
+const i32 MAX_PENDING_ACCEPTS = 64
+
+/**
+ * Agent.dial_tcp: a TCP connection made by the called context (the dialer)
+ * and relayed as two byte streams (see BYTE STREAMS) between it and one
+ * peer context: what ssh -W, -L and -D need from the far end.
+ *
+ * Peer. peer_id, or the call's auth_id when peer_id is 0. Only the callers
+ * CALL_FUNCTION admits (the master and the dialer's parents) may ask; they
+ * may name another context as the peer (the master does for a fakessh
+ * ssh), which may then read and write this connection and nothing else.
+ *
+ * Validation, before anything is dialled (else CallError with code
+ * "EINVAL", nothing sent):
+ * recv present, recv.context_id equal to the peer, recv.handle a dynamic
+ * handle (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD), recv.window >=
+ * MIN_STREAM_WINDOW; host 1-255 bytes without NUL; port 1-65535;
+ * timeout_ms >= 0 (0: 30 s; capped at 120 s). A dialer holds at most
+ * MAX_DIALS connections at once; one more is refused with code "EMFILE".
+ * A failed connect is a CallError whose message says why and whose code is
+ * the errno name when there is one ("ECONNREFUSED", "ETIMEDOUT", ...).
+ *
+ * Streams. Bytes from the TCP connection go to recv, written by the dialer
+ * (credit handle: the reply_to of its data messages). Bytes for the
+ * connection go to DialReply.send, a reader end in the dialer that accepts
+ * data only from the peer. The asker checks the reply as for
+ * ProcessStarted: send.context_id is the dialer, send.handle dynamic,
+ * send.window >= MIN_STREAM_WINDOW; else the dial counts as failed.
+ *
+ * End. The TCP peer's EOF ends recv with Dead{SENDER_CLOSED}; the send
+ * stream's normal end half-closes the connection (shutdown for writing).
+ * The connection is closed when both directions ended normally, or at
+ * once when either stream fails (an error reading or writing the socket
+ * fails recv, a failed send stream or a reader that stops early closes
+ * the socket), or when the peer's context disconnects.
+ */
+struct DialRequest {
+  /** Host name or address, resolved by the dialer. */
+  1: string host
+  2: i32 port
+  /** The context that drives the connection; 0: the caller (auth_id). */
+  3: i32 peer_id
+  /** The peer's reader end for the connection's bytes. */
+  4: StreamEnd recv
+  /** Connect timeout; 0 for the default (30 s). */
+  5: i32 timeout_ms
+}
+
+/** Reply of Agent.dial_tcp. */
+struct DialReply {
+  /** The dialer's reader end for bytes to the connection (writer: the peer). */
+  1: StreamEnd send
+  /** The connection's local and remote addresses, "host:port". */
+  2: string local_addr
+  3: string remote_addr
+}
+
+/** How many dial_tcp connections a context holds at once. */
+const i32 MAX_DIALS = 256
 
 /** What a fakessh `ssh` asks the master to run for it. */
 struct StartSlaveRequest {
@@ -807,6 +953,27 @@ service FakeSSH {
    * joins per run; beyond that, and after the run ended, it is refused.
    */
   FakeSSHJoined join(1: i32 pid) throws (1: CallError err)
+  /**
+   * The ID of the context serving host (the ssh command line's host), so
+   * that the ssh can set up a reader end accepting only that context
+   * before it asks to dial.
+   */
+  DestinationReply destination(1: string host) throws (1: CallError err)
+  /**
+   * Asks host's context to dial (Agent.dial_tcp) on the master's
+   * authority, with the calling ssh context as the peer: the master sets
+   * dial.peer_id to the caller and refuses a dial.recv naming another
+   * context, then checks the reply as dial_tcp's asker does. For ssh -W,
+   * -L and -D.
+   */
+  DialReply dial(1: FakeDialRequest req) throws (1: CallError err)
+  /**
+   * Asks host's context to listen (Agent.listen_tcp) on the master's
+   * authority, with the calling ssh context as the peer (the master sets
+   * listen.peer_id to the caller), and checks the reply's control_handle
+   * is dynamic. For ssh -R.
+   */
+  ListenReply listen(1: FakeListenRequest req) throws (1: CallError err)
 }
 
 /**
@@ -904,4 +1071,23 @@ service PersistentMaster {
   PersistStatus status()
   /** Ends the master (after the reply) and every context it holds. */
   void stop()
+}
+
+/** What a fakessh `ssh` asks the master to listen for it. */
+struct FakeListenRequest {
+  /** Destination host as the program named it (the ssh command line's host). */
+  1: string host
+  2: ListenRequest listen
+}
+
+/** Reply of FakeSSH.destination. */
+struct DestinationReply {
+  1: i32 context_id
+}
+
+/** What a fakessh `ssh` asks the master to dial for it. */
+struct FakeDialRequest {
+  /** Destination host as the program named it (the ssh command line's host). */
+  1: string host
+  2: DialRequest dial
 }

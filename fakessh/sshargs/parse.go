@@ -42,8 +42,19 @@ type Invocation struct {
 	Options   map[string]string // -o options, keys lower-cased; first value wins
 	SendEnv   []string          // -o SendEnv patterns
 	SetEnv    map[string]string // -o SetEnv NAME=VALUE
-	Forwards  []string          // -L/-R/-D/-W specs (accepted, not served)
+	Forwards  []string          // -L/-R/-D/-W specs as given
 	Ignored   []string          // options accepted with no meaning here
+
+	Background   bool      // -f (or -o ForkAfterAuthentication=yes): background once the session is up
+	NoCommand    bool      // -N (or -o SessionType=none): no command, no shell
+	Control      string    // -O ctl_cmd
+	Local        []Forward // -L
+	Remote       []Forward // -R
+	Dynamic      []Forward // -D
+	StdioForward *Forward  // -W host:port
+	// Unsupported lists what was asked that fakessh cannot do, one
+	// phrase each; ssh must exit 255 saying so.
+	Unsupported []string
 }
 
 // RemoteCommand is the command string ssh sends: the arguments joined by
@@ -121,7 +132,10 @@ func Parse(args []string) (*Invocation, error) {
 			inv.Command = []string{rc}
 		}
 	}
-	inv.Login = inv.Mode == ModeRun && len(inv.Command) == 0
+	if inv.NoCommand || inv.StdioForward != nil || inv.Control != "" {
+		inv.Command, inv.Subsystem = nil, false
+	}
+	inv.Login = inv.Mode == ModeRun && len(inv.Command) == 0 && !inv.NoCommand && inv.StdioForward == nil && inv.Control == ""
 	return inv, nil
 }
 
@@ -171,8 +185,13 @@ func (inv *Invocation) flag(c byte) {
 		}
 	case 'T':
 		inv.TTY = -1
-	case 'n', 'f':
+	case 'n':
 		inv.NoStdin = true
+	case 'f':
+		inv.NoStdin = true
+		inv.Background = true
+	case 'N':
+		inv.NoCommand = true
 	case 'q':
 		inv.Quiet = true
 	case 'v':
@@ -198,8 +217,19 @@ func (inv *Invocation) valued(c byte, val string) error {
 		}
 	case 'o':
 		return inv.configOption(val)
-	case 'L', 'R', 'D', 'W':
+	case 'L', 'R', 'D':
 		inv.Forwards = append(inv.Forwards, "-"+string(c)+" "+val)
+		return inv.parseForward(c, val)
+	case 'W':
+		inv.Forwards = append(inv.Forwards, "-"+string(c)+" "+val)
+		return inv.parseStdioForward(val)
+	case 'O':
+		if !controlCommands[val] {
+			return &UsageError{Msg: "Invalid multiplex command."}
+		}
+		inv.Control = val
+	case 'w':
+		inv.Unsupported = append(inv.Unsupported, "-w "+val+": tunnel device forwarding")
 	default:
 		inv.Ignored = append(inv.Ignored, "-"+string(c)+" "+val)
 	}
@@ -232,6 +262,20 @@ func (inv *Invocation) configOption(s string) error {
 			}
 		}
 		return nil
+	case "forkafterauthentication":
+		if strings.EqualFold(v, "yes") {
+			inv.Background, inv.NoStdin = true, true
+		}
+	case "sessiontype":
+		if strings.EqualFold(v, "none") {
+			inv.NoCommand = true
+		}
+	case "localforward", "remoteforward", "dynamicforward":
+		// "[bind:]port host:hostport" in a config file; ssh accumulates them.
+		c := map[string]byte{"localforward": 'L', "remoteforward": 'R', "dynamicforward": 'D'}[k]
+		spec := strings.Join(strings.Fields(v), ":")
+		inv.Forwards = append(inv.Forwards, "-"+string(c)+" "+spec)
+		return inv.parseForward(c, spec)
 	case "user":
 		if inv.User == "" {
 			inv.User = v

@@ -37,7 +37,16 @@ func TestParseRealInvocations(t *testing.T) {
 		{[]string{"-T", "-n", "-q", "h", "true"}, Invocation{Host: "h", TTY: -1, NoStdin: true, Quiet: true, Command: []string{"true"}}},
 		{[]string{"-o", "RemoteCommand=uptime", "h"}, Invocation{Host: "h", Command: []string{"uptime"}}},
 		{[]string{"-4AaCgKkMNXxYy", "-B", "eth0", "-b", "1.2.3.4", "-c", "aes", "-D", "1080", "-E", "log", "-e", "none", "-F", "cfg", "-I", "p", "-i", "id", "-J", "jump", "-L", "1:h:2", "-m", "mac", "-O", "check", "-P", "tag", "-Q", "cipher", "-R", "3:h:4", "-S", "ctl", "-W", "h:1", "-w", "0:1", "h"},
-			Invocation{Host: "h", Login: true}},
+			Invocation{Host: "h", Login: false, NoCommand: true, Control: "check", StdioForward: &Forward{Host: "h", Port: 1},
+				Local: []Forward{{BindPort: 1, Host: "h", Port: 2}}, Remote: []Forward{{BindPort: 3, Host: "h", Port: 4}},
+				Dynamic: []Forward{{BindPort: 1080}}, Unsupported: []string{"-w 0:1: tunnel device forwarding"}}},
+		{[]string{"-fN", "-L", "127.0.0.1:8080:[::1]:80", "-L", "9/db/5432", "-D", "[::1]:1080", "-o", "LocalForward=7 h:8", "h", "cat"},
+			Invocation{Host: "h", NoStdin: true, Background: true, NoCommand: true,
+				Local:   []Forward{{BindHost: "127.0.0.1", BindPort: 8080, Host: "::1", Port: 80}, {BindPort: 9, Host: "db", Port: 5432}, {BindPort: 7, Host: "h", Port: 8}},
+				Dynamic: []Forward{{BindHost: "::1", BindPort: 1080}}}},
+		{[]string{"-W", "[fe80::1]:22", "h"}, Invocation{Host: "h", StdioForward: &Forward{Host: "fe80::1", Port: 22}}},
+		{[]string{"-L", "/tmp/s:h:22", "-R", "8:/run/x", "h", "true"},
+			Invocation{Host: "h", Command: []string{"true"}, Unsupported: []string{"-L /tmp/s:h:22: forwarding of unix sockets", "-R 8:/run/x: forwarding of unix sockets"}}},
 		{[]string{"-oSetEnv=A=1 B=2", "h", "env"}, Invocation{Host: "h", Command: []string{"env"}, SetEnv: map[string]string{"A": "1", "B": "2"}}},
 	}
 	for _, c := range cases {
@@ -64,6 +73,37 @@ func TestParseRealInvocations(t *testing.T) {
 		check("Quiet", got.Quiet, w.Quiet, true)
 		check("SendEnv", got.SendEnv, w.SendEnv, w.SendEnv != nil)
 		check("SetEnv", got.SetEnv, w.SetEnv, w.SetEnv != nil)
+		check("Background", got.Background, w.Background, true)
+		check("NoCommand", got.NoCommand, w.NoCommand, true)
+		check("Control", got.Control, w.Control, true)
+		check("Local", got.Local, w.Local, true)
+		check("Remote", got.Remote, w.Remote, true)
+		check("Dynamic", got.Dynamic, w.Dynamic, true)
+		check("StdioForward", got.StdioForward, w.StdioForward, true)
+		check("Unsupported", got.Unsupported, w.Unsupported, true)
+	}
+}
+
+// Malformed forwarding specs and control commands are ssh's usage errors.
+func TestParseForwardErrors(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		msg  string
+	}{
+		{[]string{"-L", "8080", "h"}, "Bad local forwarding specification '8080'"},
+		{[]string{"-L", "x:h:22", "h"}, "Bad local forwarding specification 'x:h:22'"},
+		{[]string{"-L", "1:h:99999", "h"}, "Bad local forwarding specification '1:h:99999'"},
+		{[]string{"-R", "1:2:3:4:5", "h"}, "Bad remote forwarding specification '1:2:3:4:5'"},
+		{[]string{"-D", "a:b:c", "h"}, "Bad dynamic forwarding specification 'a:b:c'"},
+		{[]string{"-W", "h", "h"}, "Bad stdio forwarding specification 'h'"},
+		{[]string{"-W", "[::1:22", "h"}, "Bad stdio forwarding specification '[::1:22'"},
+		{[]string{"-O", "bogus", "h"}, "Invalid multiplex command."},
+	} {
+		_, err := Parse(c.argv)
+		var ue *UsageError
+		if !errors.As(err, &ue) || ue.Msg != c.msg {
+			t.Errorf("Parse(%q) = %v, want usage error %q", c.argv, err, c.msg)
+		}
 	}
 }
 

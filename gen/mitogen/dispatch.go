@@ -75,6 +75,8 @@ const (
 	AgentStartFakesshMethod = "Agent:start_fakessh"
 	AgentSleepMethod        = "Agent:sleep"
 	AgentReadFileMethod     = "Agent:read_file"
+	AgentDialTcpMethod      = "Agent:dial_tcp"
+	AgentListenTcpMethod    = "Agent:listen_tcp"
 )
 
 // AgentMethods lists the CALL_FUNCTION method names of Agent.
@@ -87,6 +89,8 @@ func AgentMethods() []string {
 		AgentStartFakesshMethod,
 		AgentSleepMethod,
 		AgentReadFileMethod,
+		AgentDialTcpMethod,
+		AgentListenTcpMethod,
 	}
 }
 
@@ -170,6 +174,34 @@ func (c *AgentClient) ReadFile(ctx context.Context, path string, max int64) (r [
 	args := &AgentReadFileArgs{Path: path, Max: max}
 	res := &AgentReadFileResult{}
 	if err = c.Caller.CallFunction(ctx, AgentReadFileMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// DialTcp calls Agent:dial_tcp.
+func (c *AgentClient) DialTcp(ctx context.Context, req *DialRequest) (r *DialReply, err error) {
+	args := &AgentDialTcpArgs{Req: req}
+	res := &AgentDialTcpResult{}
+	if err = c.Caller.CallFunction(ctx, AgentDialTcpMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// ListenTcp calls Agent:listen_tcp.
+func (c *AgentClient) ListenTcp(ctx context.Context, req *ListenRequest) (r *ListenReply, err error) {
+	args := &AgentListenTcpArgs{Req: req}
+	res := &AgentListenTcpResult{}
+	if err = c.Caller.CallFunction(ctx, AgentListenTcpMethod, args, res); err != nil {
 		return
 	}
 	if res.Err != nil {
@@ -288,14 +320,51 @@ func DispatchAgent(ctx context.Context, impl Agent, method string, args []byte) 
 		}
 		res.Success = r
 		return res, nil
+	case AgentDialTcpMethod:
+		a := &AgentDialTcpArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &AgentDialTcpResult{}
+		r, err := impl.DialTcp(ctx, a.Req)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case AgentListenTcpMethod:
+		a := &AgentListenTcpArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &AgentListenTcpResult{}
+		r, err := impl.ListenTcp(ctx, a.Req)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
 	}
 	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "unknown method "+method)
 }
 
 // CALL_FUNCTION method names of service FakeSSH.
 const (
-	FakeSSHStartSlaveMethod = "FakeSSH:start_slave"
-	FakeSSHJoinMethod       = "FakeSSH:join"
+	FakeSSHStartSlaveMethod  = "FakeSSH:start_slave"
+	FakeSSHJoinMethod        = "FakeSSH:join"
+	FakeSSHDestinationMethod = "FakeSSH:destination"
+	FakeSSHDialMethod        = "FakeSSH:dial"
+	FakeSSHListenMethod      = "FakeSSH:listen"
 )
 
 // FakeSSHMethods lists the CALL_FUNCTION method names of FakeSSH.
@@ -303,6 +372,9 @@ func FakeSSHMethods() []string {
 	return []string{
 		FakeSSHStartSlaveMethod,
 		FakeSSHJoinMethod,
+		FakeSSHDestinationMethod,
+		FakeSSHDialMethod,
+		FakeSSHListenMethod,
 	}
 }
 
@@ -328,6 +400,48 @@ func (c *FakeSSHClient) Join(ctx context.Context, pid int32) (r *FakeSSHJoined, 
 	args := &FakeSSHJoinArgs{Pid: pid}
 	res := &FakeSSHJoinResult{}
 	if err = c.Caller.CallFunction(ctx, FakeSSHJoinMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Destination calls FakeSSH:destination.
+func (c *FakeSSHClient) Destination(ctx context.Context, host string) (r *DestinationReply, err error) {
+	args := &FakeSSHDestinationArgs{Host: host}
+	res := &FakeSSHDestinationResult{}
+	if err = c.Caller.CallFunction(ctx, FakeSSHDestinationMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Dial calls FakeSSH:dial.
+func (c *FakeSSHClient) Dial(ctx context.Context, req *FakeDialRequest) (r *DialReply, err error) {
+	args := &FakeSSHDialArgs{Req: req}
+	res := &FakeSSHDialResult{}
+	if err = c.Caller.CallFunction(ctx, FakeSSHDialMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Listen calls FakeSSH:listen.
+func (c *FakeSSHClient) Listen(ctx context.Context, req *FakeListenRequest) (r *ListenReply, err error) {
+	args := &FakeSSHListenArgs{Req: req}
+	res := &FakeSSHListenResult{}
+	if err = c.Caller.CallFunction(ctx, FakeSSHListenMethod, args, res); err != nil {
 		return
 	}
 	if res.Err != nil {
@@ -368,6 +482,57 @@ func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []by
 		}
 		res := &FakeSSHJoinResult{}
 		r, err := impl.Join(ctx, a.Pid)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case FakeSSHDestinationMethod:
+		a := &FakeSSHDestinationArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &FakeSSHDestinationResult{}
+		r, err := impl.Destination(ctx, a.Host)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case FakeSSHDialMethod:
+		a := &FakeSSHDialArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &FakeSSHDialResult{}
+		r, err := impl.Dial(ctx, a.Req)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case FakeSSHListenMethod:
+		a := &FakeSSHListenArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &FakeSSHListenResult{}
+		r, err := impl.Listen(ctx, a.Req)
 		if err != nil {
 			var e *CallError
 			if errors.As(err, &e) {

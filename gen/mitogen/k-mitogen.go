@@ -2236,6 +2236,663 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *ListenRequest) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.BindHost ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.BindHost)
+
+	// p.Port ID:2 thrift.I32
+	off += 3
+	off += 4
+
+	// p.PeerId ID:3 thrift.I32
+	off += 3
+	off += 4
+
+	// p.NotifyHandle ID:4 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *ListenRequest) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *ListenRequest) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *ListenRequest) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.BindHost
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.BindHost)))
+	b = append(b, p.BindHost...)
+
+	// p.Port
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Port))
+
+	// p.PeerId
+	b = append(b, 8, 0, 3)
+	b = x.AppendI32(b, int32(p.PeerId))
+
+	// p.NotifyHandle
+	b = append(b, 8, 0, 4)
+	b = x.AppendI32(b, int32(p.NotifyHandle))
+
+	return append(b, 0)
+}
+
+func (p *ListenRequest) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.BindHost ID:1 thrift.STRING
+			p.BindHost, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Port ID:2 thrift.I32
+			p.Port, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x308: // p.PeerId ID:3 thrift.I32
+			p.PeerId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x408: // p.NotifyHandle ID:4 thrift.I32
+			p.NotifyHandle, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_ListenRequest[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *ListenReply) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.ControlHandle ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Port ID:2 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *ListenReply) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *ListenReply) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *ListenReply) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.ControlHandle
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.ControlHandle))
+
+	// p.Port
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Port))
+
+	return append(b, 0)
+}
+
+func (p *ListenReply) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.ControlHandle ID:1 thrift.I32
+			p.ControlHandle, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Port ID:2 thrift.I32
+			p.Port, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_ListenReply[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *Accepted) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.ConnId ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Send ID:2 thrift.STRUCT
+	off += 3
+	off += p.Send.BLength()
+
+	// p.RemoteAddr ID:3 thrift.STRING
+	off += 3
+	off += 4 + len(p.RemoteAddr)
+	return off + 1
+}
+
+func (p *Accepted) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *Accepted) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *Accepted) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.ConnId
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.ConnId))
+
+	// p.Send
+	b = append(b, 12, 0, 2)
+	b = p.Send.FastAppend(b)
+
+	// p.RemoteAddr
+	b = append(b, 11, 0, 3)
+	b = x.AppendI32(b, int32(len(p.RemoteAddr)))
+	b = append(b, p.RemoteAddr...)
+
+	return append(b, 0)
+}
+
+func (p *Accepted) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.ConnId ID:1 thrift.I32
+			p.ConnId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20c: // p.Send ID:2 thrift.STRUCT
+			p.Send = NewStreamEnd()
+			l, err = p.Send.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x30b: // p.RemoteAddr ID:3 thrift.STRING
+			p.RemoteAddr, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_Accepted[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *ListenControl) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Kind ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.ConnId ID:2 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Recv ID:3 thrift.STRUCT
+	off += 3
+	off += p.Recv.BLength()
+	return off + 1
+}
+
+func (p *ListenControl) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *ListenControl) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *ListenControl) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Kind
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.Kind))
+
+	// p.ConnId
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.ConnId))
+
+	// p.Recv
+	b = append(b, 12, 0, 3)
+	b = p.Recv.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *ListenControl) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	var enum int32
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.Kind ID:1 thrift.I32
+			enum, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			p.Kind = ListenControlKind(enum)
+		case 0x208: // p.ConnId ID:2 thrift.I32
+			p.ConnId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x30c: // p.Recv ID:3 thrift.STRUCT
+			p.Recv = NewStreamEnd()
+			l, err = p.Recv.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_ListenControl[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *DialRequest) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Host ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Host)
+
+	// p.Port ID:2 thrift.I32
+	off += 3
+	off += 4
+
+	// p.PeerId ID:3 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Recv ID:4 thrift.STRUCT
+	off += 3
+	off += p.Recv.BLength()
+
+	// p.TimeoutMs ID:5 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *DialRequest) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *DialRequest) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *DialRequest) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Host
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Host)))
+	b = append(b, p.Host...)
+
+	// p.Port
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Port))
+
+	// p.PeerId
+	b = append(b, 8, 0, 3)
+	b = x.AppendI32(b, int32(p.PeerId))
+
+	// p.Recv
+	b = append(b, 12, 0, 4)
+	b = p.Recv.FastAppend(b)
+
+	// p.TimeoutMs
+	b = append(b, 8, 0, 5)
+	b = x.AppendI32(b, int32(p.TimeoutMs))
+
+	return append(b, 0)
+}
+
+func (p *DialRequest) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Host ID:1 thrift.STRING
+			p.Host, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Port ID:2 thrift.I32
+			p.Port, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x308: // p.PeerId ID:3 thrift.I32
+			p.PeerId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x40c: // p.Recv ID:4 thrift.STRUCT
+			p.Recv = NewStreamEnd()
+			l, err = p.Recv.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x508: // p.TimeoutMs ID:5 thrift.I32
+			p.TimeoutMs, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_DialRequest[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *DialReply) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Send ID:1 thrift.STRUCT
+	off += 3
+	off += p.Send.BLength()
+
+	// p.LocalAddr ID:2 thrift.STRING
+	off += 3
+	off += 4 + len(p.LocalAddr)
+
+	// p.RemoteAddr ID:3 thrift.STRING
+	off += 3
+	off += 4 + len(p.RemoteAddr)
+	return off + 1
+}
+
+func (p *DialReply) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *DialReply) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *DialReply) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Send
+	b = append(b, 12, 0, 1)
+	b = p.Send.FastAppend(b)
+
+	// p.LocalAddr
+	b = append(b, 11, 0, 2)
+	b = x.AppendI32(b, int32(len(p.LocalAddr)))
+	b = append(b, p.LocalAddr...)
+
+	// p.RemoteAddr
+	b = append(b, 11, 0, 3)
+	b = x.AppendI32(b, int32(len(p.RemoteAddr)))
+	b = append(b, p.RemoteAddr...)
+
+	return append(b, 0)
+}
+
+func (p *DialReply) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Send ID:1 thrift.STRUCT
+			p.Send = NewStreamEnd()
+			l, err = p.Send.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20b: // p.LocalAddr ID:2 thrift.STRING
+			p.LocalAddr, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x30b: // p.RemoteAddr ID:3 thrift.STRING
+			p.RemoteAddr, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_DialReply[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *StartSlaveRequest) BLength() int {
 	if p == nil {
 		return 1
@@ -2827,6 +3484,263 @@ ReadFieldBeginError:
 ReadFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistRun[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeListenRequest) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Host ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Host)
+
+	// p.Listen ID:2 thrift.STRUCT
+	off += 3
+	off += p.Listen.BLength()
+	return off + 1
+}
+
+func (p *FakeListenRequest) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeListenRequest) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeListenRequest) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Host
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Host)))
+	b = append(b, p.Host...)
+
+	// p.Listen
+	b = append(b, 12, 0, 2)
+	b = p.Listen.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *FakeListenRequest) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Host ID:1 thrift.STRING
+			p.Host, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20c: // p.Listen ID:2 thrift.STRUCT
+			p.Listen = NewListenRequest()
+			l, err = p.Listen.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeListenRequest[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *DestinationReply) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.ContextId ID:1 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *DestinationReply) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *DestinationReply) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *DestinationReply) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.ContextId
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.ContextId))
+
+	return append(b, 0)
+}
+
+func (p *DestinationReply) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.ContextId ID:1 thrift.I32
+			p.ContextId, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_DestinationReply[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeDialRequest) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Host ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Host)
+
+	// p.Dial ID:2 thrift.STRUCT
+	off += 3
+	off += p.Dial.BLength()
+	return off + 1
+}
+
+func (p *FakeDialRequest) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeDialRequest) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeDialRequest) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Host
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Host)))
+	b = append(b, p.Host...)
+
+	// p.Dial
+	b = append(b, 12, 0, 2)
+	b = p.Dial.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *FakeDialRequest) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Host ID:1 thrift.STRING
+			p.Host, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20c: // p.Dial ID:2 thrift.STRUCT
+			p.Dial = NewDialRequest()
+			l, err = p.Dial.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeDialRequest[fid]), err)
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
@@ -4042,6 +4956,356 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *AgentDialTcpArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Req ID:1 thrift.STRUCT
+	off += 3
+	off += p.Req.BLength()
+	return off + 1
+}
+
+func (p *AgentDialTcpArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *AgentDialTcpArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *AgentDialTcpArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Req
+	b = append(b, 12, 0, 1)
+	b = p.Req.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *AgentDialTcpArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Req ID:1 thrift.STRUCT
+			p.Req = NewDialRequest()
+			l, err = p.Req.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_AgentDialTcpArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *AgentDialTcpResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *AgentDialTcpResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *AgentDialTcpResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *AgentDialTcpResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *AgentDialTcpResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewDialReply()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_AgentDialTcpResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *AgentListenTcpArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Req ID:1 thrift.STRUCT
+	off += 3
+	off += p.Req.BLength()
+	return off + 1
+}
+
+func (p *AgentListenTcpArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *AgentListenTcpArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *AgentListenTcpArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Req
+	b = append(b, 12, 0, 1)
+	b = p.Req.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *AgentListenTcpArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Req ID:1 thrift.STRUCT
+			p.Req = NewListenRequest()
+			l, err = p.Req.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_AgentListenTcpArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *AgentListenTcpResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *AgentListenTcpResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *AgentListenTcpResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *AgentListenTcpResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *AgentListenTcpResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewListenReply()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_AgentListenTcpResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *FakeSSHStartSlaveArgs) BLength() int {
 	if p == nil {
 		return 1
@@ -4386,6 +5650,531 @@ ReadFieldBeginError:
 ReadFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHJoinResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHDestinationArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Host ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Host)
+	return off + 1
+}
+
+func (p *FakeSSHDestinationArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHDestinationArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHDestinationArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Host
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Host)))
+	b = append(b, p.Host...)
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHDestinationArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Host ID:1 thrift.STRING
+			p.Host, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHDestinationArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHDestinationResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *FakeSSHDestinationResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHDestinationResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHDestinationResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHDestinationResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewDestinationReply()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHDestinationResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHDialArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Req ID:1 thrift.STRUCT
+	off += 3
+	off += p.Req.BLength()
+	return off + 1
+}
+
+func (p *FakeSSHDialArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHDialArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHDialArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Req
+	b = append(b, 12, 0, 1)
+	b = p.Req.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHDialArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Req ID:1 thrift.STRUCT
+			p.Req = NewFakeDialRequest()
+			l, err = p.Req.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHDialArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHDialResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *FakeSSHDialResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHDialResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHDialResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHDialResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewDialReply()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHDialResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHListenArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Req ID:1 thrift.STRUCT
+	off += 3
+	off += p.Req.BLength()
+	return off + 1
+}
+
+func (p *FakeSSHListenArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHListenArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHListenArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Req
+	b = append(b, 12, 0, 1)
+	b = p.Req.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHListenArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Req ID:1 thrift.STRUCT
+			p.Req = NewFakeListenRequest()
+			l, err = p.Req.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHListenArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *FakeSSHListenResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *FakeSSHListenResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FakeSSHListenResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FakeSSHListenResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *FakeSSHListenResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewListenReply()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHListenResult[fid]), err)
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)

@@ -213,6 +213,12 @@ const (
 	CHUNK_OVERHEAD = 64
 	/** The smallest window a byte-stream reader may grant (CHUNK_OVERHEAD + 1). */
 	MIN_STREAM_WINDOW = 65
+	/** How many listen_tcp listeners a context holds at once. */
+	MAX_LISTENS = 64
+	/** How many accepted connections of one listener may await an ANSWER. */
+	MAX_PENDING_ACCEPTS = 64
+	/** How many dial_tcp connections a context holds at once. */
+	MAX_DIALS = 256
 )
 
 /** Why a message is dead. */
@@ -374,6 +380,51 @@ func (p *ControlKind) Scan(value interface{}) (err error) {
 }
 
 func (p *ControlKind) Value() (driver.Value, error) {
+	if p == nil {
+		return nil, nil
+	}
+	return int64(*p), nil
+}
+
+/** What a ListenControl message says. */
+type ListenControlKind int64
+
+const (
+	/** Take (recv present) or refuse (recv absent) connection conn_id. */
+	ListenControlKind_ANSWER ListenControlKind = 1
+	/** Close the listener. */
+	ListenControlKind_CLOSE ListenControlKind = 2
+)
+
+func (p ListenControlKind) String() string {
+	switch p {
+	case ListenControlKind_ANSWER:
+		return "ANSWER"
+	case ListenControlKind_CLOSE:
+		return "CLOSE"
+	}
+	return "<UNSET>"
+}
+
+func ListenControlKindFromString(s string) (ListenControlKind, error) {
+	switch s {
+	case "ANSWER":
+		return ListenControlKind_ANSWER, nil
+	case "CLOSE":
+		return ListenControlKind_CLOSE, nil
+	}
+	return ListenControlKind(0), fmt.Errorf("not a valid ListenControlKind string")
+}
+
+func ListenControlKindPtr(v ListenControlKind) *ListenControlKind { return &v }
+func (p *ListenControlKind) Scan(value interface{}) (err error) {
+	var result sql.NullInt64
+	err = result.Scan(value)
+	*p = ListenControlKind(result.Int64)
+	return
+}
+
+func (p *ListenControlKind) Value() (driver.Value, error) {
 	if p == nil {
 		return nil, nil
 	}
@@ -1424,6 +1475,363 @@ var fieldIDToName_FakeSSHJoined = map[int16]string{
 	1: "context_id",
 }
 
+/**
+ * Agent.listen_tcp: a TCP listener in the called context (the listener),
+ * whose connections a peer context takes as byte-stream pairs (ssh -R).
+ *
+ * Peer and authority as for DialRequest (peer_id, or the caller's auth_id
+ * when 0). Validation (else CallError "EINVAL", nothing bound):
+ * notify_handle dynamic; bind_host at most 255 bytes without NUL ("" or
+ * "localhost": the loopback address, as sshd without GatewayPorts);
+ * port 0-65535 (0: any free port). A failed bind is a CallError with the
+ * errno name ("EADDRINUSE", "EACCES"). At most MAX_LISTENS listeners per
+ * context ("EMFILE").
+ *
+ * Each accepted connection: the listener creates a reader end accepting
+ * only the peer (the connection's outgoing stream) and sends Accepted to
+ * the peer's notify_handle (reply_to 0). The peer answers on
+ * ListenReply.control_handle with ListenControl{ANSWER, conn_id, recv}:
+ * recv is the peer's reader end for the connection's bytes (validated as
+ * DialRequest.recv: the peer's context, a dynamic handle, a window >=
+ * MIN_STREAM_WINDOW), or absent to refuse the connection. From then on
+ * the streams behave as dial_tcp's (End rules of DialRequest). At most
+ * MAX_PENDING_ACCEPTS connections wait for an answer at once and each for
+ * at most 30 s; beyond either the connection is closed. Connections held
+ * count against the context's MAX_DIALS; over it, new ones are closed at
+ * once. An ANSWER for an unknown or already answered conn_id is ignored.
+ *
+ * The control handle accepts messages only from the peer (auth_id);
+ * ListenControl{CLOSE} or the peer's disconnection closes the listener and
+ * every connection still waiting for an answer (established ones go on
+ * until they end).
+ */
+type ListenRequest struct {
+	BindHost string `thrift:"bind_host,1" json:"bind_host"`
+	Port     int32  `thrift:"port,2" json:"port"`
+	/** The context offered the connections; 0: the caller (auth_id). */
+	PeerId int32 `thrift:"peer_id,3" json:"peer_id"`
+	/** The peer's handle that receives Accepted messages. */
+	NotifyHandle int32 `thrift:"notify_handle,4" json:"notify_handle"`
+}
+
+func NewListenRequest() *ListenRequest {
+	return &ListenRequest{}
+}
+
+func (p *ListenRequest) InitDefault() {
+}
+
+func (p *ListenRequest) GetBindHost() (v string) {
+	return p.BindHost
+}
+
+func (p *ListenRequest) GetPort() (v int32) {
+	return p.Port
+}
+
+func (p *ListenRequest) GetPeerId() (v int32) {
+	return p.PeerId
+}
+
+func (p *ListenRequest) GetNotifyHandle() (v int32) {
+	return p.NotifyHandle
+}
+
+func (p *ListenRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListenRequest(%+v)", *p)
+}
+
+var fieldIDToName_ListenRequest = map[int16]string{
+	1: "bind_host",
+	2: "port",
+	3: "peer_id",
+	4: "notify_handle",
+}
+
+/** Reply of Agent.listen_tcp. */
+type ListenReply struct {
+	/** Where the peer sends ListenControl messages. */
+	ControlHandle int32 `thrift:"control_handle,1" json:"control_handle"`
+	/** The port bound (the one asked, or the one chosen for port 0). */
+	Port int32 `thrift:"port,2" json:"port"`
+}
+
+func NewListenReply() *ListenReply {
+	return &ListenReply{}
+}
+
+func (p *ListenReply) InitDefault() {
+}
+
+func (p *ListenReply) GetControlHandle() (v int32) {
+	return p.ControlHandle
+}
+
+func (p *ListenReply) GetPort() (v int32) {
+	return p.Port
+}
+
+func (p *ListenReply) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListenReply(%+v)", *p)
+}
+
+var fieldIDToName_ListenReply = map[int16]string{
+	1: "control_handle",
+	2: "port",
+}
+
+/** Listener -> peer (notify_handle): a connection was accepted. */
+type Accepted struct {
+	/** The listener's number for the connection, unique per listener. */
+	ConnId int32 `thrift:"conn_id,1" json:"conn_id"`
+	/** The listener's reader end for bytes to the connection (writer: the peer). */
+	Send *StreamEnd `thrift:"send,2" json:"send"`
+	/** The remote address of the connection, "host:port". */
+	RemoteAddr string `thrift:"remote_addr,3" json:"remote_addr"`
+}
+
+func NewAccepted() *Accepted {
+	return &Accepted{}
+}
+
+func (p *Accepted) InitDefault() {
+}
+
+func (p *Accepted) GetConnId() (v int32) {
+	return p.ConnId
+}
+
+var Accepted_Send_DEFAULT *StreamEnd
+
+func (p *Accepted) GetSend() (v *StreamEnd) {
+	if !p.IsSetSend() {
+		return Accepted_Send_DEFAULT
+	}
+	return p.Send
+}
+
+func (p *Accepted) GetRemoteAddr() (v string) {
+	return p.RemoteAddr
+}
+
+func (p *Accepted) IsSetSend() bool {
+	return p.Send != nil
+}
+
+func (p *Accepted) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("Accepted(%+v)", *p)
+}
+
+var fieldIDToName_Accepted = map[int16]string{
+	1: "conn_id",
+	2: "send",
+	3: "remote_addr",
+}
+
+/** Peer -> listener (ListenReply.control_handle). */
+type ListenControl struct {
+	Kind   ListenControlKind `thrift:"kind,1,default,ListenControlKind" json:"kind"`
+	ConnId int32             `thrift:"conn_id,2" json:"conn_id"`
+	Recv   *StreamEnd        `thrift:"recv,3" json:"recv"`
+}
+
+func NewListenControl() *ListenControl {
+	return &ListenControl{}
+}
+
+func (p *ListenControl) InitDefault() {
+}
+
+func (p *ListenControl) GetKind() (v ListenControlKind) {
+	return p.Kind
+}
+
+func (p *ListenControl) GetConnId() (v int32) {
+	return p.ConnId
+}
+
+var ListenControl_Recv_DEFAULT *StreamEnd
+
+func (p *ListenControl) GetRecv() (v *StreamEnd) {
+	if !p.IsSetRecv() {
+		return ListenControl_Recv_DEFAULT
+	}
+	return p.Recv
+}
+
+func (p *ListenControl) IsSetRecv() bool {
+	return p.Recv != nil
+}
+
+func (p *ListenControl) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListenControl(%+v)", *p)
+}
+
+var fieldIDToName_ListenControl = map[int16]string{
+	1: "kind",
+	2: "conn_id",
+	3: "recv",
+}
+
+/**
+ * Agent.dial_tcp: a TCP connection made by the called context (the dialer)
+ * and relayed as two byte streams (see BYTE STREAMS) between it and one
+ * peer context: what ssh -W, -L and -D need from the far end.
+ *
+ * Peer. peer_id, or the call's auth_id when peer_id is 0. Only the callers
+ * CALL_FUNCTION admits (the master and the dialer's parents) may ask; they
+ * may name another context as the peer (the master does for a fakessh
+ * ssh), which may then read and write this connection and nothing else.
+ *
+ * Validation, before anything is dialled (else CallError with code
+ * "EINVAL", nothing sent):
+ * recv present, recv.context_id equal to the peer, recv.handle a dynamic
+ * handle (>= FIRST_DYNAMIC_HANDLE and != IS_DEAD), recv.window >=
+ * MIN_STREAM_WINDOW; host 1-255 bytes without NUL; port 1-65535;
+ * timeout_ms >= 0 (0: 30 s; capped at 120 s). A dialer holds at most
+ * MAX_DIALS connections at once; one more is refused with code "EMFILE".
+ * A failed connect is a CallError whose message says why and whose code is
+ * the errno name when there is one ("ECONNREFUSED", "ETIMEDOUT", ...).
+ *
+ * Streams. Bytes from the TCP connection go to recv, written by the dialer
+ * (credit handle: the reply_to of its data messages). Bytes for the
+ * connection go to DialReply.send, a reader end in the dialer that accepts
+ * data only from the peer. The asker checks the reply as for
+ * ProcessStarted: send.context_id is the dialer, send.handle dynamic,
+ * send.window >= MIN_STREAM_WINDOW; else the dial counts as failed.
+ *
+ * End. The TCP peer's EOF ends recv with Dead{SENDER_CLOSED}; the send
+ * stream's normal end half-closes the connection (shutdown for writing).
+ * The connection is closed when both directions ended normally, or at
+ * once when either stream fails (an error reading or writing the socket
+ * fails recv, a failed send stream or a reader that stops early closes
+ * the socket), or when the peer's context disconnects.
+ */
+type DialRequest struct {
+	/** Host name or address, resolved by the dialer. */
+	Host string `thrift:"host,1" json:"host"`
+	Port int32  `thrift:"port,2" json:"port"`
+	/** The context that drives the connection; 0: the caller (auth_id). */
+	PeerId int32 `thrift:"peer_id,3" json:"peer_id"`
+	/** The peer's reader end for the connection's bytes. */
+	Recv *StreamEnd `thrift:"recv,4" json:"recv"`
+	/** Connect timeout; 0 for the default (30 s). */
+	TimeoutMs int32 `thrift:"timeout_ms,5" json:"timeout_ms"`
+}
+
+func NewDialRequest() *DialRequest {
+	return &DialRequest{}
+}
+
+func (p *DialRequest) InitDefault() {
+}
+
+func (p *DialRequest) GetHost() (v string) {
+	return p.Host
+}
+
+func (p *DialRequest) GetPort() (v int32) {
+	return p.Port
+}
+
+func (p *DialRequest) GetPeerId() (v int32) {
+	return p.PeerId
+}
+
+var DialRequest_Recv_DEFAULT *StreamEnd
+
+func (p *DialRequest) GetRecv() (v *StreamEnd) {
+	if !p.IsSetRecv() {
+		return DialRequest_Recv_DEFAULT
+	}
+	return p.Recv
+}
+
+func (p *DialRequest) GetTimeoutMs() (v int32) {
+	return p.TimeoutMs
+}
+
+func (p *DialRequest) IsSetRecv() bool {
+	return p.Recv != nil
+}
+
+func (p *DialRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DialRequest(%+v)", *p)
+}
+
+var fieldIDToName_DialRequest = map[int16]string{
+	1: "host",
+	2: "port",
+	3: "peer_id",
+	4: "recv",
+	5: "timeout_ms",
+}
+
+/** Reply of Agent.dial_tcp. */
+type DialReply struct {
+	/** The dialer's reader end for bytes to the connection (writer: the peer). */
+	Send *StreamEnd `thrift:"send,1" json:"send"`
+	/** The connection's local and remote addresses, "host:port". */
+	LocalAddr  string `thrift:"local_addr,2" json:"local_addr"`
+	RemoteAddr string `thrift:"remote_addr,3" json:"remote_addr"`
+}
+
+func NewDialReply() *DialReply {
+	return &DialReply{}
+}
+
+func (p *DialReply) InitDefault() {
+}
+
+var DialReply_Send_DEFAULT *StreamEnd
+
+func (p *DialReply) GetSend() (v *StreamEnd) {
+	if !p.IsSetSend() {
+		return DialReply_Send_DEFAULT
+	}
+	return p.Send
+}
+
+func (p *DialReply) GetLocalAddr() (v string) {
+	return p.LocalAddr
+}
+
+func (p *DialReply) GetRemoteAddr() (v string) {
+	return p.RemoteAddr
+}
+
+func (p *DialReply) IsSetSend() bool {
+	return p.Send != nil
+}
+
+func (p *DialReply) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DialReply(%+v)", *p)
+}
+
+var fieldIDToName_DialReply = map[int16]string{
+	1: "send",
+	2: "local_addr",
+	3: "remote_addr",
+}
+
 /** What a fakessh `ssh` asks the master to run for it. */
 type StartSlaveRequest struct {
 	/** Destination host as the program named it (the ssh command line's host). */
@@ -1659,6 +2067,119 @@ var fieldIDToName_PersistRun = map[int16]string{
 	2: "env",
 }
 
+/** What a fakessh `ssh` asks the master to listen for it. */
+type FakeListenRequest struct {
+	/** Destination host as the program named it (the ssh command line's host). */
+	Host   string         `thrift:"host,1" json:"host"`
+	Listen *ListenRequest `thrift:"listen,2" json:"listen"`
+}
+
+func NewFakeListenRequest() *FakeListenRequest {
+	return &FakeListenRequest{}
+}
+
+func (p *FakeListenRequest) InitDefault() {
+}
+
+func (p *FakeListenRequest) GetHost() (v string) {
+	return p.Host
+}
+
+var FakeListenRequest_Listen_DEFAULT *ListenRequest
+
+func (p *FakeListenRequest) GetListen() (v *ListenRequest) {
+	if !p.IsSetListen() {
+		return FakeListenRequest_Listen_DEFAULT
+	}
+	return p.Listen
+}
+
+func (p *FakeListenRequest) IsSetListen() bool {
+	return p.Listen != nil
+}
+
+func (p *FakeListenRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeListenRequest(%+v)", *p)
+}
+
+var fieldIDToName_FakeListenRequest = map[int16]string{
+	1: "host",
+	2: "listen",
+}
+
+/** Reply of FakeSSH.destination. */
+type DestinationReply struct {
+	ContextId int32 `thrift:"context_id,1" json:"context_id"`
+}
+
+func NewDestinationReply() *DestinationReply {
+	return &DestinationReply{}
+}
+
+func (p *DestinationReply) InitDefault() {
+}
+
+func (p *DestinationReply) GetContextId() (v int32) {
+	return p.ContextId
+}
+
+func (p *DestinationReply) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DestinationReply(%+v)", *p)
+}
+
+var fieldIDToName_DestinationReply = map[int16]string{
+	1: "context_id",
+}
+
+/** What a fakessh `ssh` asks the master to dial for it. */
+type FakeDialRequest struct {
+	/** Destination host as the program named it (the ssh command line's host). */
+	Host string       `thrift:"host,1" json:"host"`
+	Dial *DialRequest `thrift:"dial,2" json:"dial"`
+}
+
+func NewFakeDialRequest() *FakeDialRequest {
+	return &FakeDialRequest{}
+}
+
+func (p *FakeDialRequest) InitDefault() {
+}
+
+func (p *FakeDialRequest) GetHost() (v string) {
+	return p.Host
+}
+
+var FakeDialRequest_Dial_DEFAULT *DialRequest
+
+func (p *FakeDialRequest) GetDial() (v *DialRequest) {
+	if !p.IsSetDial() {
+		return FakeDialRequest_Dial_DEFAULT
+	}
+	return p.Dial
+}
+
+func (p *FakeDialRequest) IsSetDial() bool {
+	return p.Dial != nil
+}
+
+func (p *FakeDialRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeDialRequest(%+v)", *p)
+}
+
+var fieldIDToName_FakeDialRequest = map[int16]string{
+	1: "host",
+	2: "dial",
+}
+
 /** An error a service method returns. */
 type CallError struct {
 	Message string `thrift:"message,1" json:"message"`
@@ -1728,6 +2249,16 @@ type Agent interface {
 	Sleep(ctx context.Context, millis int64) (err error)
 	/** Reads up to max bytes from a file; for tests and demos. */
 	ReadFile(ctx context.Context, path string, max int64) (r []byte, err error)
+	/**
+	 * Opens a TCP connection from this context and relays it as a pair of
+	 * byte streams with one peer context; see DialRequest.
+	 */
+	DialTcp(ctx context.Context, req *DialRequest) (r *DialReply, err error)
+	/**
+	 * Listens on a TCP port in this context and offers each connection to
+	 * one peer context as a pair of byte streams; see ListenRequest.
+	 */
+	ListenTcp(ctx context.Context, req *ListenRequest) (r *ListenReply, err error)
 }
 
 type AgentPingArgs struct {
@@ -2211,6 +2742,176 @@ var fieldIDToName_AgentReadFileResult = map[int16]string{
 	1: "err",
 }
 
+type AgentDialTcpArgs struct {
+	Req *DialRequest `thrift:"req,1" json:"req"`
+}
+
+func NewAgentDialTcpArgs() *AgentDialTcpArgs {
+	return &AgentDialTcpArgs{}
+}
+
+func (p *AgentDialTcpArgs) InitDefault() {
+}
+
+var AgentDialTcpArgs_Req_DEFAULT *DialRequest
+
+func (p *AgentDialTcpArgs) GetReq() (v *DialRequest) {
+	if !p.IsSetReq() {
+		return AgentDialTcpArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+
+func (p *AgentDialTcpArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *AgentDialTcpArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentDialTcpArgs(%+v)", *p)
+}
+
+var fieldIDToName_AgentDialTcpArgs = map[int16]string{
+	1: "req",
+}
+
+type AgentDialTcpResult struct {
+	Success *DialReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewAgentDialTcpResult() *AgentDialTcpResult {
+	return &AgentDialTcpResult{}
+}
+
+func (p *AgentDialTcpResult) InitDefault() {
+}
+
+var AgentDialTcpResult_Success_DEFAULT *DialReply
+
+func (p *AgentDialTcpResult) GetSuccess() (v *DialReply) {
+	if !p.IsSetSuccess() {
+		return AgentDialTcpResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var AgentDialTcpResult_Err_DEFAULT *CallError
+
+func (p *AgentDialTcpResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return AgentDialTcpResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *AgentDialTcpResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *AgentDialTcpResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *AgentDialTcpResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentDialTcpResult(%+v)", *p)
+}
+
+var fieldIDToName_AgentDialTcpResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type AgentListenTcpArgs struct {
+	Req *ListenRequest `thrift:"req,1" json:"req"`
+}
+
+func NewAgentListenTcpArgs() *AgentListenTcpArgs {
+	return &AgentListenTcpArgs{}
+}
+
+func (p *AgentListenTcpArgs) InitDefault() {
+}
+
+var AgentListenTcpArgs_Req_DEFAULT *ListenRequest
+
+func (p *AgentListenTcpArgs) GetReq() (v *ListenRequest) {
+	if !p.IsSetReq() {
+		return AgentListenTcpArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+
+func (p *AgentListenTcpArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *AgentListenTcpArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentListenTcpArgs(%+v)", *p)
+}
+
+var fieldIDToName_AgentListenTcpArgs = map[int16]string{
+	1: "req",
+}
+
+type AgentListenTcpResult struct {
+	Success *ListenReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError   `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewAgentListenTcpResult() *AgentListenTcpResult {
+	return &AgentListenTcpResult{}
+}
+
+func (p *AgentListenTcpResult) InitDefault() {
+}
+
+var AgentListenTcpResult_Success_DEFAULT *ListenReply
+
+func (p *AgentListenTcpResult) GetSuccess() (v *ListenReply) {
+	if !p.IsSetSuccess() {
+		return AgentListenTcpResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var AgentListenTcpResult_Err_DEFAULT *CallError
+
+func (p *AgentListenTcpResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return AgentListenTcpResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *AgentListenTcpResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *AgentListenTcpResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *AgentListenTcpResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AgentListenTcpResult(%+v)", *p)
+}
+
+var fieldIDToName_AgentListenTcpResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
 /**
  * Served by the master on a per-run handle (not CALL_FUNCTION) for the fake
  * `ssh` contexts of one fakessh run. The master checks the request, maps the
@@ -2252,6 +2953,27 @@ type FakeSSH interface {
 	 * joins per run; beyond that, and after the run ended, it is refused.
 	 */
 	Join(ctx context.Context, pid int32) (r *FakeSSHJoined, err error)
+	/**
+	 * The ID of the context serving host (the ssh command line's host), so
+	 * that the ssh can set up a reader end accepting only that context
+	 * before it asks to dial.
+	 */
+	Destination(ctx context.Context, host string) (r *DestinationReply, err error)
+	/**
+	 * Asks host's context to dial (Agent.dial_tcp) on the master's
+	 * authority, with the calling ssh context as the peer: the master sets
+	 * dial.peer_id to the caller and refuses a dial.recv naming another
+	 * context, then checks the reply as dial_tcp's asker does. For ssh -W,
+	 * -L and -D.
+	 */
+	Dial(ctx context.Context, req *FakeDialRequest) (r *DialReply, err error)
+	/**
+	 * Asks host's context to listen (Agent.listen_tcp) on the master's
+	 * authority, with the calling ssh context as the peer (the master sets
+	 * listen.peer_id to the caller), and checks the reply's control_handle
+	 * is dynamic. For ssh -R.
+	 */
+	Listen(ctx context.Context, req *FakeListenRequest) (r *ListenReply, err error)
 }
 
 type FakeSSHStartSlaveArgs struct {
@@ -2411,6 +3133,252 @@ func (p *FakeSSHJoinResult) String() string {
 }
 
 var fieldIDToName_FakeSSHJoinResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type FakeSSHDestinationArgs struct {
+	Host string `thrift:"host,1" json:"host"`
+}
+
+func NewFakeSSHDestinationArgs() *FakeSSHDestinationArgs {
+	return &FakeSSHDestinationArgs{}
+}
+
+func (p *FakeSSHDestinationArgs) InitDefault() {
+}
+
+func (p *FakeSSHDestinationArgs) GetHost() (v string) {
+	return p.Host
+}
+
+func (p *FakeSSHDestinationArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHDestinationArgs(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHDestinationArgs = map[int16]string{
+	1: "host",
+}
+
+type FakeSSHDestinationResult struct {
+	Success *DestinationReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError        `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewFakeSSHDestinationResult() *FakeSSHDestinationResult {
+	return &FakeSSHDestinationResult{}
+}
+
+func (p *FakeSSHDestinationResult) InitDefault() {
+}
+
+var FakeSSHDestinationResult_Success_DEFAULT *DestinationReply
+
+func (p *FakeSSHDestinationResult) GetSuccess() (v *DestinationReply) {
+	if !p.IsSetSuccess() {
+		return FakeSSHDestinationResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var FakeSSHDestinationResult_Err_DEFAULT *CallError
+
+func (p *FakeSSHDestinationResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return FakeSSHDestinationResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *FakeSSHDestinationResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *FakeSSHDestinationResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *FakeSSHDestinationResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHDestinationResult(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHDestinationResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type FakeSSHDialArgs struct {
+	Req *FakeDialRequest `thrift:"req,1" json:"req"`
+}
+
+func NewFakeSSHDialArgs() *FakeSSHDialArgs {
+	return &FakeSSHDialArgs{}
+}
+
+func (p *FakeSSHDialArgs) InitDefault() {
+}
+
+var FakeSSHDialArgs_Req_DEFAULT *FakeDialRequest
+
+func (p *FakeSSHDialArgs) GetReq() (v *FakeDialRequest) {
+	if !p.IsSetReq() {
+		return FakeSSHDialArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+
+func (p *FakeSSHDialArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *FakeSSHDialArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHDialArgs(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHDialArgs = map[int16]string{
+	1: "req",
+}
+
+type FakeSSHDialResult struct {
+	Success *DialReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewFakeSSHDialResult() *FakeSSHDialResult {
+	return &FakeSSHDialResult{}
+}
+
+func (p *FakeSSHDialResult) InitDefault() {
+}
+
+var FakeSSHDialResult_Success_DEFAULT *DialReply
+
+func (p *FakeSSHDialResult) GetSuccess() (v *DialReply) {
+	if !p.IsSetSuccess() {
+		return FakeSSHDialResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var FakeSSHDialResult_Err_DEFAULT *CallError
+
+func (p *FakeSSHDialResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return FakeSSHDialResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *FakeSSHDialResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *FakeSSHDialResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *FakeSSHDialResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHDialResult(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHDialResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type FakeSSHListenArgs struct {
+	Req *FakeListenRequest `thrift:"req,1" json:"req"`
+}
+
+func NewFakeSSHListenArgs() *FakeSSHListenArgs {
+	return &FakeSSHListenArgs{}
+}
+
+func (p *FakeSSHListenArgs) InitDefault() {
+}
+
+var FakeSSHListenArgs_Req_DEFAULT *FakeListenRequest
+
+func (p *FakeSSHListenArgs) GetReq() (v *FakeListenRequest) {
+	if !p.IsSetReq() {
+		return FakeSSHListenArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+
+func (p *FakeSSHListenArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *FakeSSHListenArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHListenArgs(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHListenArgs = map[int16]string{
+	1: "req",
+}
+
+type FakeSSHListenResult struct {
+	Success *ListenReply `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError   `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewFakeSSHListenResult() *FakeSSHListenResult {
+	return &FakeSSHListenResult{}
+}
+
+func (p *FakeSSHListenResult) InitDefault() {
+}
+
+var FakeSSHListenResult_Success_DEFAULT *ListenReply
+
+func (p *FakeSSHListenResult) GetSuccess() (v *ListenReply) {
+	if !p.IsSetSuccess() {
+		return FakeSSHListenResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var FakeSSHListenResult_Err_DEFAULT *CallError
+
+func (p *FakeSSHListenResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return FakeSSHListenResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *FakeSSHListenResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *FakeSSHListenResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *FakeSSHListenResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FakeSSHListenResult(%+v)", *p)
+}
+
+var fieldIDToName_FakeSSHListenResult = map[int16]string{
 	0: "success",
 	1: "err",
 }

@@ -40,6 +40,12 @@ var allTypes = []thrift.FastCodec{
 	&mitogen.PersistentMasterStopArgs{}, &mitogen.PersistentMasterStopResult{},
 	&mitogen.PersistentMasterOpenRunArgs{}, &mitogen.PersistentMasterOpenRunResult{},
 	&mitogen.FakeSSHJoinArgs{}, &mitogen.FakeSSHJoinResult{}, &mitogen.FakeSSHJoined{}, &mitogen.FakeSSHProgram{},
+	&mitogen.DialRequest{}, &mitogen.DialReply{}, &mitogen.AgentDialTcpArgs{}, &mitogen.AgentDialTcpResult{},
+	&mitogen.ListenRequest{}, &mitogen.ListenReply{}, &mitogen.Accepted{}, &mitogen.ListenControl{},
+	&mitogen.AgentListenTcpArgs{}, &mitogen.AgentListenTcpResult{},
+	&mitogen.DestinationReply{}, &mitogen.FakeDialRequest{}, &mitogen.FakeListenRequest{},
+	&mitogen.FakeSSHDestinationArgs{}, &mitogen.FakeSSHDestinationResult{},
+	&mitogen.FakeSSHDialArgs{}, &mitogen.FakeSSHDialResult{}, &mitogen.FakeSSHListenArgs{}, &mitogen.FakeSSHListenResult{},
 }
 
 func TestAllTypesListed(t *testing.T) {
