@@ -86,6 +86,11 @@ func SSHMain(args []string) int {
 		}
 	}()
 	spec := specFor(inv, os.Environ())
+	stdinTTY := !inv.NoStdin && isTerminal(int(os.Stdin.Fd()))
+	pty, warn := wantPty(inv, stdinTTY)
+	if warn && !inv.Quiet {
+		fmt.Fprint(os.Stderr, noPtyLine)
+	}
 	start := func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
 		return fc.StartSlave(ctx, &mitogen.StartSlaveRequest{Host: inv.Host, User: inv.User, Port: int32(inv.Port), Spec: spec})
@@ -96,25 +101,64 @@ func SSHMain(args []string) int {
 	if inv.NoStdin {
 		stdio.Stdin = nil
 	}
+	if pty {
+		// A pty on the far side (ssh -t): its size now and as it changes,
+		// and the local terminal, if any, in raw mode for the session.
+		spec.Pty = &mitogen.PtyRequest{Term: os.Getenv("TERM"), Size: windowSize(int(os.Stdin.Fd()))}
+		if stdinTTY {
+			restore, err := rawMode(int(os.Stdin.Fd()))
+			if err == nil {
+				defer restore()
+			}
+			sizes, stop := watchWindow(int(os.Stdin.Fd()))
+			defer stop()
+			stdio.WindowChanges = sizes
+		}
+	}
+	status := relay(ctx, r, start, spec, stdio, inv, caught)
+	if pty && !inv.Quiet {
+		// OpenSSH's closing line of a pty session (its INFO level).
+		fmt.Fprintf(os.Stderr, "Connection to %s closed.\r\n", inv.Host)
+	}
+	return status
+}
+
+// relay runs the session and returns ssh's exit status. ssh's own lines on
+// stderr are OpenSSH's: none with -q (LogLevel QUIET silences even its
+// errors); "Killed by signal N." and a remote command's death by a signal
+// only with -v (OpenSSH logs the first at VERBOSE and says nothing of the
+// second, exiting 255).
+func relay(ctx context.Context, r *core.Router, start process.Starter, spec *mitogen.ProcessSpec, stdio process.Stdio, inv *sshargs.Invocation, caught <-chan os.Signal) int {
+	say := func(format string, args ...any) {
+		if !inv.Quiet {
+			fmt.Fprintf(os.Stderr, format, args...)
+		}
+	}
 	res, err := process.Relay(ctx, r, process.AnyDestination, start, spec, stdio)
 	if err != nil {
 		select {
 		case sig := <-caught:
-			if !inv.Quiet {
-				fmt.Fprintf(os.Stderr, "Killed by signal %d.\n", sig.(syscall.Signal))
+			if inv.Verbose > 0 {
+				say("Killed by signal %d.\r\n", sig.(syscall.Signal))
 			}
 			return 255
 		default:
 		}
 		if res.Note != "" {
-			fmt.Fprintf(os.Stderr, "ssh: %s\n", res.Note)
+			say("ssh: %s\n", res.Note)
 		} else {
-			fmt.Fprintf(os.Stderr, "ssh: %s: %v\n", inv.Host, err)
+			say("ssh: %s: %v\n", inv.Host, err)
 		}
 		return 255
 	}
-	if res.Note != "" && !inv.Quiet {
-		fmt.Fprintf(os.Stderr, "ssh: %s: %s\n", inv.Host, res.Note)
+	switch {
+	case res.Note == "":
+	case res.Signal != "":
+		if inv.Verbose > 0 {
+			say("ssh: %s: %s\n", inv.Host, res.Note)
+		}
+	default:
+		say("ssh: %s: %s\n", inv.Host, res.Note)
 	}
 	return res.Status
 }

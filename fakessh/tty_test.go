@@ -37,7 +37,7 @@ func TestTTYRequestWithoutTerminal(t *testing.T) {
 	}
 	// No command and no terminal: OpenSSH wants a pty and says it gets none.
 	st, out, errs = runUnder(t, dest, nil, []byte("tty; exit 0\n"), "ssh", "h")
-	if st != 1 || out != "not a tty\n" || errs != noPtyLine {
+	if st != 0 || out != "not a tty\n" || errs != noPtyLine {
 		t.Errorf("login: status %d, stdout %q, stderr %q", st, out, errs)
 	}
 	st, out, errs = runUnder(t, dest, nil, nil, "ssh", "-T", "h", "tty")

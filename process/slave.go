@@ -96,6 +96,7 @@ type slave struct {
 	stdinW  io.WriteCloser
 	stdoutR io.ReadCloser
 	stderrR io.ReadCloser
+	pty     *os.File // the pty's master, for a process on a pty
 	origin  string
 	log     *slog.Logger
 	ctx     context.Context
@@ -140,10 +141,15 @@ func (c Config) StartProcess(ctx context.Context, r *core.Router, spec *mitogen.
 		ended: make(chan struct{}), ctl: make(chan ctlEvent, 1)}
 	s.ctx, s.cancel = context.WithCancel(r.Lifetime())
 	cmd, err := buildCommand(spec)
+	if err == nil {
+		err = checkPty(spec.Pty)
+	}
 	if err == nil && s.ctx.Err() != nil {
 		err = fmt.Errorf("context %d is shutting down", r.ID())
 	}
-	if err == nil {
+	if err == nil && spec.Pty != nil {
+		err = s.startPty(cmd, spec.Pty)
+	} else if err == nil {
 		err = s.start(cmd)
 	}
 	if err != nil {
@@ -245,8 +251,10 @@ func buildCommand(spec *mitogen.ProcessSpec) (*exec.Cmd, error) {
 			cmd.Env = append(cmd.Env, k+"="+spec.Env[k])
 		}
 	}
-	// Its own process group, so that it and its children can be killed together.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A session of its own, as under sshd: its own process group, so that
+	// it and its children can be killed together, and no controlling
+	// terminal but the pty it may be given (idl: ProcessSpec SESSION).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd, nil
 }
 
@@ -496,6 +504,16 @@ func (s *slave) running() SlaveState {
 				return s.finish("control ended: " + ev.gone.Error())
 			case ev.err != nil:
 				return s.protocolError(SlaveRunning, "Control", ev.err)
+			case ev.c.Kind == mitogen.ControlKind_WINDOW_CHANGE:
+				if err := checkWindow(ev.c.Window, true); err != nil {
+					return s.protocolError(SlaveRunning, "Control WINDOW_CHANGE", err)
+				}
+				if s.pty != nil {
+					if err := setWindow(s.pty, ev.c.Window); err != nil {
+						s.log.Debug("setting the pty's window size", "err", err)
+					}
+				}
+				continue
 			case ev.c.Kind != mitogen.ControlKind_SIGNAL:
 				return s.protocolError(SlaveRunning, "Control "+ev.c.Kind.String(), nil)
 			case ev.c.SignalNumber <= 0 || ev.c.SignalNumber > 64:
@@ -574,6 +592,7 @@ func (s *slave) begin(c *mitogen.Control) error {
 			_, _ = io.Copy(io.Discard, r) // keep the process from blocking on a full pipe
 		}
 		w.Close()
+		r.Close()
 	}
 	go pump(stdout, s.stdoutR)
 	go pump(stderr, s.stderrR)
