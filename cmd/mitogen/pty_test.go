@@ -31,14 +31,14 @@ type termSession struct {
 	screen bytes.Buffer // everything the terminal showed
 	grew   chan struct{}
 
-	done    chan struct{}  // closed when cmd exited
-	status  int            // its exit status (128+N for a signal), once done
+	done    chan struct{} // closed when cmd exited
+	status  int           // its exit status (128+N for a signal), once done
 	initial *unix.Termios // the terminal's modes before mitogen started
 }
 
 // Bound of every wait of these tests: a hang fails the test here, instead
 // of hanging the suite. It is no assertion on speed.
-const termWait = 15 * time.Second
+const termWait = 30 * time.Second
 
 // openPty makes a pseudo-terminal: /dev/ptmx, unlocked with TIOCSPTLCK
 // (grantpt has nothing to do on Linux's devpts), its slave opened by the

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
@@ -41,8 +45,42 @@ func cmdRun(args []string) int {
 	if done {
 		return code
 	}
-	ctx, cancel := signalContext()
-	defer cancel()
+	ctx, stop := runSignalContext()
+	defer stop()
+	status := runProgram(ctx, &cf, hosts, argv)
+	// Killed by SIGHUP, SIGINT or SIGTERM (at any step): the status a
+	// shell reports for that signal, once everything is cleaned up.
+	var se *fakessh.SignalError
+	if errors.As(context.Cause(ctx), &se) {
+		return 128 + int(se.Signal)
+	}
+	return status
+}
+
+// runSignalContext is cancelled, with a *fakessh.SignalError cause, by
+// SIGHUP (the terminal closed), SIGINT or SIGTERM.
+func runSignalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(&fakessh.SignalError{Signal: s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// runProgram connects the contexts and runs argv under fakessh; the
+// master and its contexts are shut down when it returns.
+func runProgram(ctx context.Context, cf *commonFlags, hosts hostMap, argv []string) int {
 	r, chain, err := cf.master(ctx)
 	if err != nil {
 		return fail(os.Stderr, "%v", err)
@@ -58,7 +96,7 @@ func cmdRun(args []string) int {
 		rn.Hosts[name] = c[len(c)-1]
 	}
 	status, err := rn.Run(ctx, argv)
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "mitogen run: %v\n", err)
 	}
 	return status

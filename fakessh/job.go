@@ -1,0 +1,231 @@
+package fakessh
+
+import (
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seed-a176d0ab/mitogen-go/internal/pgroup"
+)
+
+// SignalError is the cause (context.Cause) of a Runner.Run context
+// cancelled because the run itself received a signal (SIGHUP, SIGINT,
+// SIGTERM): Run passes that signal on to the program's process group,
+// cleans up and returns 128+N, the status a shell reports for it.
+type SignalError struct{ Signal syscall.Signal }
+
+func (e *SignalError) Error() string { return "received " + unix.SignalName(e.Signal) }
+
+// Job control. The program runs in a process group of its own. When the
+// run holds the foreground of its controlling terminal (one of its stdin,
+// stdout or stderr, in that order of preference), it lends the terminal to
+// the program as a shell lends it to a job: the program's group is put in
+// the terminal's foreground before it runs (so ^C, ^Z and SIGWINCH reach it
+// and it may read the terminal), and the run takes the terminal and its
+// modes back when the program stops and when it ends, on every path.
+//
+// When the program stops (^Z: SIGTSTP, or SIGTTIN/SIGTTOU), the run takes
+// the terminal back and stops itself with the same signal, so that the
+// shell that started it sees a stopped job; when continued (fg, bg) it
+// lends the terminal again if it got the foreground back, and continues
+// the program. SIGTSTP, SIGCONT and SIGWINCH the run itself receives are
+// passed on to the program's group.
+
+// terminal is the controlling terminal lent to the program.
+type terminal struct {
+	fd    int
+	modes *unix.Termios // the terminal's modes when the run started
+	mu    sync.Mutex
+	prog  *unix.Termios // the program's modes when it last stopped
+}
+
+// foregroundTerminal returns the first of files that is a terminal in
+// whose foreground this process's group is (so, its controlling
+// terminal, held by it), or nil.
+func foregroundTerminal(files ...any) *terminal {
+	for _, x := range files {
+		f, ok := x.(*os.File)
+		if !ok || f == nil {
+			continue
+		}
+		fd := int(f.Fd())
+		pg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+		if err != nil || pg != unix.Getpgrp() {
+			continue
+		}
+		modes, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		if err != nil {
+			continue
+		}
+		return &terminal{fd: fd, modes: modes}
+	}
+	return nil
+}
+
+// foreground reports whether this process's group holds the terminal.
+func (t *terminal) foreground() bool {
+	pg, err := unix.IoctlGetInt(t.fd, unix.TIOCGPGRP)
+	return err == nil && pg == unix.Getpgrp()
+}
+
+// takeBack puts this process's group back in the terminal's foreground
+// with the modes the terminal had when the run started; keep says whether
+// to remember the program's modes, to give them back on lend.
+func (t *terminal) takeBack(keep bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if keep {
+		if m, err := unix.IoctlGetTermios(t.fd, unix.TCGETS); err == nil {
+			t.prog = m
+		}
+	}
+	withoutTTOU(func() {
+		_ = unix.IoctlSetPointerInt(t.fd, unix.TIOCSPGRP, unix.Getpgrp())
+		_ = unix.IoctlSetTermios(t.fd, unix.TCSETS, t.modes)
+	})
+}
+
+// lend puts process group pgid in the terminal's foreground, with the
+// program's own modes if it stopped before.
+func (t *terminal) lend(pgid int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	withoutTTOU(func() {
+		if t.prog != nil {
+			_ = unix.IoctlSetTermios(t.fd, unix.TCSETS, t.prog)
+		}
+		_ = unix.IoctlSetPointerInt(t.fd, unix.TIOCSPGRP, pgid)
+	})
+}
+
+// withoutTTOU runs f with SIGTTOU blocked on its thread: a process not in
+// its terminal's foreground may then set the terminal's foreground group
+// and modes (the kernel would otherwise stop it with SIGTTOU).
+func withoutTTOU(f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var set, old unix.Sigset_t
+	bits := uint(unsafe.Sizeof(set.Val[0])) * 8
+	n := uint(syscall.SIGTTOU) - 1
+	set.Val[n/bits] |= 1 << (n % bits)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, &old); err != nil {
+		f()
+		return
+	}
+	defer unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	f()
+}
+
+// jobControl passes job-control events between the run and the program's
+// process group (see above) until stop is called.
+type jobControl struct {
+	group *pgroup.Leader
+	term  *terminal // nil when no terminal is lent
+	sigs  chan os.Signal
+	done  chan struct{}
+	ended chan struct{}
+}
+
+func startJobControl(group *pgroup.Leader, term *terminal) *jobControl {
+	jc := &jobControl{group: group, term: term, sigs: make(chan os.Signal, 8), done: make(chan struct{}), ended: make(chan struct{})}
+	signal.Notify(jc.sigs, syscall.SIGCHLD, syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGWINCH)
+	go jc.run()
+	return jc
+}
+
+// stop ends job control; the program is not watched for stops after it
+// returns (so that it may be reaped).
+func (jc *jobControl) stop() {
+	signal.Stop(jc.sigs)
+	close(jc.done)
+	<-jc.ended
+}
+
+func (jc *jobControl) run() {
+	defer close(jc.ended)
+	for {
+		select {
+		case <-jc.done:
+			return
+		case s := <-jc.sigs:
+			switch s {
+			case syscall.SIGCHLD:
+				jc.checkStopped()
+			case syscall.SIGTSTP:
+				// Asked to stop: the program stops, and the run follows it
+				// (checkStopped) once it has.
+				_ = jc.group.Signal(syscall.SIGTSTP)
+			case syscall.SIGCONT:
+				jc.resume()
+			case syscall.SIGWINCH:
+				_ = jc.group.Signal(syscall.SIGWINCH)
+			}
+		}
+	}
+}
+
+// Codes of a SIGCHLD siginfo (si_code), and where its si_pid and si_status
+// are (the Linux layout: after si_signo, si_errno, si_code and padding).
+const (
+	cldStopped   = 5
+	siPidOffset  = 16
+	siStatOffset = 24
+)
+
+// checkStopped collects the program's stops (waitid WSTOPPED, which leaves
+// its exit for pgroup) and follows a job-control stop.
+func (jc *jobControl) checkStopped() {
+	for {
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PID, jc.group.Pid(), &info, unix.WSTOPPED|unix.WNOHANG, nil); err != nil {
+			return
+		}
+		p := unsafe.Pointer(&info)
+		if *(*int32)(unsafe.Add(p, siPidOffset)) == 0 {
+			return // no stop to report
+		}
+		if info.Code != cldStopped {
+			continue
+		}
+		switch sig := syscall.Signal(*(*int32)(unsafe.Add(p, siStatOffset))); sig {
+		case syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU:
+			jc.suspend(sig)
+		}
+	}
+}
+
+// suspend takes the terminal back from the stopped program, stops the run
+// with the program's stop signal, and, once continued, resumes the
+// program.
+func (jc *jobControl) suspend(sig syscall.Signal) {
+	if jc.term != nil {
+		jc.term.takeBack(true)
+	}
+	if sig == syscall.SIGTSTP {
+		signal.Reset(syscall.SIGTSTP) // its default action stops the run
+	}
+	// Sent to this thread, the signal stops the process before the call
+	// returns (a process-wide kill may be handled by another thread, a
+	// moment later).
+	runtime.LockOSThread()
+	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
+	runtime.UnlockOSThread()
+	if sig == syscall.SIGTSTP {
+		signal.Notify(jc.sigs, syscall.SIGTSTP)
+	}
+	jc.resume()
+}
+
+// resume lends the terminal to the program again if the run holds its
+// foreground, and continues the program.
+func (jc *jobControl) resume() {
+	if jc.term != nil && jc.term.foreground() {
+		jc.term.lend(jc.group.Pid())
+	}
+	_ = jc.group.Signal(syscall.SIGCONT)
+}
