@@ -1,13 +1,7 @@
 package fakessh_test
 
 import (
-	"bytes"
-	"os"
 	"regexp"
-	"time"
-
-	"github.com/seed-a176d0ab/mitogen-go/core"
-	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 
 	"strings"
 	"testing"
@@ -58,33 +52,4 @@ func TestForcedPtyOutputWhole(t *testing.T) {
 		}
 		t.Fatalf("status %d, %d lines (last %q)", st, len(lines), last)
 	}
-}
-
-// Quiet as OpenSSH: `ssh -q` killed by SIGTERM prints nothing (and exits
-// 255); nor does ssh without -q (OpenSSH says "Killed by signal" only
-// with -v).
-func TestSignalledSSHIsQuiet(t *testing.T) {
-	_, dest := chain(t, 1)
-	for _, q := range []string{"-q", "-x"} {
-		script := `ssh ` + q + ` h 'echo up; exec sleep 1000' > out 2> err & p=$!
-while ! grep -q up out; do sleep 0.05; done
-kill -TERM $p; wait $p; echo "status=$?"; cat err`
-		dir := t.TempDir()
-		st, out, errs := runUnderIn(t, dest, dir, "sh", "-c", script)
-		if st != 0 || out != "status=255\n" {
-			t.Errorf("ssh %s killed by SIGTERM: %q (program stderr %q); want status 255 and no message", q, out, errs)
-		}
-	}
-}
-
-// runUnderIn runs argv under fakessh in dir, with no input.
-func runUnderIn(t *testing.T, dest *core.Context, dir string, argv ...string) (status int, stdout, stderr string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0], Dir: dir, Stdout: &out, Stderr: &errb}
-	status, err := rn.Run(ctxT(t, 120*time.Second), argv)
-	if err != nil {
-		t.Fatalf("Run %q: %v (stderr: %s)", argv, err, errb.String())
-	}
-	return status, out.String(), errb.String()
 }
