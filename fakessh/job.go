@@ -206,19 +206,30 @@ func (jc *jobControl) suspend(sig syscall.Signal) {
 	if jc.term != nil {
 		jc.term.takeBack(true)
 	}
-	if sig == syscall.SIGTSTP {
-		signal.Reset(syscall.SIGTSTP) // its default action stops the run
-	}
-	// Sent to this thread, the signal stops the process before the call
-	// returns (a process-wide kill may be handled by another thread, a
-	// moment later).
-	runtime.LockOSThread()
-	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
-	runtime.UnlockOSThread()
-	if sig == syscall.SIGTSTP {
-		signal.Notify(jc.sigs, syscall.SIGTSTP)
-	}
+	stopSelf(sig)
 	jc.resume()
+}
+
+// stopSelf stops this process with sig (a stop signal) and returns once
+// it is continued. The signal's default action is put in place for the
+// moment (the runtime keeps a handler of its own for a signal that was
+// ever passed to signal.Notify, even after signal.Reset) and sent to this
+// thread, which then stops before the call returns (a process-wide kill
+// may be taken by another thread a moment later). Where that fails, the
+// process stops with SIGSTOP.
+func stopSelf(sig syscall.Signal) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	// struct sigaction as the kernel takes it (handler, flags, restorer,
+	// mask: 32 bytes on 64-bit Linux); all zero is SIG_DFL.
+	var dfl, old [4]uint64
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)),
+		uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+		_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), syscall.SIGSTOP)
+		return
+	}
+	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
+	_, _, _ = unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
 }
 
 // resume lends the terminal to the program again if the run holds its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +39,7 @@ type termSession struct {
 
 // Bound of every wait of these tests: a hang fails the test here, instead
 // of hanging the suite. It is no assertion on speed.
-const termWait = 30 * time.Second
+const termWait = 90 * time.Second
 
 // openPty makes a pseudo-terminal: /dev/ptmx, unlocked with TIOCSPTLCK
 // (grantpt has nothing to do on Linux's devpts), its slave opened by the
@@ -87,12 +88,23 @@ func control(f *os.File, fn func(fd int) error) error {
 // startTerm starts `mitogen args...` on a new terminal of rows x cols.
 func startTerm(t *testing.T, rows, cols uint16, args ...string) *termSession {
 	t.Helper()
+	return startTermProgram(t, rows, cols, os.Args[0], args...)
+}
+
+// startTermProgram starts program on a new terminal of rows x cols, as
+// the leader of its session; "mitogen" on its PATH is the mitogen command.
+func startTermProgram(t *testing.T, rows, cols uint16, program string, args ...string) *termSession {
+	t.Helper()
 	m, s := openPty(t)
 	ts := &termSession{t: t, master: m, slave: s, grew: make(chan struct{}, 1), done: make(chan struct{})}
 	ts.resize(rows, cols)
 	ts.initial = ts.modes()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), envCLI+"=1", "TERM=xterm")
+	bin := t.TempDir()
+	if err := os.Symlink(os.Args[0], filepath.Join(bin, "mitogen")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(program, args...)
+	cmd.Env = append(os.Environ(), envCLI+"=1", "TERM=xterm", "PATH="+bin+":"+os.Getenv("PATH"))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := cmd.Start(); err != nil {

@@ -204,3 +204,23 @@ func skipOrFail(t *testing.T, why string) {
 	}
 	t.Skipf("skipping: %s", why)
 }
+
+// Job control as a shell does it: ^Z stops the program, and the run stops
+// with it, so that the shell that started the run (bash with job control)
+// sees a stopped job; `fg` continues both, and the program gets the
+// terminal back and reads it.
+func TestTerminalJobControl(t *testing.T) {
+	testhosts.Need(t, "bash")
+	ts := startTermProgram(t, 24, 80, "bash", "--norc", "--noprofile", "-c",
+		`set -m; mitogen run --via local -- sh -c 'echo ready; read x; echo "got=$x"; exit 5'; echo "first=$?"; fg; echo "status=$?"`)
+	ts.waitFor("ready")
+	ts.typeIn("\x1a") // ^Z
+	ts.waitFor("first=148")
+	ts.typeIn("abc\r")
+	ts.waitFor("got=abc")
+	ts.waitFor("status=5")
+	if st := ts.wait(); st != 0 {
+		t.Fatalf("bash status %d; terminal:\n%s", st, ts.Screen())
+	}
+	checkModesRestored(t, ts)
+}
