@@ -27,44 +27,60 @@ func (e *SignalError) Error() string { return "received " + unix.SignalName(e.Si
 // the program as a shell lends it to a job: the program's group is put in
 // the terminal's foreground before it runs (so ^C, ^Z and SIGWINCH reach it
 // and it may read the terminal), and the run takes the terminal and its
-// modes back when the program stops and when it ends, on every path.
+// modes back when the program stops and when it ends, on every path. A run
+// started in the background lends nothing, until it is brought to the
+// foreground (fg).
 //
 // When the program stops (^Z: SIGTSTP, or SIGTTIN/SIGTTOU), the run takes
 // the terminal back and stops itself with the same signal, so that the
 // shell that started it sees a stopped job; when continued (fg, bg) it
-// lends the terminal again if it got the foreground back, and continues
-// the program. SIGTSTP, SIGCONT and SIGWINCH the run itself receives are
+// lends the terminal again if it got the foreground, and continues the
+// program. SIGTSTP, SIGCONT and SIGWINCH the run itself receives are
 // passed on to the program's group.
 
-// terminal is the controlling terminal lent to the program.
+// terminal is the run's controlling terminal, which it may lend to the
+// program.
 type terminal struct {
 	fd    int
-	modes *unix.Termios // the terminal's modes when the run started
 	mu    sync.Mutex
+	modes *unix.Termios // the terminal's modes when the run last held it
 	prog  *unix.Termios // the program's modes when it last stopped
+	lent  bool          // the program's group holds the foreground by our doing
 }
 
-// foregroundTerminal returns the first of files that is a terminal in
-// whose foreground this process's group is (so, its controlling
-// terminal, held by it), or nil.
-func foregroundTerminal(files ...any) *terminal {
+// controllingTerminal returns the first of files that is the run's
+// controlling terminal (a terminal whose foreground group it may ask), or
+// nil.
+func controllingTerminal(files ...any) *terminal {
 	for _, x := range files {
 		f, ok := x.(*os.File)
 		if !ok || f == nil {
 			continue
 		}
 		fd := int(f.Fd())
-		pg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
-		if err != nil || pg != unix.Getpgrp() {
+		if _, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err != nil {
 			continue
 		}
-		modes, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-		if err != nil {
-			continue
-		}
-		return &terminal{fd: fd, modes: modes}
+		return &terminal{fd: fd}
 	}
 	return nil
+}
+
+// lendAtStart says whether the program is to start in the terminal's
+// foreground (SysProcAttr.Foreground): when the run holds it now. The
+// terminal's modes are kept, to be restored.
+func (t *terminal) lendAtStart() bool {
+	if t == nil || !t.foreground() {
+		return false
+	}
+	modes, err := unix.IoctlGetTermios(t.fd, unix.TCGETS)
+	if err != nil {
+		return false
+	}
+	t.mu.Lock()
+	t.modes, t.lent = modes, true
+	t.mu.Unlock()
+	return true
 }
 
 // foreground reports whether this process's group holds the terminal.
@@ -73,12 +89,17 @@ func (t *terminal) foreground() bool {
 	return err == nil && pg == unix.Getpgrp()
 }
 
-// takeBack puts this process's group back in the terminal's foreground
-// with the modes the terminal had when the run started; keep says whether
-// to remember the program's modes, to give them back on lend.
+// takeBack, if the terminal is lent to the program, puts this process's
+// group back in its foreground with the modes it had when the run lent it;
+// keep says whether to remember the program's modes, to give them back on
+// lend. A terminal not lent (the run is a background job) is left alone.
 func (t *terminal) takeBack(keep bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.lent {
+		return
+	}
+	t.lent = false
 	if keep {
 		if m, err := unix.IoctlGetTermios(t.fd, unix.TCGETS); err == nil {
 			t.prog = m
@@ -91,10 +112,14 @@ func (t *terminal) takeBack(keep bool) {
 }
 
 // lend puts process group pgid in the terminal's foreground, with the
-// program's own modes if it stopped before.
+// program's own modes if it stopped before; the run must hold it.
 func (t *terminal) lend(pgid int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if m, err := unix.IoctlGetTermios(t.fd, unix.TCGETS); err == nil {
+		t.modes = m
+	}
+	t.lent = true
 	withoutTTOU(func() {
 		if t.prog != nil {
 			_ = unix.IoctlSetTermios(t.fd, unix.TCSETS, t.prog)
@@ -129,25 +154,39 @@ type jobControl struct {
 	sigs  chan os.Signal
 	done  chan struct{}
 	ended chan struct{}
+	once  sync.Once
 }
 
-func startJobControl(group *pgroup.Leader, term *terminal) *jobControl {
-	jc := &jobControl{group: group, term: term, sigs: make(chan os.Signal, 8), done: make(chan struct{}), ended: make(chan struct{})}
+// newJobControl starts listening for the signals job control acts on;
+// called before the program starts, so that none of its stops is missed.
+func newJobControl(term *terminal) *jobControl {
+	jc := &jobControl{term: term, sigs: make(chan os.Signal, 8), done: make(chan struct{}), ended: make(chan struct{})}
 	signal.Notify(jc.sigs, syscall.SIGCHLD, syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGWINCH)
-	go jc.run()
 	return jc
+}
+
+// watch starts job control for the started program's group; without it
+// (the program did not start), stop only stops listening.
+func (jc *jobControl) watch(group *pgroup.Leader) {
+	jc.group = group
+	go jc.run()
 }
 
 // stop ends job control; the program is not watched for stops after it
 // returns (so that it may be reaped).
 func (jc *jobControl) stop() {
-	signal.Stop(jc.sigs)
-	close(jc.done)
-	<-jc.ended
+	jc.once.Do(func() {
+		signal.Stop(jc.sigs)
+		close(jc.done)
+		if jc.group != nil {
+			<-jc.ended
+		}
+	})
 }
 
 func (jc *jobControl) run() {
 	defer close(jc.ended)
+	jc.checkStopped() // a stop before the first SIGCHLD was read
 	for {
 		select {
 		case <-jc.done:

@@ -256,11 +256,15 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// The program's group gets the terminal, if the run holds one (job.go),
 	// before the program runs; the run takes it back on every way out.
-	term := foregroundTerminal(rn.Stdin, rn.Stdout, rn.Stderr)
-	if term != nil {
+	term := controllingTerminal(rn.Stdin, rn.Stdout, rn.Stderr)
+	if term.lendAtStart() {
 		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, term.fd
+	}
+	if term != nil {
 		defer term.takeBack(false)
 	}
+	jobs := newJobControl(term)
+	defer jobs.stop()
 	// Resolve the program on the PATH it will see, so that "ssh" is ours.
 	if p, err := lookPathIn(argv[0], cmd.Env); err == nil {
 		cmd.Path, cmd.Err = p, nil
@@ -272,7 +276,7 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 	// program unreaped, so that the group's ID stays its own (not reused
 	// by a stranger's group) for every signal below (package pgroup).
 	group := pgroup.Watch(cmd)
-	jobs := startJobControl(group, term)
+	jobs.watch(group)
 	var signalled *SignalError
 	select {
 	case <-group.Exited():
@@ -293,7 +297,7 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 			<-group.Exited()
 		}
 	}
-	jobs.stop()
+	jobs.stop() // before the reap: no waitid for stops of a reaped PID
 	// Whatever the program left behind in its process group goes too.
 	_ = group.Signal(syscall.SIGKILL)
 	werr := group.Reap()

@@ -224,3 +224,20 @@ func TestTerminalJobControl(t *testing.T) {
 	}
 	checkModesRestored(t, ts)
 }
+
+// Started in the background, the run lends nothing: the program reading
+// the terminal is stopped (SIGTTIN), the run stops with it, and `fg` gives
+// both the terminal.
+func TestTerminalBackgroundJob(t *testing.T) {
+	testhosts.Need(t, "bash")
+	ts := startTermProgram(t, 24, 80, "bash", "--norc", "--noprofile", "-c",
+		`set -m; mitogen run --via local -- sh -c 'read x; echo "got=$x"; exit 6' & until ps -o stat= -p $! | grep -q T; do sleep 0.05; done; echo run-stopped; fg; echo "status=$?"`)
+	ts.waitFor("run-stopped")
+	ts.typeIn("abc\r")
+	ts.waitFor("got=abc")
+	ts.waitFor("status=6")
+	if st := ts.wait(); st != 0 {
+		t.Fatalf("bash status %d; terminal:\n%s", st, ts.Screen())
+	}
+	checkModesRestored(t, ts)
+}
