@@ -70,7 +70,8 @@ func SSHMain(args []string) int {
 	defer r.Close()
 
 	// A signal ends the relay (and so the remote command, the way sshd ends
-	// a session); ssh then says "Killed by signal N." unless -q.
+	// a session); ssh then exits 255, saying "Killed by signal N." only
+	// with -v (OpenSSH's VERBOSE level).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 1)
@@ -115,20 +116,21 @@ func SSHMain(args []string) int {
 			stdio.WindowChanges = sizes
 		}
 	}
-	status := relay(ctx, r, start, spec, stdio, inv, caught)
-	if pty && !inv.Quiet {
+	status, ran := relay(ctx, r, start, spec, stdio, inv, caught)
+	if pty && ran && !inv.Quiet {
 		// OpenSSH's closing line of a pty session (its INFO level).
 		fmt.Fprintf(os.Stderr, "Connection to %s closed.\r\n", inv.Host)
 	}
 	return status
 }
 
-// relay runs the session and returns ssh's exit status. ssh's own lines on
+// relay runs the session and returns ssh's exit status, and whether the
+// session ran to its end (EXIT, or ssh's own signal). ssh's own lines on
 // stderr are OpenSSH's: none with -q (LogLevel QUIET silences even its
 // errors); "Killed by signal N." and a remote command's death by a signal
 // only with -v (OpenSSH logs the first at VERBOSE and says nothing of the
 // second, exiting 255).
-func relay(ctx context.Context, r *core.Router, start process.Starter, spec *mitogen.ProcessSpec, stdio process.Stdio, inv *sshargs.Invocation, caught <-chan os.Signal) int {
+func relay(ctx context.Context, r *core.Router, start process.Starter, spec *mitogen.ProcessSpec, stdio process.Stdio, inv *sshargs.Invocation, caught <-chan os.Signal) (int, bool) {
 	say := func(format string, args ...any) {
 		if !inv.Quiet {
 			fmt.Fprintf(os.Stderr, format, args...)
@@ -141,7 +143,7 @@ func relay(ctx context.Context, r *core.Router, start process.Starter, spec *mit
 			if inv.Verbose > 0 {
 				say("Killed by signal %d.\r\n", sig.(syscall.Signal))
 			}
-			return 255
+			return 255, true
 		default:
 		}
 		if res.Note != "" {
@@ -149,7 +151,7 @@ func relay(ctx context.Context, r *core.Router, start process.Starter, spec *mit
 		} else {
 			say("ssh: %s: %v\n", inv.Host, err)
 		}
-		return 255
+		return 255, false
 	}
 	switch {
 	case res.Note == "":
@@ -160,7 +162,7 @@ func relay(ctx context.Context, r *core.Router, start process.Starter, spec *mit
 	default:
 		say("ssh: %s: %s\n", inv.Host, res.Note)
 	}
-	return res.Status
+	return res.Status, true
 }
 
 // dialPatience bounds how long our ssh retries a master that is busy

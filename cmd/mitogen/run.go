@@ -38,7 +38,7 @@ func (h hostMap) Set(v string) error {
 func cmdRun(args []string) int {
 	var cf commonFlags
 	hosts := hostMap{}
-	fs := newFlagSet("run", "mitogen run [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]\n\nRuns PROGRAM with mitogen's ssh first on its PATH: every ssh it starts runs\nits command in a context instead (the --host context for that host name,\nelse the --via one), with no new connection. Exits with PROGRAM's status.\n\nExample: mitogen run --via local -- rsync -a src/ anyhost:/tmp/dst/")
+	fs := newFlagSet("run", "mitogen run [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]\n\nRuns PROGRAM with mitogen's ssh first on its PATH: every ssh it starts runs\nits command in a context instead (the --host context for that host name,\nelse the --via one), with no new connection. Exits with PROGRAM's status.\nAt a terminal PROGRAM gets it as a shell gives it to a job (^C, ^Z, window\nsize; ssh -t gives a remote pty). SIGHUP, SIGINT and SIGTERM are passed on\nto PROGRAM; after clean-up the exit status is then 128+N, as a shell says.\n\nExample: mitogen run --via local -- rsync -a src/ anyhost:/tmp/dst/")
 	cf.register(fs)
 	fs.Var(hosts, "host", "serve ssh destination NAME with its own chain of hops (repeatable)")
 	argv, code, done := parseCommand(fs, args, "mitogen run [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]")

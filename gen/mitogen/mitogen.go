@@ -949,8 +949,9 @@ var fieldIDToName_StreamEnd = map[int16]string{
  * ENDINGS. The process runs in its own process group. It ends the way a
  * command under sshd ends when its session goes away, whenever its client
  * (peer_id) disconnects, breaks the Control protocol (a bad START, or
- * anything but SIGNAL or WINDOW_CHANGE after START), or never sends START (60 s): its stdin
- * is closed (EOF) and its process group gets SIGHUP; if any member of the
+ * anything but SIGNAL or WINDOW_CHANGE after START), or never sends START
+ * (60 s): its stdin is closed (EOF; not for a process on a pty, see
+ * PtyRequest) and its process group gets SIGHUP; if any member of the
  * group is still alive one step later it gets SIGTERM, and one step after
  * that SIGKILL. The step is 2 s. When the context running the process shuts
  * down, the same happens with a 1 s step, and the context does not exit
@@ -1135,9 +1136,9 @@ var fieldIDToName_WindowSize = map[int16]string{
  * SIGINT to the pty's foreground group). The end of stdin (SENDER_CLOSED)
  * is not passed on (a pty has no end of input: a client that wants one
  * sends the EOF character, ^D), as under sshd. The output ends when no
- * process holds the slave open any more. ENDINGS apply unchanged (SIGHUP,
- * SIGTERM, SIGKILL to the process group). Window changes: see
- * ControlKind.WINDOW_CHANGE.
+ * process holds the slave open any more. ENDINGS apply but for stdin,
+ * which is not closed (SIGHUP, SIGTERM, SIGKILL to the process group, as
+ * ever). Window changes: see ControlKind.WINDOW_CHANGE.
  */
 type PtyRequest struct {
 	/** The terminal type, e.g. "xterm-256color"; becomes TERM. */
