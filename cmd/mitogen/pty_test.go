@@ -23,14 +23,15 @@ import (
 // plays the user: it reads what the terminal shows, types, resizes the
 // window and hangs up.
 type termSession struct {
-	t      *testing.T
-	master *os.File // the test's end (the "screen and keyboard")
-	slave  *os.File // kept open, to read the terminal's modes after the run
-	cmd    *exec.Cmd
+	t         *testing.T
+	master    *os.File // the test's end (the "screen and keyboard")
+	slavePath string   // the terminal's device, /dev/pts/N
+	cmd       *exec.Cmd
 
-	mu     sync.Mutex
-	screen bytes.Buffer // everything the terminal showed
-	grew   chan struct{}
+	mu       sync.Mutex
+	screen   bytes.Buffer // everything the terminal showed
+	grew     chan struct{}
+	readDone chan struct{} // closed when the screen ends (EIO: nobody holds the terminal)
 
 	done    chan struct{} // closed when cmd exited
 	status  int           // its exit status (128+N for a signal), once done
@@ -96,7 +97,7 @@ func startTerm(t *testing.T, rows, cols uint16, args ...string) *termSession {
 func startTermProgram(t *testing.T, rows, cols uint16, program string, args ...string) *termSession {
 	t.Helper()
 	m, s := openPty(t)
-	ts := &termSession{t: t, master: m, slave: s, grew: make(chan struct{}, 1), done: make(chan struct{})}
+	ts := &termSession{t: t, master: m, slavePath: s.Name(), grew: make(chan struct{}, 1), done: make(chan struct{}), readDone: make(chan struct{})}
 	ts.resize(rows, cols)
 	ts.initial = ts.modes()
 	bin := t.TempDir()
@@ -107,11 +108,15 @@ func startTermProgram(t *testing.T, rows, cols uint16, program string, args ...s
 	cmd.Env = append(os.Environ(), envCLI+"=1", "TERM=xterm", "PATH="+bin+":"+os.Getenv("PATH"))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	s.Close() // the screen ends (EIO) once the session's processes close it
+	if err != nil {
+		m.Close()
 		t.Fatalf("starting mitogen on a terminal: %v", err)
 	}
 	ts.cmd = cmd
 	go func() {
+		defer close(ts.readDone)
 		buf := make([]byte, 4096)
 		for {
 			n, err := m.Read(buf)
@@ -154,7 +159,6 @@ func startTermProgram(t *testing.T, rows, cols uint16, program string, args ...s
 		}
 		killSession(cmd.Process.Pid) // whatever it left behind
 		m.Close()
-		s.Close()
 	})
 	return ts
 }
@@ -195,7 +199,10 @@ func (ts *termSession) waitFor(want string) string {
 		case <-ts.grew:
 		case <-ts.done:
 			// Its last output may still be on its way.
-			time.Sleep(100 * time.Millisecond)
+			select {
+			case <-ts.readDone:
+			case <-deadline.C:
+			}
 			if s := ts.Screen(); strings.Contains(s, want) {
 				return s
 			}
@@ -206,16 +213,24 @@ func (ts *termSession) waitFor(want string) string {
 	}
 }
 
-// wait waits for mitogen to exit and returns its status.
+// wait waits for mitogen to exit and for the terminal to show all it
+// wrote (the screen ends when no process holds the terminal any more:
+// nothing of the run may outlive it), and returns its status.
 func (ts *termSession) wait() int {
 	ts.t.Helper()
+	deadline := time.NewTimer(termWait)
+	defer deadline.Stop()
 	select {
 	case <-ts.done:
-		return ts.status
-	case <-time.After(termWait):
+	case <-deadline.C:
 		ts.t.Fatalf("mitogen did not exit within %v (a hang); the terminal showed:\n%s\nprocesses of the session:\n%s", termWait, ts.Screen(), sessionPS(ts.cmd.Process.Pid))
-		return -1
 	}
+	select {
+	case <-ts.readDone:
+	case <-deadline.C:
+		ts.t.Fatalf("mitogen exited, but the terminal is still held open; processes of the session:\n%s", sessionPS(ts.cmd.Process.Pid))
+	}
+	return ts.status
 }
 
 // sessionPS describes the processes of session sid, for failure messages.
@@ -261,15 +276,15 @@ func (ts *termSession) resize(rows, cols uint16) {
 // kernel sends SIGHUP to the session leader (mitogen) and to the
 // terminal's foreground process group.
 func (ts *termSession) hangUp() {
-	ts.slave.Close()
 	ts.master.Close()
 }
 
-// modes returns the terminal's modes.
+// modes returns the terminal's modes (TCGETS on the master reads the
+// slave's).
 func (ts *termSession) modes() *unix.Termios {
 	ts.t.Helper()
 	var tio *unix.Termios
-	err := control(ts.slave, func(fd int) error {
+	err := control(ts.master, func(fd int) error {
 		var err error
 		tio, err = unix.IoctlGetTermios(fd, unix.TCGETS)
 		return err
