@@ -241,3 +241,14 @@ func TestTerminalBackgroundJob(t *testing.T) {
 	}
 	checkModesRestored(t, ts)
 }
+
+// A program that leaves the terminal in raw mode and dies (SIGKILL: no
+// clean-up of its own) does not leave it so: the run restores the modes
+// it lent the terminal with.
+func TestTerminalModesRestoredAfterKilledProgram(t *testing.T) {
+	ts := startTerm(t, 24, 80, "run", "--via", "local", "--", "sh", "-c", "stty raw -echo; kill -KILL $$")
+	if st := ts.wait(); st != 128+int(syscall.SIGKILL) {
+		t.Errorf("status %d, want %d", st, 128+int(syscall.SIGKILL))
+	}
+	checkModesRestored(t, ts)
+}
