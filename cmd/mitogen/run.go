@@ -83,6 +83,9 @@ func runSignalContext() (context.Context, func()) {
 func runProgram(ctx context.Context, cf *commonFlags, hosts hostMap, argv []string) int {
 	r, chain, err := cf.master(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return 255 // a signal ended the set-up: nothing to say
+		}
 		return fail(os.Stderr, "%v", err)
 	}
 	defer r.Close()
@@ -91,6 +94,9 @@ func runProgram(ctx context.Context, cf *commonFlags, hosts hostMap, argv []stri
 	for name, hops := range hosts {
 		c, err := cf.dial(ctx, r, hops)
 		if err != nil {
+			if ctx.Err() != nil {
+				return 255
+			}
 			return fail(os.Stderr, "--host %s: %v", name, err)
 		}
 		rn.Hosts[name] = c[len(c)-1]
