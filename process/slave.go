@@ -370,6 +370,13 @@ func (s *slave) end(why string) {
 	log := s.log
 	log.Debug("ending the process", "why", why)
 	s.closeStdin()
+	if s.pty != nil {
+		// The pty hangs up, as when sshd closes a session: the kernel
+		// signals SIGHUP to the pty's session and foreground group (a job
+		// of an interactive shell has a group of its own), and whatever
+		// still holds it open reads EOF.
+		s.pty.Close()
+	}
 	s.signalGroup(syscall.SIGHUP)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		step := s.cfg.HangupGrace

@@ -950,10 +950,10 @@ var fieldIDToName_StreamEnd = map[int16]string{
  * command under sshd ends when its session goes away, whenever its client
  * (peer_id) disconnects, breaks the Control protocol (a bad START, or
  * anything but SIGNAL or WINDOW_CHANGE after START), or never sends START
- * (60 s): its stdin is closed (EOF; not for a process on a pty, see
- * PtyRequest) and its process group gets SIGHUP; if any member of the
- * group is still alive one step later it gets SIGTERM, and one step after
- * that SIGKILL. The step is 2 s. When the context running the process shuts
+ * (60 s): its stdin is closed (EOF; for a process on a pty, the pty's
+ * master is closed: the pty hangs up) and its process group gets SIGHUP;
+ * if any member of the group is still alive one step later it gets
+ * SIGTERM, and one step after that SIGKILL. The step is 2 s. When the context running the process shuts
  * down, the same happens with a 1 s step, and the context does not exit
  * until the process has been reaped (two steps fit in the 3 s a parent
  * grants a shutting-down child). No EXIT is sent after such an ending.
@@ -1136,9 +1136,11 @@ var fieldIDToName_WindowSize = map[int16]string{
  * SIGINT to the pty's foreground group). The end of stdin (SENDER_CLOSED)
  * is not passed on (a pty has no end of input: a client that wants one
  * sends the EOF character, ^D), as under sshd. The output ends when no
- * process holds the slave open any more. ENDINGS apply but for stdin,
- * which is not closed (SIGHUP, SIGTERM, SIGKILL to the process group, as
- * ever). Window changes: see ControlKind.WINDOW_CHANGE.
+ * process holds the slave open any more. In an ending (ENDINGS) the
+ * master is closed instead of stdin (the pty hangs up: the kernel signals
+ * SIGHUP to the pty's foreground group too), then SIGHUP, SIGTERM and
+ * SIGKILL go to the process group as ever. Window changes: see
+ * ControlKind.WINDOW_CHANGE.
  */
 type PtyRequest struct {
 	/** The terminal type, e.g. "xterm-256color"; becomes TERM. */
