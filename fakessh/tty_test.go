@@ -2,9 +2,11 @@ package fakessh_test
 
 import (
 	"regexp"
-
 	"strings"
 	"testing"
+
+	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/fakessh/sshargs"
 )
 
 const noPtyLine = "Pseudo-terminal will not be allocated because stdin is not a terminal.\r\n"
@@ -51,5 +53,40 @@ func TestForcedPtyOutputWhole(t *testing.T) {
 			last = "..." + last[len(last)-40:]
 		}
 		t.Fatalf("status %d, %d lines (last %q)", st, len(lines), last)
+	}
+}
+
+// OpenSSH's pty decision (ssh.c): -t/-tt/-T, else RequestTTY, else a pty
+// for a session with no command; without a terminal on stdin only a forced
+// one, with a warning when one was wanted.
+func TestWantPty(t *testing.T) {
+	for _, c := range []struct {
+		args      []string
+		tty       bool
+		pty, warn bool
+	}{
+		{[]string{"h", "cmd"}, true, false, false},
+		{[]string{"h"}, true, true, false},
+		{[]string{"h"}, false, false, true},
+		{[]string{"-T", "h"}, true, false, false},
+		{[]string{"-T", "h"}, false, false, false},
+		{[]string{"-t", "h", "cmd"}, true, true, false},
+		{[]string{"-t", "h", "cmd"}, false, false, true},
+		{[]string{"-tt", "h", "cmd"}, false, true, false},
+		{[]string{"-s", "h", "sftp"}, true, false, false},
+		{[]string{"-t", "-s", "h", "sftp"}, true, true, false},
+		{[]string{"-o", "RequestTTY=force", "h", "cmd"}, false, true, false},
+		{[]string{"-o", "RequestTTY=yes", "h", "cmd"}, false, false, true},
+		{[]string{"-o", "RequestTTY=no", "h"}, true, false, false},
+		{[]string{"-o", "RequestTTY=auto", "h"}, true, true, false},
+		{[]string{"-T", "-o", "RequestTTY=force", "h", "cmd"}, false, false, false},
+	} {
+		inv, err := sshargs.Parse(c.args)
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if pty, warn := fakessh.WantPty(inv, c.tty); pty != c.pty || warn != c.warn {
+			t.Errorf("%q with a terminal %v: pty %v warn %v; want %v %v", c.args, c.tty, pty, warn, c.pty, c.warn)
+		}
 	}
 }
