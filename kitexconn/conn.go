@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -56,6 +57,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, c.opError("read", err)
 	}
 	n, err := c.br.Read(p)
+	if err == io.EOF {
+		c.rd.end()
+		c.broken.Store(true)
+		return n, io.EOF // as is: io.Copy and friends compare
+	}
 	if err != nil {
 		if c.rd.end() {
 			err = os.ErrDeadlineExceeded

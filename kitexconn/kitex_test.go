@@ -1,0 +1,135 @@
+package kitexconn
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloudwego/kitex/server"
+
+	mitogen "github.com/seed-a176d0ab/mitogen-go"
+	"github.com/seed-a176d0ab/mitogen-go/examples/kitex/kitex_gen/echo"
+	echosvc "github.com/seed-a176d0ab/mitogen-go/examples/kitex/kitex_gen/echo/echo"
+)
+
+// The test binary is its own agent: in every context it starts, it serves
+// the example's Echo service with Kitex, as "echo".
+func TestMain(m *testing.M) {
+	mitogen.Main(mitogen.WithService(Serve("echo", func(opts ...server.Option) server.Server {
+		return echosvc.NewServer(new(pidEcho), opts...)
+	})))
+	os.Exit(m.Run())
+}
+
+// pidEcho answers with the payload and its process ID as the message.
+type pidEcho struct{}
+
+func (*pidEcho) Echo(_ context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
+	return &echo.EchoReply{Message: strconv.Itoa(os.Getpid()), Payload: req.Payload, Uid: int32(os.Getuid())}, nil
+}
+
+// A stock Kitex client in the master calls the Kitex server in a context
+// (an agent process started by the master, and one started by that
+// context), many calls at once: gonet dials a connection for each call in
+// flight.
+func TestKitexCallsIntoContexts(t *testing.T) {
+	ctx := testCtx(t)
+	m, err := mitogen.NewMaster(mitogen.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c1, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := c1.Connect(ctx, mitogen.Local())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]bool{}
+	for _, c := range []*mitogen.Context{c1, c2} {
+		cli, err := echosvc.NewClient("echo", ClientOptions(c.Context, "echo")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 32)
+		var mu sync.Mutex
+		for i := 0; i < 32; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				payload := []byte(fmt.Sprintf("call %d", i))
+				r, err := cli.Echo(ctx, &echo.EchoRequest{Payload: payload})
+				if err == nil && string(r.Payload) != string(payload) {
+					err = fmt.Errorf("payload %q came back as %q", payload, r.Payload)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				pids[r.Message] = true
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("%s: %v", c, err)
+		}
+	}
+	if len(pids) != 2 || pids[strconv.Itoa(os.Getpid())] {
+		t.Fatalf("answered by processes %v; want the two contexts' agents", pids)
+	}
+}
+
+// A context serving Kitex still ends on SIGTERM: Kitex's server would
+// otherwise take SIGINT, SIGTERM and SIGHUP for itself and leave the agent
+// running once it stopped.
+func TestServingContextStillEndsOnSIGTERM(t *testing.T) {
+	ctx := testCtx(t)
+	m, err := mitogen.NewMaster(mitogen.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := echosvc.NewClient("echo", ClientOptions(c.Context, "echo")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := cli.Echo(ctx, &echo.EchoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(r.Message)
+	if err != nil || pid == os.Getpid() {
+		t.Fatalf("agent pid %q", r.Message)
+	}
+	// The pid is the agent this test's master started and has not reaped.
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.Agent().Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			t.Fatal("the context still answers after SIGTERM")
+		}
+		if err != nil {
+			break // the context is gone
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
