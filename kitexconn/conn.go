@@ -160,13 +160,19 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { c.wd.set(t); return nil }
 // connections itself).
 type bufConn struct {
 	*Conn
-	r *bufiox.DefaultReader
-	w *bufiox.DefaultWriter
+	r      *bufiox.DefaultReader
+	w      *bufiox.DefaultWriter
+	remote net.Addr
 }
 
-func newBufConn(c *Conn) *bufConn {
-	return &bufConn{Conn: c, r: bufiox.NewDefaultReader(c), w: bufiox.NewDefaultWriter(c)}
+// newBufConn wraps c; remote is the address Kitex dialed, which its
+// connection pool looks the connection up by when it is put back.
+func newBufConn(c *Conn, remote net.Addr) *bufConn {
+	return &bufConn{Conn: c, r: bufiox.NewDefaultReader(c), w: bufiox.NewDefaultWriter(c), remote: remote}
 }
+
+// RemoteAddr is the address Kitex dialed (see Address).
+func (b *bufConn) RemoteAddr() net.Addr { return b.remote }
 
 // Reader is the connection's buffered reader (gonet reads through it).
 func (b *bufConn) Reader() *bufiox.DefaultReader { return b.r }
@@ -196,6 +202,12 @@ type addr struct {
 func (a addr) Network() string { return "mitogen" }
 
 func (a addr) String() string { return fmt.Sprintf("context %d/%s", a.context, a.name) }
+
+// dialedAddr is an address as Kitex dialed it.
+type dialedAddr struct{ network, address string }
+
+func (a dialedAddr) Network() string { return a.network }
+func (a dialedAddr) String() string  { return a.address }
 
 // deadline is one direction's deadline. The stream it guards was created
 // with ctx, which it cancels (for good) when the deadline passes while an

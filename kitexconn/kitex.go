@@ -38,6 +38,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudwego/kitex/client"
@@ -101,6 +102,8 @@ const DefaultDialTimeout = 10 * time.Second
 type Dialer struct {
 	Context *core.Context
 	Name    string
+
+	dials atomic.Int64 // connections dialed, for tests
 }
 
 // DialTimeout implements remote.Dialer: Dial bounded by timeout (none when
@@ -113,11 +116,12 @@ func (d *Dialer) DialTimeout(network, address string, timeout time.Duration) (ne
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	d.dials.Add(1)
 	c, err := Dial(ctx, d.Context, d.Name)
 	if err != nil {
 		return nil, err
 	}
-	return newBufConn(c), nil
+	return newBufConn(c, dialedAddr{network, address}), nil
 }
 
 // Address is the address ClientOptions gives Kitex for the listener name

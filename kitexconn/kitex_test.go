@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudwego/kitex/client"
 	"github.com/cloudwego/kitex/server"
 
 	mitogen "github.com/seed-a176d0ab/mitogen-go"
@@ -131,5 +132,58 @@ func TestServingContextStillEndsOnSIGTERM(t *testing.T) {
 			break // the context is gone
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Sequential calls reuse one pooled connection: a connection Kitex puts
+// back is found again under the address it dialed (a dial per call would
+// double every call's cost).
+func TestKitexReusesConnections(t *testing.T) {
+	ctx := testCtx(t)
+	m, err := mitogen.NewMaster(mitogen.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Dialer{Context: c.Context, Name: "echo"}
+	cli, err := echosvc.NewClient("echo", append(ClientOptions(c.Context, "echo"), client.WithDialer(d))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := cli.Echo(ctx, &echo.EchoRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := d.dials.Load(); n != 1 {
+		t.Fatalf("20 sequential calls dialed %d connections, want 1", n)
+	}
+}
+
+// A Kitex echo call (64 B) to a local context's agent.
+func BenchmarkKitexLocalContext(b *testing.B) {
+	ctx := b.Context()
+	m, err := mitogen.NewMaster(mitogen.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	c, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cli, err := echosvc.NewClient("echo", ClientOptions(c.Context, "echo")...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &echo.EchoRequest{Payload: make([]byte, 64)}
+	for b.Loop() {
+		if _, err := cli.Echo(ctx, req); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
