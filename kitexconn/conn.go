@@ -40,12 +40,13 @@ type Conn struct {
 	closed atomic.Bool
 	broken atomic.Bool // a Read or Write failed: the pool must not reuse it
 	done   func()      // releases the listener's slot; once
+	life   context.Context // the router's lifetime
 }
 
 // newConn wraps a connected stream pair; rd and wd guard the contexts br
 // and bw were made with, and done (if not nil) runs once at Close.
-func newConn(br *core.ByteReader, bw *core.ByteWriter, rd, wd deadline, local, peer addr, done func()) *Conn {
-	return &Conn{br: br, bw: bw, rd: rd, wd: wd, local: local, peer: peer, done: done}
+func newConn(r *core.Router, br *core.ByteReader, bw *core.ByteWriter, rd, wd deadline, local, peer addr, done func()) *Conn {
+	return &Conn{br: br, bw: bw, rd: rd, wd: wd, local: local, peer: peer, done: done, life: r.Lifetime()}
 }
 
 // Read implements net.Conn.
@@ -96,10 +97,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // opError returns err as a *net.OpError, whose Timeout() tells a deadline
-// (Kitex's gonet transport asks err.(net.Error)).
+// (Kitex's gonet transport asks err.(net.Error)); after this context's
+// shutdown it wraps net.ErrClosed (which Kitex takes for a closed
+// connection rather than an error to log).
 func (c *Conn) opError(op string, err error) error {
-	if errors.Is(err, net.ErrClosed) && c.closed.Load() {
-		err = net.ErrClosed
+	if c.life.Err() != nil && !errors.Is(err, net.ErrClosed) {
+		// This context shut down, which closes every connection.
+		err = fmt.Errorf("%w: context %d shut down (%v)", net.ErrClosed, c.local.context, err)
 	}
 	return &net.OpError{Op: op, Net: c.local.Network(), Source: c.local, Addr: c.peer, Err: err}
 }

@@ -182,7 +182,7 @@ func (l *Listener) accept(caller int32, reader *mitogen.StreamEnd) (*Conn, error
 		return nil, fmt.Errorf("kitexconn: listener %q: %w", l.name, err)
 	}
 	var once sync.Once
-	return newConn(br, bw, rd, wd, addr{l.r.ID(), l.name}, addr{caller, l.name}, func() { once.Do(l.release) }), nil
+	return newConn(l.r, br, bw, rd, wd, addr{l.r.ID(), l.name}, addr{caller, l.name}, func() { once.Do(l.release) }), nil
 }
 
 func (l *Listener) release() {
@@ -263,7 +263,7 @@ func Dial(ctx context.Context, c *core.Context, name string) (*Conn, error) {
 		bw.Close()
 		return fail(err)
 	}
-	return newConn(br, bw, rd, wd, addr{r.ID(), name}, addr{c.ID(), name}, nil), nil
+	return newConn(r, br, bw, rd, wd, addr{r.ID(), name}, addr{c.ID(), name}, nil), nil
 }
 
 // dialArgs is the argument struct of dial: {1: StreamEnd reader}.

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudwego/kitex/pkg/klog"
 	"github.com/cloudwego/kitex/server"
 
 	mitogen "github.com/seed-a176d0ab/mitogen-go"
@@ -55,6 +56,9 @@ func newServer(opts ...server.Option) server.Server {
 }
 
 func main() {
+	// Kitex logs each server start at Info; the example's contexts start
+	// one each.
+	klog.SetLevel(klog.LevelWarn)
 	// In a context (argv[1] == "agent") this serves the Echo service and
 	// never returns; in the program proper it returns at once.
 	mitogen.Main(mitogen.WithService(kitexconn.Serve(listenerName, newServer)))
