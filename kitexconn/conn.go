@@ -38,8 +38,8 @@ type Conn struct {
 
 	wmu    sync.Mutex // held by Write; Close takes it to end the stream cleanly
 	closed atomic.Bool
-	broken atomic.Bool // a Read or Write failed: the pool must not reuse it
-	done   func()      // releases the listener's slot; once
+	broken atomic.Bool     // a Read or Write failed: the pool must not reuse it
+	done   func()          // releases the listener's slot; once
 	life   context.Context // the router's lifetime
 }
 
@@ -101,7 +101,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 // shutdown it wraps net.ErrClosed (which Kitex takes for a closed
 // connection rather than an error to log).
 func (c *Conn) opError(op string, err error) error {
-	if c.life.Err() != nil && !errors.Is(err, net.ErrClosed) {
+	if c.closed.Load() {
+		err = net.ErrClosed // Close ended the operation
+	} else if c.life.Err() != nil && !errors.Is(err, net.ErrClosed) {
 		// This context shut down, which closes every connection.
 		err = fmt.Errorf("%w: context %d shut down (%v)", net.ErrClosed, c.local.context, err)
 	}
@@ -167,6 +169,7 @@ type bufConn struct {
 	r      *bufiox.DefaultReader
 	w      *bufiox.DefaultWriter
 	remote net.Addr
+	closed atomic.Bool
 }
 
 // newBufConn wraps c; remote is the address Kitex dialed, which its
@@ -189,7 +192,7 @@ func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // Close releases the buffered reader and closes the connection.
 func (b *bufConn) Close() error {
-	if b.Conn.closed.Load() {
+	if !b.closed.CompareAndSwap(false, true) {
 		return net.ErrClosed
 	}
 	b.r.Release(nil)

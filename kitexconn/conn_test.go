@@ -178,6 +178,53 @@ func TestServerCloseIsEOF(t *testing.T) {
 	}
 }
 
+// Close while a Read waits and a Write waits for credit (the peer reads
+// nothing, and the Write is larger than a window): both return at once,
+// the Read with net.ErrClosed, and the peer sees the stream fail rather
+// than end cleanly.
+func TestCloseDuringReadAndWrite(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	l, err := Listen(w.child, "stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		sc, err := l.Accept()
+		if err == nil {
+			accepted <- sc
+		}
+	}()
+	c, err := Dial(ctx, w.c, "stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := <-accepted
+	defer sc.Close()
+	read := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 1)); read <- err }()
+	wrote := make(chan error, 1)
+	go func() { _, err := c.Write(make([]byte, 4*w.child.Config().StreamWindow)); wrote <- err }()
+	waitFor(t, "the Write to start", func() bool {
+		c.wd.s.mu.Lock()
+		defer c.wd.s.mu.Unlock()
+		return c.wd.s.waiting
+	})
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read cut by Close: %v", err)
+	}
+	if err := <-wrote; err == nil {
+		t.Error("a Write larger than the window completed with nobody reading")
+	}
+	if _, err := io.Copy(io.Discard, sc); err == nil {
+		t.Error("the peer read a clean end of a stream cut mid-Write")
+	}
+}
+
 // A deadline already passed fails a Read at once with a timeout and
 // leaves the connection usable; one that passes while a Read waits fails
 // that Read with a timeout and the connection for good; moving the
