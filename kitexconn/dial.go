@@ -231,6 +231,10 @@ func (l *Listener) drain() {
 // Addr implements net.Listener: this context and the listener's name.
 func (l *Listener) Addr() net.Addr { return addr{l.r.ID(), l.name} }
 
+// String describes the listener (Kitex prints its options: this keeps it
+// from reading the listener's fields while dials change them).
+func (l *Listener) String() string { return "kitexconn.Listener(" + l.Addr().String() + ")" }
+
 // Dial opens a connection to the listener called name in context c (see
 // Listen), from the context of c's router; ctx bounds the dial only. The
 // connection lives until closed, or until either context goes away or

@@ -187,3 +187,50 @@ func BenchmarkKitexLocalContext(b *testing.B) {
 		}
 	}
 }
+
+// Concurrent calls dial a connection each; once they are done, Kitex's
+// pool keeps at most its idle limit (10) and closes the rest, and the
+// server side lets them go: the listener's count of open connections
+// falls back to that limit.
+func TestKitexConcurrentConnectionsAreReleased(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	l, err := ListenConfig{}.listen(w.child, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exit := make(chan error)
+	svr := echosvc.NewServer(new(pidEcho), ServerOptions(l, exit)...)
+	ran := make(chan error, 1)
+	go func() { ran <- svr.Run() }()
+	defer func() {
+		// The routers first: their connections close, so Kitex's
+		// graceful stop has none to wait for.
+		w.master.Close()
+		w.child.Close()
+		close(exit)
+		<-ran
+	}()
+
+	cli, err := echosvc.NewClient("echo", ClientOptions(w.c, "echo")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := cli.Echo(ctx, &echo.EchoRequest{Payload: []byte{byte(i)}}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor(t, "connections beyond the pool's idle limit to be released", func() bool { return l.openConns() <= 10 })
+}
