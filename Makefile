@@ -11,17 +11,30 @@ all: build
 deps:
 	@bash .ci/deps
 
-gen:
-	$(GO) run ./cmd/mitogen-gen -idl idl/mitogen.thrift -out gen
+# Every generated tree, as IDL:output-directory (mitogen-gen derives each
+# output's import path from go.mod).
+GEN_TREES := idl/mitogen.thrift:gen examples/userservice/idl/userservice.thrift:examples/userservice/gen
 
-# Fails when a fresh generation would add, remove or change any file under gen/.
+gen:
+	@set -e; for t in $(GEN_TREES); do \
+		echo "mitogen-gen -idl $${t%%:*} -out $${t#*:}"; \
+		rm -rf "$${t#*:}.new" && mkdir -p "$${t#*:}.new" && \
+		$(GO) run ./cmd/mitogen-gen -idl "$${t%%:*}" -out "$${t#*:}.new" -import "$$($(GO) list -m)/$${t#*:}" && \
+		rm -rf "$${t#*:}" && mv "$${t#*:}.new" "$${t#*:}"; \
+	done
+
+# Fails when a fresh generation would add, remove or change any file under
+# any generated tree.
 check-gen:
-	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	$(GO) run ./cmd/mitogen-gen -idl idl/mitogen.thrift -out $$tmp && \
-	if ! diff -r gen $$tmp >/dev/null; then \
-		echo "check-gen: gen/ differs from a fresh generation of idl/ (run 'make gen'):"; \
-		diff -r gen $$tmp | head -40; exit 1; \
-	else echo "check-gen: gen/ is up to date"; fi
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && mod=$$($(GO) list -m) && stale=0 && \
+	for t in $(GEN_TREES); do \
+		idl=$${t%%:*} out=$${t#*:} && mkdir -p $$tmp/$$out && \
+		$(GO) run ./cmd/mitogen-gen -idl $$idl -out $$tmp/$$out -import $$mod/$$out || exit 1; \
+		if ! diff -r $$out $$tmp/$$out >/dev/null; then \
+			echo "check-gen: $$out/ differs from a fresh generation of $$idl (run 'make gen'):"; \
+			diff -r $$out $$tmp/$$out | head -40; stale=1; \
+		else echo "check-gen: $$out/ is up to date"; fi; \
+	done; exit $$stale
 
 build:
 	@mkdir -p $(BIN)

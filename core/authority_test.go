@@ -27,6 +27,31 @@ type hostile struct {
 // rawChildOf admits a hand-played child of parent with the given ID.
 func rawChildOf(t *testing.T, parent *core.Router, id int32, opts ...core.ChildOption) *hostile {
 	t.Helper()
+	h := bootRaw(t, parent, id, opts...)
+	b := h.conn
+	// Read whatever the tree sends it (DEL_ROUTE announcements...), so
+	// its stream never backs up; keep replies for the test.
+	go func() {
+		for {
+			m, err := wire.ReadFrame(b, 1<<30)
+			if err != nil {
+				return
+			}
+			if m.Handle >= mitogen.FIRST_DYNAMIC_HANDLE {
+				select {
+				case h.in <- m:
+				default:
+				}
+			}
+		}
+	}()
+	return h
+}
+
+// bootRaw admits a hand-played child of parent that reads nothing after
+// its Boot unless the caller does.
+func bootRaw(t *testing.T, parent *core.Router, id int32, opts ...core.ChildOption) *hostile {
+	t.Helper()
 	a, b := socketpair(t)
 	done := make(chan error, 1)
 	go func() {
@@ -46,25 +71,8 @@ func rawChildOf(t *testing.T, parent *core.Router, id int32, opts ...core.ChildO
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// Read whatever the tree sends it (DEL_ROUTE announcements...), so
-	// its stream never backs up; keep replies for the test.
-	h := &hostile{t: t, id: id, parent: parent.ID(), conn: b, in: make(chan wire.Message, 64)}
-	go func() {
-		for {
-			m, err := wire.ReadFrame(b, 1<<30)
-			if err != nil {
-				return
-			}
-			if m.Handle >= mitogen.FIRST_DYNAMIC_HANDLE {
-				select {
-				case h.in <- m:
-				default:
-				}
-			}
-		}
-	}()
 	t.Cleanup(func() { b.Close() })
-	return h
+	return &hostile{t: t, id: id, parent: parent.ID(), conn: b, in: make(chan wire.Message, 64)}
 }
 
 func (h *hostile) send(m *wire.Message) {

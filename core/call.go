@@ -70,13 +70,16 @@ func (r *Router) runCall(m *wire.Message, method string, typ thrift.TMessageType
 		ctx := context.WithValue(r.ctx, callerKey{}, req.Auth)
 		res, err := fn(ctx, method, args)
 		if err != nil {
-			code := thrift.INTERNAL_ERROR
-			if mitogen.IsUnknownMethod(err) {
-				code = thrift.UNKNOWN_METHOD
+			code, text := int32(thrift.INTERNAL_ERROR), err.Error()
+			var ae *thrift.ApplicationException
+			if errors.As(err, &ae) {
+				// Passed on as it is: a generated dispatcher's
+				// UNKNOWN_METHOD, or any the service chose.
+				code, text = ae.TypeID(), ae.Msg()
 			} else if errors.As(err, new(*thrift.ProtocolException)) {
 				code = thrift.PROTOCOL_ERROR
 			}
-			r.replyException(&req, method, seq, int32(code), err.Error())
+			r.replyException(&req, method, seq, code, text)
 			return
 		}
 		if req.ReplyTo == 0 || typ == thrift.ONEWAY {

@@ -26,8 +26,16 @@ type Config struct {
 	MaxFrameSize int
 	// StreamQueueBytes bounds the bytes queued for writing on one stream.
 	// A router forwarding into a full queue stops reading the stream the
-	// message came from: backpressure reaches the sender.
+	// message came from: backpressure reaches the sender, for at most
+	// StreamStallTimeout. A leaf child (fakessh's) whose queue is full is
+	// cut at once instead.
 	StreamQueueBytes int
+	// StreamStallTimeout is how long a stream's peer may read nothing
+	// while a sender waits for room in its full queue: after it the stream
+	// is cut (ErrStalled), its context reported disconnected, and the
+	// senders go on. A peer that stops reading thus delays the traffic
+	// behind it by at most this, never forever.
+	StreamStallTimeout time.Duration
 	// ReceiverQueueLen and ReceiverQueueBytes bound a Receiver's queue. A
 	// message arriving at a full receiver is dropped and its sender told
 	// with Dead{OVERFLOW}. Byte streams do not use these queues: their
@@ -67,13 +75,14 @@ const ChunkOverhead = mitogen.CHUNK_OVERHEAD
 const MinStreamWindow = mitogen.MIN_STREAM_WINDOW
 
 // DefaultConfig returns the defaults: 128 MiB frames (MAX_FRAME_SIZE), 16
-// MiB per stream queue, 4096 messages or 32 MiB per receiver, 256
+// MiB per stream queue cut after 30 s without progress, 4096 messages or 32 MiB per receiver, 256
 // concurrent calls, a 4 MiB byte-stream window in chunks of up to 512 KiB,
 // and ChildShutdownGrace for children to shut down.
 func DefaultConfig() Config {
 	return Config{
 		MaxFrameSize:       mitogen.MAX_FRAME_SIZE,
 		StreamQueueBytes:   16 << 20,
+		StreamStallTimeout: 30 * time.Second,
 		ReceiverQueueLen:   4096,
 		ReceiverQueueBytes: 32 << 20,
 		MaxConcurrentCalls: 256,
@@ -105,6 +114,8 @@ func (c Config) Validate() error {
 		return bad("StreamWindow", c.StreamWindow, "negative")
 	case c.MaxChunk < 0:
 		return bad("MaxChunk", c.MaxChunk, "negative")
+	case c.StreamStallTimeout < 0:
+		return bad("StreamStallTimeout", c.StreamStallTimeout, "negative")
 	case c.ShutdownGrace < 0:
 		return bad("ShutdownGrace", c.ShutdownGrace, "negative")
 	case d.MaxFrameSize > mitogen.MAX_FRAME_SIZE:
@@ -130,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StreamQueueBytes <= 0 {
 		c.StreamQueueBytes = d.StreamQueueBytes
+	}
+	if c.StreamStallTimeout <= 0 {
+		c.StreamStallTimeout = d.StreamStallTimeout
 	}
 	if c.ReceiverQueueLen <= 0 {
 		c.ReceiverQueueLen = d.ReceiverQueueLen

@@ -29,6 +29,7 @@ func TestConfigValidate(t *testing.T) {
 		"ReceiverQueueBytes": {ReceiverQueueBytes: 10},
 		"MaxConcurrentCalls": {MaxConcurrentCalls: -2},
 		"ShutdownGrace":      {ShutdownGrace: -time.Second},
+		"StreamStallTimeout": {StreamStallTimeout: -time.Second},
 	} {
 		err := c.Validate()
 		if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(field)) {

@@ -84,3 +84,7 @@ func IsDead(err error) bool {
 	var d *DeadError
 	return errors.As(err, &d)
 }
+
+// ErrStalled ends a stream whose peer stopped reading: its write queue
+// stayed full for Config.StreamStallTimeout (or at all, for a leaf child).
+var ErrStalled = errors.New("x")

@@ -7,3 +7,17 @@ func (r *Router) HoldsID(id int32) bool {
 	defer r.mu.Unlock()
 	return r.grantedLocked(nil, id)
 }
+
+// QueuedFor reports the bytes queued for writing on the stream that leads
+// to dst (-1 with no such stream). For tests.
+func (r *Router) QueuedFor(dst int32) int {
+	r.mu.Lock()
+	s := r.routes[dst]
+	r.mu.Unlock()
+	if s == nil {
+		return -1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued
+}

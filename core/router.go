@@ -517,11 +517,19 @@ func (r *Router) Shutdown() {
 	for _, f := range hooks {
 		f()
 	}
-	for _, c := range children {
-		r.Send(&wire.Message{Dst: c.remoteID, Handle: mitogen.SHUTDOWN})
-	}
+	// The grace runs from now whatever the children do: a SHUTDOWN stuck
+	// behind a child that stopped reading waits in its own goroutine and
+	// ends when that child's stream is cut below.
 	expired := make(chan struct{})
 	grace := time.AfterFunc(r.cfg.ShutdownGrace, func() { close(expired) })
+	var sends sync.WaitGroup
+	for _, c := range children {
+		sends.Add(1)
+		go func(id int32) {
+			defer sends.Done()
+			r.Send(&wire.Message{Dst: id, Handle: mitogen.SHUTDOWN})
+		}(c.remoteID)
+	}
 	for _, c := range children {
 		select {
 		case <-c.Done():
@@ -553,6 +561,7 @@ func (r *Router) Shutdown() {
 		s.close(fmt.Errorf("context %d shut down", r.id))
 	}
 	go func() {
+		sends.Wait()
 		for _, s := range streams {
 			<-s.Done()
 		}

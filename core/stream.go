@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/seed-a176d0ab/mitogen-go/core/wire"
 )
@@ -30,12 +32,17 @@ type Stream struct {
 	queue   [][]byte
 	recycle [][]byte // forwarded frames to give back to the pool once written
 	queued  int
-	wake    chan struct{} // capacity 1: "queue not empty or closing"
-	closed  bool
-	writing bool // a goroutine is writing to conn
-	err     error
-	done    chan struct{} // closed when both goroutines have ended
-	readEnd chan struct{}
+	// progress is when (UnixNano) the last write to conn began or ended;
+	// watchdog cuts the stream when a write stays blocked for
+	// Config.StreamStallTimeout after it (see watch).
+	progress atomic.Int64
+	watchdog *time.Timer
+	wake     chan struct{} // capacity 1: "queue not empty or closing"
+	closed   bool
+	writing  bool // a goroutine is writing to conn
+	err      error
+	done     chan struct{} // closed when both goroutines have ended
+	readEnd  chan struct{}
 }
 
 func newStream(r *Router, conn io.ReadWriteCloser, br *bufio.Reader, remoteID int32, name string, isParent bool) *Stream {
@@ -109,6 +116,13 @@ func (s *Stream) readLoop() {
 // enqueue adds one frame (as buffers to write in order) to the write queue,
 // waiting for room while the queue is full. It fails once the stream closed.
 //
+// The wait is bounded: a peer that stops reading cannot stall its senders
+// (and through them every stream they read from). A leaf child's stream
+// is cut as soon as its queue overflows, since nothing routes through a
+// leaf and everything sent to it is bounded by windows it granted; any
+// other stream is cut when its writer has made no progress for
+// Config.StreamStallTimeout while a sender waits (ErrStalled).
+//
 // When direct is set (a local sender, never a stream's reader) and nothing
 // is queued or being written, the caller writes the frame itself: a round
 // trip then costs no hand-off to the writer goroutine.
@@ -125,6 +139,15 @@ func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 	}
 	s.mu.Lock()
 	for !s.closed && s.queued > 0 && s.queued+n > s.r.cfg.StreamQueueBytes {
+		if s.leaf {
+			cut := fmt.Errorf("stream %s: %w: leaf context's queue full (%d bytes queued)", s.name, ErrStalled, s.queued)
+			s.mu.Unlock()
+			s.r.log.Error("cutting a stream whose peer stopped reading", "stream", s.name, "err", cut)
+			s.close(cut)
+			return cut
+		}
+		// The writer is busy: either it makes progress and frees room,
+		// or its watchdog cuts the stream (see watch), which wakes us.
 		s.cond.Wait()
 	}
 	if s.closed {
@@ -135,8 +158,7 @@ func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 	if direct && !s.writing && len(s.queue) == 0 {
 		s.writing = true
 		s.mu.Unlock()
-		nb := net.Buffers(bufs)
-		_, err := nb.WriteTo(s.conn)
+		err := s.write(bufs)
 		s.mu.Lock()
 		s.writing = false
 		pending := len(s.queue) > 0
@@ -215,9 +237,10 @@ func (s *Stream) writeLoop() {
 		}
 		// Earlier pieces keep pointing at the array they were copied into
 		// even when scratch grows, so the batch stays valid.
-		_, err := batch.WriteTo(s.conn)
+		err := s.write(batch)
 		s.mu.Lock()
 		s.writing = false
+		s.cond.Broadcast()
 		s.mu.Unlock()
 		if err != nil {
 			s.close(fmt.Errorf("stream %s: write: %w", s.name, err))
@@ -230,6 +253,72 @@ func (s *Stream) writeLoop() {
 			scratch = nil
 		}
 	}
+}
+
+// writePiece bounds one write call, so that a slow but live peer shows
+// progress at least once per piece.
+const writePiece = 256 << 10
+
+// write writes bufs to conn in pieces of at most writePiece bytes, noting
+// progress after each, under the stream's watchdog: a piece still blocked
+// StreamStallTimeout after the last progress cuts the stream (ErrStalled),
+// which unblocks the write. Only one write runs at a time (s.writing).
+func (s *Stream) write(bufs net.Buffers) error {
+	s.progress.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	if s.watchdog == nil {
+		s.watchdog = time.AfterFunc(s.r.cfg.StreamStallTimeout, s.watch)
+	} else {
+		s.watchdog.Reset(s.r.cfg.StreamStallTimeout)
+	}
+	s.mu.Unlock()
+	var piece net.Buffers
+	for len(bufs) > 0 {
+		piece = piece[:0]
+		size := 0
+		for len(bufs) > 0 && size < writePiece {
+			b := bufs[0]
+			if take := writePiece - size; len(b) > take {
+				piece = append(piece, b[:take])
+				bufs[0] = b[take:]
+				size += take
+				break
+			}
+			piece = append(piece, b)
+			size += len(b)
+			bufs = bufs[1:]
+		}
+		if _, err := piece.WriteTo(s.conn); err != nil {
+			if stall := s.Err(); errors.Is(stall, ErrStalled) {
+				return stall
+			}
+			return err
+		}
+		s.progress.Store(time.Now().UnixNano())
+	}
+	return nil
+}
+
+// watch is the watchdog's function: it cuts the stream if a write is in
+// progress and has made none for StreamStallTimeout, else re-arms itself
+// while a write runs.
+func (s *Stream) watch() {
+	s.mu.Lock()
+	writing, closed := s.writing, s.closed
+	s.mu.Unlock()
+	if !writing || closed {
+		return
+	}
+	idle := time.Since(time.Unix(0, s.progress.Load()))
+	if left := s.r.cfg.StreamStallTimeout - idle; left > 0 {
+		s.mu.Lock()
+		s.watchdog.Reset(left)
+		s.mu.Unlock()
+		return
+	}
+	cut := fmt.Errorf("stream %s: %w: a write made no progress for %v", s.name, ErrStalled, idle.Round(time.Millisecond))
+	s.r.log.Error("cutting a stream whose peer stopped reading", "stream", s.name, "err", cut)
+	s.close(cut)
 }
 
 // sameTail reports whether b is the last piece of scratch (so that the next

@@ -143,3 +143,61 @@ func testPreauthCap(t *testing.T, limit int) {
 	}
 	res.r.Close()
 }
+
+// Sessions past the secret are capped too (RunConfig.MaxSessions): with
+// the cap reached, an ssh that presents the right secret is told busy and
+// closed; once a session ends, its place is free again (members are
+// forgotten when their stream ends).
+func TestMaxSessionsCap(t *testing.T) {
+	const limit = 2
+	cfg := core.DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := core.NewMaster(cfg)
+	defer r.Close()
+	st := &run{Runner: &Runner{Router: r, Config: RunConfig{MaxSessions: limit}}, members: map[int32]bool{}}
+	sock := filepath.Join(t.TempDir(), "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	accepting := make(chan struct{})
+	go func() { defer close(accepting); st.accept(ctx, ln, testSecret) }()
+	defer func() { cancel(); ln.Close(); <-accepting; st.wg.Wait() }()
+
+	join := func() *core.Router {
+		t.Helper()
+		conn, err := dialMaster(sock, testSecret, 120*time.Second)
+		if err != nil {
+			t.Fatalf("legitimate ssh: %v", err)
+		}
+		cr, err := core.Boot(conn, cfg, nil)
+		if err != nil {
+			t.Fatalf("legitimate ssh: boot: %v", err)
+		}
+		return cr
+	}
+	var sessions []*core.Router
+	for i := 0; i < limit; i++ {
+		sessions = append(sessions, join())
+	}
+	defer func() {
+		for _, s := range sessions {
+			s.Close()
+		}
+	}()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(testSecret + "\n"))
+	c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	b, err := io.ReadAll(c)
+	c.Close()
+	if string(b) != busyLine || err != nil {
+		t.Fatalf("session over the cap: read %q, %v; want %q and EOF", b, err, busyLine)
+	}
+	sessions[0].Close()
+	<-sessions[0].Done()
+	sessions[0] = join()
+}

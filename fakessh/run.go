@@ -88,12 +88,16 @@ type RunConfig struct {
 	// KillGrace is, when Run's ctx ends, the time between SIGTERM and
 	// SIGKILL to the program's process group (default 2s).
 	KillGrace time.Duration
+	// MaxSessions is how many ssh contexts of the run may be booting or
+	// connected at once (default 256); an ssh beyond it is told "busy"
+	// and retries, as with PreauthLimit.
+	MaxSessions int
 }
 
 // DefaultRunConfig returns a run's defaults.
 func DefaultRunConfig() RunConfig {
 	return RunConfig{PreauthLimit: 64, PreauthTimeout: 5 * time.Second, BootTimeout: 30 * time.Second,
-		StartTimeout: 60 * time.Second, KillGrace: 2 * time.Second}
+		StartTimeout: 60 * time.Second, KillGrace: 2 * time.Second, MaxSessions: 256}
 }
 
 // Validate reports the first field of c that makes no sense.
@@ -104,6 +108,7 @@ func (c RunConfig) Validate() error {
 	}{
 		{"PreauthLimit", c.PreauthLimit < 0}, {"PreauthTimeout", c.PreauthTimeout < 0},
 		{"BootTimeout", c.BootTimeout < 0}, {"StartTimeout", c.StartTimeout < 0}, {"KillGrace", c.KillGrace < 0},
+		{"MaxSessions", c.MaxSessions < 0},
 	} {
 		if f.bad {
 			return fmt.Errorf("fakessh.RunConfig.%s: negative", f.name)
@@ -125,6 +130,9 @@ func (c RunConfig) withDefaults() RunConfig {
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = d.StartTimeout
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = d.MaxSessions
 	}
 	if c.KillGrace == 0 {
 		c.KillGrace = d.KillGrace
@@ -533,20 +541,42 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, rel
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	once.Do(release)
-	id := st.Router.AllocateID()
 	st.mu.Lock()
+	if limit := st.Config.withDefaults().MaxSessions; len(st.members) >= limit {
+		st.mu.Unlock()
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = conn.Write([]byte(busyLine))
+		return fmt.Errorf("%d ssh contexts of this run are connected (MaxSessions)", limit)
+	}
+	id := st.Router.AllocateID()
 	st.count++
 	n := st.count
 	st.members[id] = true
 	st.mu.Unlock()
+	// The member is forgotten when its stream ends (or the run does), so
+	// that the cap counts live sessions and the map stays bounded.
+	defer func() {
+		st.mu.Lock()
+		delete(st.members, id)
+		st.mu.Unlock()
+	}()
 	bootCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().BootTimeout)
 	defer cancel()
 	_, _, err = st.Router.StartChild(bootCtx, conn, id, fmt.Sprintf("fakessh.%d(pid %d)", n, cred.Pid), core.Leaf())
 	if err != nil {
-		st.mu.Lock()
-		delete(st.members, id)
-		st.mu.Unlock()
 		return err
+	}
+	var stream *core.Stream
+	for _, c := range st.Router.Children() {
+		if c.RemoteID() == id {
+			stream = c
+		}
+	}
+	if stream != nil {
+		select {
+		case <-stream.Done():
+		case <-ctx.Done():
+		}
 	}
 	return nil
 }

@@ -34,6 +34,17 @@
  * ADD_ROUTE from below, else the parent stream. A message that can go nowhere
  * is answered with a dead message (see IS_DEAD) carrying Dead{NO_ROUTE}.
  *
+ * READING. A peer must keep reading its streams. A router queues a bounded
+ * number of bytes per stream for writing (16 MiB by default) and, when that
+ * queue is full, stops reading the stream the next message for it came from
+ * (backpressure). A stream whose peer then reads nothing for a while (30 s
+ * by default: no write to it completes) is cut, and its contexts are gone
+ * as if the stream had closed (DEL_ROUTE, Dead{DISCONNECTED} to waiters);
+ * a leaf stream (see LEAF STREAMS) is cut as soon as its queue is full,
+ * since everything sent to a leaf is bounded by windows it granted. So a
+ * peer that stops reading delays the traffic of others by a bounded time
+ * and never stalls its neighbour for good.
+ *
  * AUTHORITY. auth_id names the context that vouches for a message; the
  * originator sets it to its own ID and nobody rewrites it. A router accepts a
  * message arriving on stream S only when both auth_id and src_id are
@@ -72,6 +83,14 @@ namespace py mitogen_wire
 const i32 MASTER_ID = 0
 
 /**
+ * A well-known handle number (an i32 on the wire, like every handle). The
+ * constants of this type are the well-known handles, and only they: the
+ * annotation marks them for mitogen-gen, whose WellKnownHandles and
+ * HandleName list them. Other i32 constants are plain numbers.
+ */
+typedef i32 Handle (mitogen.handle = "true")
+
+/**
  * CALL_FUNCTION: run a method of a service declared in this file.
  *
  * Payload: a standard Thrift binary-protocol message of type CALL (or
@@ -89,10 +108,13 @@ const i32 MASTER_ID = 0
  * served on other handles (FakeSSH) follow the same rules.
  *
  * Errors, precisely: a name without "Service:" or naming a service or
- * method the context does not serve gives EXCEPTION UNKNOWN_METHOD; a
+ * method the context does not serve gives EXCEPTION UNKNOWN_METHOD (for
+ * every service a context serves, users' services included); a
  * payload that is not a CALL or ONEWAY message, or arguments that do not
- * decode (see DECODING), give EXCEPTION PROTOCOL_ERROR; any other failure
- * that is not a declared exception gives INTERNAL_ERROR. The EXCEPTION
+ * decode (see DECODING), give EXCEPTION PROTOCOL_ERROR; a service that
+ * fails with a TApplicationException of its own has it sent as it is (its
+ * type and message); any other failure that is not a declared exception
+ * gives INTERNAL_ERROR. The EXCEPTION
  * carries the bare name and seqid as far as they could be read ("" and 0
  * when the message header itself is unreadable). A REPLY's result struct
  * always sets field 0 (success) for a non-void method, even when the value
@@ -104,7 +126,7 @@ const i32 MASTER_ID = 0
  * of its parents' IDs. A child can never make its parent (or the master) run
  * anything; the caller gets Dead{REFUSED}.
  */
-const i32 CALL_FUNCTION = 101
+const Handle CALL_FUNCTION = 101
 
 /**
  * FORWARD_LOG: a LogRecord from any context, sent to the master, which
@@ -116,7 +138,7 @@ const i32 CALL_FUNCTION = 101
  * only FORWARD_LOG, ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, and frames it
  * forwards for its descendants. A parent may ignore anything else.
  */
-const i32 FORWARD_LOG = 102
+const Handle FORWARD_LOG = 102
 
 /**
  * The largest FORWARD_LOG payload (an encoded LogRecord) in bytes. A sender
@@ -149,7 +171,7 @@ const i32 MAX_LOG_RECORD = 65536
  * an ID the master granted to itself: from ALLOCATE_ID, or one the master
  * granted it with GRANT_IDS before asking it (Agent.connect) to start a child.
  */
-const i32 ADD_ROUTE = 103
+const Handle ADD_ROUTE = 103
 
 /**
  * DEL_ROUTE: a RouteUpdate announcing that a context (target_id) is gone.
@@ -172,7 +194,7 @@ const i32 ADD_ROUTE = 103
  * Otherwise R refuses it: logged with S's name, no route removed, no
  * waiter told, never passed on.
  */
-const i32 DEL_ROUTE = 104
+const Handle DEL_ROUTE = 104
 
 /**
  * ALLOCATE_ID: an AllocateIDRequest sent to the master by a context that
@@ -189,7 +211,7 @@ const i32 DEL_ROUTE = 104
  * 1048576 IDs in all to one child stream; a request beyond that is answered
  * with Dead{REFUSED}.
  */
-const i32 ALLOCATE_ID = 105
+const Handle ALLOCATE_ID = 105
 
 /**
  * SHUTDOWN: an empty message asking the receiving context to stop: it kills
@@ -213,7 +235,7 @@ const i32 ALLOCATE_ID = 105
  * down all the same, and an agent process reports it with one line on
  * stderr and a non-zero exit status (0 only after SHUTDOWN).
  */
-const i32 SHUTDOWN = 106
+const Handle SHUTDOWN = 106
 
 /**
  * BOOTSTRAP: the first frame a parent sends on a new stream, a Boot struct
@@ -230,7 +252,7 @@ const i32 SHUTDOWN = 106
  *    parent_id);
  *  - max_frame_size must not be negative (0 means MAX_FRAME_SIZE).
  */
-const i32 BOOTSTRAP = 107
+const Handle BOOTSTRAP = 107
 
 /**
  * GRANT_IDS: an IDGrant telling a context that IDs first .. first+count-1
@@ -254,14 +276,14 @@ const i32 BOOTSTRAP = 107
  * forgotten when the stream ends. IDs are never reused, so a grant is never
  * revoked while its stream lives.
  */
-const i32 GRANT_IDS = 108
+const Handle GRANT_IDS = 108
 
 /**
  * IS_DEAD: a reply_to value marking a dead message. A dead message travels
  * to a handle that was waiting for something that will never come: its
  * payload is a Dead struct saying why. Dead messages are never answered.
  */
-const i32 IS_DEAD = 999
+const Handle IS_DEAD = 999
 
 /** Handles at or above this value are allocated dynamically by each context. */
 const i32 FIRST_DYNAMIC_HANDLE = 1000

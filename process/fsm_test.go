@@ -175,7 +175,10 @@ func TestSlaveSignalAfterStart(t *testing.T) {
 // names.
 func TestSlaveStartTimeout(t *testing.T) {
 	p := newPair(t)
-	started, rec := p.startRecorder(t, Config{StartTimeout: 200 * time.Millisecond}, "HUP")
+	// The timeout runs from the start, before the recorder has installed
+	// its handlers: it must leave a loaded machine time to get there, or
+	// the HUP would find the default action (or an inherited SIG_IGN).
+	started, rec := p.startRecorder(t, Config{StartTimeout: 5 * time.Second}, "HUP")
 	waitFor(t, "the process to be ended", func() bool { return gone(started.Pid) })
 	if got := readRecord(rec); !strings.Contains(got, "HUP\n") {
 		t.Fatalf("the process saw %q; want it hung up", got)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloudwego/thriftgo/generator/golang/styles"
 	"github.com/cloudwego/thriftgo/parser"
+	"github.com/cloudwego/thriftgo/semantic"
 )
 
 // Bounded decoding.
@@ -134,9 +135,19 @@ var (
 
 // boundDecoding patches every k-*.go file thriftgo wrote into dir (the Go
 // package generated from t) and checks that it patched one site per
-// container type in the IDL.
-func boundDecoding(dir string, t *parser.Thrift) error {
+// container type in the IDL. includes maps the names the package's code
+// uses for included IDLs' packages to those IDLs.
+func boundDecoding(dir string, t *parser.Thrift, includes map[string]*parser.Thrift) error {
 	sizes, err := newMinSizer(t)
+	if err != nil {
+		return err
+	}
+	sizes.foreign = map[string]*minSizer{}
+	for name, inc := range includes {
+		if sizes.foreign[name], err = newMinSizer(inc); err != nil {
+			return fmt.Errorf("%s: %w", inc.Filename, err)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -249,6 +260,23 @@ type minSizer struct {
 	elems map[string]int
 	// maps holds the Go names of typedefs of maps.
 	maps map[string]bool
+	// foreign maps the name of an included IDL's Go package, as the code
+	// refers to it, to that package's sizes.
+	foreign map[string]*minSizer
+}
+
+// selector resolves a qualified Go name (pkg.Name) to the sizes of its
+// package and the bare name.
+func (s *minSizer) selector(e ast.Expr) (*minSizer, string, bool) {
+	switch e := e.(type) {
+	case *ast.Ident:
+		return s, e.Name, true
+	case *ast.SelectorExpr:
+		if x, ok := e.X.(*ast.Ident); ok && s.foreign[x.Name] != nil {
+			return s.foreign[x.Name], e.Sel.Name, true
+		}
+	}
+	return nil, "", false
 }
 
 // isMap tells whether the container Go type typ is a map (else a slice).
@@ -257,11 +285,12 @@ func (s *minSizer) isMap(typ string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("parsing type %q: %w", typ, err)
 	}
-	switch e := e.(type) {
-	case *ast.Ident:
-		if _, ok := s.elems[e.Name]; ok {
-			return s.maps[e.Name], nil
+	if ps, name, ok := s.selector(e); ok {
+		if _, ok := ps.elems[name]; ok {
+			return ps.maps[name], nil
 		}
+	}
+	switch e := e.(type) {
 	case *ast.ArrayType:
 		if e.Len == nil {
 			return false, nil
@@ -323,11 +352,12 @@ func (s *minSizer) ofContainer(typ string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("parsing type %q: %w", typ, err)
 	}
-	switch e := e.(type) {
-	case *ast.Ident:
-		if n, ok := s.elems[e.Name]; ok {
+	if ps, name, ok := s.selector(e); ok {
+		if n, ok := ps.elems[name]; ok {
 			return n, nil
 		}
+	}
+	switch e := e.(type) {
 	case *ast.ArrayType:
 		if e.Len != nil {
 			break
@@ -365,6 +395,12 @@ func (s *minSizer) of(e ast.Expr) (int, error) {
 		if n, ok := s.named[e.Name]; ok {
 			return n, nil
 		}
+	case *ast.SelectorExpr:
+		if ps, name, ok := s.selector(e); ok {
+			if n, ok := ps.named[name]; ok {
+				return n, nil
+			}
+		}
 	case *ast.ArrayType:
 		if e.Len != nil {
 			break
@@ -376,7 +412,7 @@ func (s *minSizer) of(e ast.Expr) (int, error) {
 	case *ast.MapType:
 		return 6, nil // key type, value type, i32 size
 	case *ast.StarExpr:
-		if id, ok := e.X.(*ast.Ident); ok && s.ptrs[id.Name] {
+		if ps, name, ok := s.selector(e.X); ok && ps.ptrs[name] {
 			return 1, nil // a struct: at least its STOP byte
 		}
 	}
@@ -391,6 +427,13 @@ func types(e ast.Expr) string {
 
 // minWireSize is the smallest binary-protocol encoding of a value of t.
 func minWireSize(th *parser.Thrift, t *parser.Type) (int, error) {
+	if t == nil {
+		return 0, fmt.Errorf("missing type")
+	}
+	th, t, err := semantic.Deref(th, t)
+	if err != nil {
+		return 0, err
+	}
 	switch t.Category {
 	case parser.Category_Bool, parser.Category_Byte:
 		return 1, nil
@@ -408,19 +451,17 @@ func minWireSize(th *parser.Thrift, t *parser.Type) (int, error) {
 		return 6, nil
 	case parser.Category_Struct, parser.Category_Union, parser.Category_Exception:
 		return 1, nil
-	case parser.Category_Typedef:
-		td, ok := th.GetTypedef(t.Name)
-		if !ok {
-			return 0, fmt.Errorf("unknown typedef %q", t.Name)
-		}
-		return minWireSize(th, td.Type)
 	}
-	return 0, fmt.Errorf("type %q (category %v) has no known wire size", t.Name, t.Category)
+	return 0, fmt.Errorf("type %q (category %v) of %s has no known wire size", t.Name, t.Category, th.Filename)
 }
 
 // containerElemSize returns the smallest size of one element of t when t
 // is (a typedef of) a list, set or map.
 func containerElemSize(th *parser.Thrift, t *parser.Type) (int, bool, error) {
+	th, t, err := semantic.Deref(th, t)
+	if err != nil {
+		return 0, false, err
+	}
 	switch t.Category {
 	case parser.Category_List, parser.Category_Set:
 		n, err := minWireSize(th, t.ValueType)
@@ -432,45 +473,33 @@ func containerElemSize(th *parser.Thrift, t *parser.Type) (int, bool, error) {
 		}
 		v, err := minWireSize(th, t.ValueType)
 		return k + v, err == nil, err
-	case parser.Category_Typedef:
-		if td, ok := th.GetTypedef(t.Name); ok {
-			return containerElemSize(th, td.Type)
-		}
-		return 0, false, fmt.Errorf("unknown typedef %q", t.Name)
 	}
 	return 0, false, nil
 }
 
 func isStructLike(th *parser.Thrift, t *parser.Type) bool {
-	switch t.Category {
-	case parser.Category_Struct, parser.Category_Union, parser.Category_Exception:
-		return true
-	case parser.Category_Typedef:
-		if td, ok := th.GetTypedef(t.Name); ok {
-			return isStructLike(th, td.Type)
-		}
-	}
-	return false
+	_, t, err := semantic.Deref(th, t)
+	return err == nil && t.Category.IsStructLike()
 }
 
 // countContainers counts the container types (nested ones included) that
 // the generated decoders read: every field of every struct, union and
 // exception, every method's arguments and every non-void result.
 func countContainers(t *parser.Thrift) int {
-	var count func(*parser.Type) int
-	count = func(ty *parser.Type) int {
+	var count func(*parser.Thrift, *parser.Type) int
+	count = func(th *parser.Thrift, ty *parser.Type) int {
 		if ty == nil {
+			return 0
+		}
+		th, ty, err := semantic.Deref(th, ty)
+		if err != nil {
 			return 0
 		}
 		switch ty.Category {
 		case parser.Category_List, parser.Category_Set:
-			return 1 + count(ty.ValueType)
+			return 1 + count(th, ty.ValueType)
 		case parser.Category_Map:
-			return 1 + count(ty.KeyType) + count(ty.ValueType)
-		case parser.Category_Typedef:
-			if td, ok := t.GetTypedef(ty.Name); ok {
-				return count(td.Type)
-			}
+			return 1 + count(th, ty.KeyType) + count(th, ty.ValueType)
 		}
 		return 0
 	}
@@ -478,20 +507,20 @@ func countContainers(t *parser.Thrift) int {
 	for _, l := range [][]*parser.StructLike{t.Structs, t.Unions, t.Exceptions} {
 		for _, st := range l {
 			for _, f := range st.Fields {
-				n += count(f.Type)
+				n += count(t, f.Type)
 			}
 		}
 	}
 	for _, svc := range t.Services {
 		for _, fn := range svc.Functions {
 			for _, a := range fn.Arguments {
-				n += count(a.Type)
+				n += count(t, a.Type)
 			}
 			if !fn.Void {
-				n += count(fn.FunctionType)
+				n += count(t, fn.FunctionType)
 			}
 			for _, e := range fn.Throws {
-				n += count(e.Type)
+				n += count(t, e.Type)
 			}
 		}
 	}
@@ -500,13 +529,22 @@ func countContainers(t *parser.Thrift) int {
 
 // isMapType tells whether t is (a typedef of) a map.
 func isMapType(th *parser.Thrift, t *parser.Type) bool {
-	switch t.Category {
-	case parser.Category_Map:
-		return true
-	case parser.Category_Typedef:
-		if td, ok := th.GetTypedef(t.Name); ok {
-			return isMapType(th, td.Type)
+	_, t, err := semantic.Deref(th, t)
+	return err == nil && t.Category == parser.Category_Map
+}
+
+// lookupTypedef finds the typedef a type of th names, in th or, for a
+// qualified name (inc.Name), in the IDL th includes; owner is the IDL that
+// declares it.
+func lookupTypedef(th *parser.Thrift, t *parser.Type) (owner *parser.Thrift, td *parser.Typedef, ok bool) {
+	if ref := t.GetReference(); ref != nil {
+		if ref.Index < 0 || int(ref.Index) >= len(th.Includes) || th.Includes[ref.Index].Reference == nil {
+			return nil, nil, false
 		}
+		owner = th.Includes[ref.Index].Reference
+		td, ok = owner.GetTypedef(ref.Name)
+		return owner, td, ok
 	}
-	return false
+	td, ok = th.GetTypedef(t.Name)
+	return th, td, ok
 }

@@ -2,50 +2,103 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"go/format"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
-	"github.com/cloudwego/thriftgo/generator/golang/styles"
+	"github.com/cloudwego/thriftgo/generator/backend"
+	"github.com/cloudwego/thriftgo/generator/golang"
 	"github.com/cloudwego/thriftgo/parser"
 	"github.com/cloudwego/thriftgo/plugin"
 )
 
 // dispatchPlugin is an in-process thriftgo plugin that writes dispatch.go
-// and bounds.go beside the generated types.
+// and bounds.go beside the generated types of every IDL file (the given one
+// and all it includes).
 type dispatchPlugin struct {
-	out string
-	// ast and dir are set by Invoke: the IDL and the directory of the Go
-	// package generated from it, for boundDecoding.
+	// pkgs is set by Invoke: the packages generated, for boundDecoding.
+	pkgs []genPkg
+}
+
+// genPkg is one Go package generated from one IDL file.
+type genPkg struct {
 	ast *parser.Thrift
 	dir string
+	// includes maps the name the package's code uses for an included
+	// IDL's package to that IDL.
+	includes map[string]*parser.Thrift
 }
 
 func (p *dispatchPlugin) GetName() string               { return "mitogen-dispatch" }
 func (p *dispatchPlugin) GetPluginParameters() []string { return nil }
 
 func (p *dispatchPlugin) Invoke(req *plugin.Request) *plugin.Response {
-	content, pkg, err := generateDispatch(req.AST)
-	if err != nil {
+	cu := golang.NewCodeUtils(backend.DummyLogFunc())
+	if err := cu.HandleOptions(req.GeneratorParameters); err != nil {
 		return plugin.BuildErrorResponse(err.Error())
 	}
-	p.ast = req.AST
-	p.dir = filepath.Join(p.out, filepath.FromSlash(strings.ReplaceAll(pkg, ".", "/")))
-	bounds, err := generateBounds(filepath.Base(req.AST.Filename), pkg[strings.LastIndex(pkg, ".")+1:])
-	if err != nil {
-		return plugin.BuildErrorResponse(err.Error())
+	var contents []*plugin.Generated
+	var errs []error
+	seen := map[*parser.Thrift]bool{}
+	// Drain the whole search: it is fed by a goroutine.
+	for ast := range req.AST.DepthFirstSearch() {
+		if seen[ast] || len(errs) > 0 {
+			continue
+		}
+		seen[ast] = true
+		gp, files, err := generatePackage(cu, req.OutputPath, ast)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ast.Filename, err))
+			continue
+		}
+		for _, other := range p.pkgs {
+			if other.dir == gp.dir {
+				errs = append(errs, fmt.Errorf("%s and %s would share the Go package in %s: give them distinct `namespace go`", other.ast.Filename, ast.Filename, gp.dir))
+			}
+		}
+		p.pkgs = append(p.pkgs, gp)
+		contents = append(contents, files...)
 	}
-	name := filepath.Join(p.dir, "dispatch.go")
-	bname := filepath.Join(p.dir, boundsFile)
-	return &plugin.Response{Contents: []*plugin.Generated{{Name: &name, Content: content}, {Name: &bname, Content: bounds}}}
+	if len(errs) > 0 {
+		return plugin.BuildErrorResponse(errors.Join(errs...).Error())
+	}
+	return &plugin.Response{Contents: contents}
+}
+
+// generatePackage generates dispatch.go and bounds.go for the Go package of
+// one IDL file.
+func generatePackage(cu *golang.CodeUtils, outPath string, ast *parser.Thrift) (genPkg, []*plugin.Generated, error) {
+	scope, err := golang.BuildScope(cu, ast)
+	if err != nil {
+		return genPkg{}, nil, err
+	}
+	gp := genPkg{ast: ast, dir: cu.CombineOutputPath(outPath, ast), includes: map[string]*parser.Thrift{}}
+	goPkg := cu.GetPackageName(ast)
+	content, err := generateDispatch(scope, goPkg)
+	if err != nil {
+		return genPkg{}, nil, err
+	}
+	for _, inc := range scope.Includes() {
+		if inc != nil {
+			gp.includes[inc.PackageName] = inc.AST()
+		}
+	}
+	bounds, err := generateBounds(filepath.Base(ast.Filename), goPkg)
+	if err != nil {
+		return genPkg{}, nil, err
+	}
+	name := filepath.Join(gp.dir, "dispatch.go")
+	bname := filepath.Join(gp.dir, boundsFile)
+	return gp, []*plugin.Generated{{Name: &name, Content: content}, {Name: &bname, Content: bounds}}, nil
 }
 
 // gen holds the state of one dispatch.go generation.
 type gen struct {
-	buf   bytes.Buffer
-	names styles.Naming
+	buf bytes.Buffer
 }
 
 func (g *gen) p(format string, args ...any) {
@@ -53,28 +106,36 @@ func (g *gen) p(format string, args ...any) {
 	g.buf.WriteByte('\n')
 }
 
-func (g *gen) ident(name string) string {
-	s, err := g.names.Identify(name)
-	if err != nil {
-		panic(fmt.Sprintf("naming %q: %v", name, err)) // recovered in generateDispatch
-	}
-	return s
+// ownImports are the imports every dispatch.go has.
+var ownImports = map[string]bool{"context": true, "errors": true, "github.com/cloudwego/gopkg/protocol/thrift": true}
+
+func generateDispatch(scope *golang.Scope, goPkg string) (content string, err error) {
+	ast := scope.AST()
+	g := &gen{}
+	g.p(`// Caller sends one CALL_FUNCTION request for method ("Service:method") with
+// the encoded args and decodes the reply into result. It returns a
+// *thrift.ApplicationException for an EXCEPTION reply, and transport or
+// dead-message errors as they are.
+type Caller interface {
+	CallFunction(ctx context.Context, method string, args, result thrift.FastCodec) error
 }
 
-func generateDispatch(ast *parser.Thrift) (content, pkg string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("generating dispatch.go: %v", r)
+// IsUnknownMethod reports whether err is (or wraps) a
+// *thrift.ApplicationException of type UNKNOWN_METHOD: what a dispatcher
+// returns for a method its service does not declare, and what a caller
+// gets back when the context it called serves no such method.
+func IsUnknownMethod(err error) bool {
+	var ae *thrift.ApplicationException
+	return errors.As(err, &ae) && ae.TypeID() == thrift.UNKNOWN_METHOD
+}`)
+	g.p("")
+	for _, svc := range ast.Services {
+		if err := g.service(scope.Service(svc.Name)); err != nil {
+			return "", err
 		}
-	}()
-	pkg = ast.GetNamespaceOrReferenceName("go")
-	if pkg == "" {
-		return "", "", fmt.Errorf("%s has no 'namespace go'", ast.Filename)
 	}
-	g := &gen{names: styles.NewNamingStyle("golint")}
-	g.names.UseInitialisms(false) // as the fastgo backend does: context_id -> ContextId
-	goPkg := pkg[strings.LastIndex(pkg, ".")+1:]
-
+	body := g.buf.String()
+	g.buf.Reset()
 	g.p("// Code generated by mitogen-gen from %s. DO NOT EDIT.", filepath.Base(ast.Filename))
 	g.p("")
 	g.p("package %s", goPkg)
@@ -84,58 +145,118 @@ func generateDispatch(ast *parser.Thrift) (content, pkg string, err error) {
 	g.p("\t\"errors\"")
 	g.p("")
 	g.p("\t\"github.com/cloudwego/gopkg/protocol/thrift\"")
-	g.p(")")
-	g.p("")
-	g.handleTable(ast)
-	g.p(`// Caller sends one CALL_FUNCTION request for method ("Service:method") with
-// the encoded args and decodes the reply into result. It returns a
-// *thrift.ApplicationException for an EXCEPTION reply, and transport or
-// dead-message errors as they are.
-type Caller interface {
-	CallFunction(ctx context.Context, method string, args, result thrift.FastCodec) error
-}
-
-// errUnknownMethod is wrapped by dispatchers for a method they do not serve.
-var errUnknownMethod = errors.New("unknown method")
-
-// IsUnknownMethod reports whether err came from a dispatcher asked for a
-// method its service does not declare.
-func IsUnknownMethod(err error) bool { return errors.Is(err, errUnknownMethod) }`)
-	g.p("")
-	for _, svc := range ast.Services {
-		g.service(svc)
-	}
-	src, err := format.Source(g.buf.Bytes())
+	imports, err := scope.ResolveImports()
 	if err != nil {
-		return "", "", fmt.Errorf("formatting dispatch.go: %w\n%s", err, g.buf.String())
+		return "", err
 	}
-	return string(src), pkg, nil
-}
-
-// handleTable emits HandleName for every i32 constant that names a handle:
-// the constants in the IDL whose value is a well-known handle number
-// (CALL_FUNCTION and friends, IS_DEAD).
-func (g *gen) handleTable(ast *parser.Thrift) {
-	type hc struct {
-		name string
-		val  int64
+	var paths []string
+	for p := range imports {
+		paths = append(paths, p)
 	}
-	var hs []hc
-	for _, c := range ast.Constants {
-		if c.Type == nil || c.Type.Category != parser.Category_I32 || c.Value == nil || c.Value.TypedValue == nil || c.Value.TypedValue.Int == nil {
+	sort.Strings(paths)
+	for _, p := range paths {
+		if ownImports[p] {
 			continue
 		}
-		v := *c.Value.TypedValue.Int
-		if (v > 100 && v < 1000) || c.Name == "IS_DEAD" {
-			hs = append(hs, hc{c.Name, v})
+		alias := imports[p]
+		name := alias
+		if name == "" {
+			name = golang.GetImportPackage(p)
+		}
+		// Only the packages the dispatch code refers to (the included
+		// IDLs whose types the service signatures use).
+		if !regexp.MustCompile(`\b` + regexp.QuoteMeta(name) + `\.`).MatchString(body) {
+			continue
+		}
+		if alias != "" {
+			g.p("\t%s %q", alias, p)
+		} else {
+			g.p("\t%q", p)
 		}
 	}
-	sort.Slice(hs, func(i, j int) bool { return hs[i].val < hs[j].val })
+	g.p(")")
+	g.p("")
+	if err := g.handleTable(scope); err != nil {
+		return "", err
+	}
+	g.buf.WriteString(body)
+	src, err := format.Source(g.buf.Bytes())
+	if err != nil {
+		return "", fmt.Errorf("formatting dispatch.go: %w\n%s", err, g.buf.String())
+	}
+	return string(src), nil
+}
+
+// handleAnnotation marks a well-known handle: on a typedef, every constant
+// of that type is one; on a constant (thriftgo only), that constant.
+const handleAnnotation = "mitogen.handle"
+
+// handleMark tells whether annotations mark a handle, and rejects a mark
+// whose value is not "true".
+func handleMark(what string, as parser.Annotations) (bool, error) {
+	vs := as.Get(handleAnnotation)
+	if len(vs) == 0 {
+		return false, nil
+	}
+	if len(vs) != 1 || vs[0] != "true" {
+		return false, fmt.Errorf("%s: annotation %s = %q: want exactly one, \"true\"", what, handleAnnotation, vs)
+	}
+	return true, nil
+}
+
+// isHandle tells whether constant c is marked as a well-known handle: it
+// carries the annotation itself, or its type is (a typedef of) a typedef
+// that does. A marked constant must be an i32.
+func isHandle(th *parser.Thrift, c *parser.Constant) (bool, error) {
+	marked, err := handleMark("constant "+c.Name, c.Annotations)
+	if err != nil {
+		return false, err
+	}
+	t := c.Type
+	for hops := 0; t != nil && t.GetIsTypedef(); hops++ {
+		owner, td, ok := lookupTypedef(th, t)
+		if !ok || hops > 64 {
+			return false, fmt.Errorf("constant %s: cannot resolve typedef %s", c.Name, t.Name)
+		}
+		m, err := handleMark("typedef "+td.Alias, td.Annotations)
+		if err != nil {
+			return false, err
+		}
+		marked = marked || m
+		th, t = owner, td.Type
+	}
+	if !marked {
+		return false, nil
+	}
+	if t == nil || t.Category != parser.Category_I32 || c.Value == nil || c.Value.TypedValue == nil || c.Value.TypedValue.Int == nil {
+		return false, fmt.Errorf("constant %s is marked %s but is not an i32 integer", c.Name, handleAnnotation)
+	}
+	return true, nil
+}
+
+// handleTable emits WellKnownHandles and HandleName for the constants
+// marked as handles (see isHandle).
+func (g *gen) handleTable(scope *golang.Scope) error {
+	type hc struct {
+		goName, name string
+		val          int64
+	}
+	var hs []hc
+	for _, c := range scope.AST().Constants {
+		ok, err := isHandle(scope.AST(), c)
+		if err != nil {
+			return err
+		}
+		if ok {
+			hs = append(hs, hc{string(scope.Constant(c.Name).GoName()), c.Name, *c.Value.TypedValue.Int})
+		}
+	}
+	sort.SliceStable(hs, func(i, j int) bool { return hs[i].val < hs[j].val })
 	g.p("// WellKnownHandles lists the well-known handles declared in the IDL, in order.")
 	g.p("func WellKnownHandles() []int32 {")
 	g.p("\treturn []int32{")
 	for _, h := range hs {
-		g.p("\t\t%s,", h.name)
+		g.p("\t\t%s,", h.goName)
 	}
 	g.p("\t}")
 	g.p("}")
@@ -144,60 +265,54 @@ func (g *gen) handleTable(ast *parser.Thrift) {
 	g.p("func HandleName(h int32) string {")
 	g.p("\tswitch h {")
 	for _, h := range hs {
-		g.p("\tcase %s:", h.name)
+		g.p("\tcase %s:", h.goName)
 		g.p("\t\treturn %q", h.name)
 	}
 	g.p("\t}")
 	g.p("\treturn \"\"")
 	g.p("}")
 	g.p("")
+	return nil
 }
 
-// goType maps a Thrift type to the Go type thriftgo's fastgo backend uses.
-func (g *gen) goType(t *parser.Type) string {
-	switch t.Category {
-	case parser.Category_Bool:
-		return "bool"
-	case parser.Category_Byte:
-		return "int8"
-	case parser.Category_I16:
-		return "int16"
-	case parser.Category_I32:
-		return "int32"
-	case parser.Category_I64:
-		return "int64"
-	case parser.Category_Double:
-		return "float64"
-	case parser.Category_String:
-		return "string"
-	case parser.Category_Binary:
-		return "[]byte"
-	case parser.Category_List, parser.Category_Set:
-		return "[]" + g.goType(t.ValueType)
-	case parser.Category_Map:
-		return "map[" + g.goType(t.KeyType) + "]" + g.goType(t.ValueType)
-	case parser.Category_Enum:
-		return g.ident(t.Name)
-	case parser.Category_Struct, parser.Category_Union, parser.Category_Exception:
-		return "*" + g.ident(t.Name)
+func (g *gen) service(svc *golang.Service) error {
+	if svc == nil {
+		return fmt.Errorf("service missing from thriftgo's scope")
 	}
-	panic(fmt.Sprintf("type %s (category %v) is not supported in service signatures", t.Name, t.Category))
-}
-
-func (g *gen) service(svc *parser.Service) {
-	s := g.ident(svc.Name)
+	if svc.Base() != nil || svc.Extends != "" {
+		return fmt.Errorf("service %s extends %s: extends is not supported", svc.Name, svc.Extends)
+	}
+	s := string(svc.GoName())
+	for _, f := range svc.Functions() {
+		if f.Oneway {
+			return fmt.Errorf("%s:%s is oneway: oneway methods are not supported", svc.Name, f.Name)
+		}
+		if f.ArgType() == nil || f.ResType() == nil {
+			return fmt.Errorf("%s:%s has no argument or result struct", svc.Name, f.Name)
+		}
+		for _, a := range f.Arguments() {
+			if f.ArgType().Field(a.Name) == nil {
+				return fmt.Errorf("%s:%s: argument %s missing from its argument struct", svc.Name, f.Name, a.Name)
+			}
+		}
+		for _, e := range f.Throws() {
+			if f.ResType().Field(e.Name) == nil {
+				return fmt.Errorf("%s:%s: exception %s missing from its result struct", svc.Name, f.Name, e.Name)
+			}
+		}
+	}
 	g.p("// CALL_FUNCTION method names of service %s.", svc.Name)
 	g.p("const (")
-	for _, f := range svc.Functions {
-		g.p("\t%s%sMethod = %q", s, g.ident(f.Name), svc.Name+":"+f.Name)
+	for _, f := range svc.Functions() {
+		g.p("\t%s%sMethod = %q", s, f.GoName(), svc.Name+":"+f.Name)
 	}
 	g.p(")")
 	g.p("")
 	g.p("// %sMethods lists the CALL_FUNCTION method names of %s.", s, svc.Name)
 	g.p("func %sMethods() []string {", s)
 	g.p("\treturn []string{")
-	for _, f := range svc.Functions {
-		g.p("\t\t%s%sMethod,", s, g.ident(f.Name))
+	for _, f := range svc.Functions() {
+		g.p("\t\t%s%sMethod,", s, f.GoName())
 	}
 	g.p("\t}")
 	g.p("}")
@@ -207,28 +322,28 @@ func (g *gen) service(svc *parser.Service) {
 	g.p("// %sClient calls %s's methods through a Caller.", s, svc.Name)
 	g.p("type %sClient struct{ Caller Caller }", s)
 	g.p("")
-	for _, f := range svc.Functions {
-		m := g.ident(f.Name)
+	for _, f := range svc.Functions() {
+		m := string(f.GoName())
 		var params, sets []string
-		for _, a := range f.Arguments {
-			an := g.ident(a.Name)
+		for _, a := range f.Arguments() {
+			an := string(f.ArgType().Field(a.Name).GoName())
 			pn := lowerFirst(an)
-			params = append(params, fmt.Sprintf("%s %s", pn, g.goType(a.Type)))
+			params = append(params, fmt.Sprintf("%s %s", pn, a.GoTypeName()))
 			sets = append(sets, fmt.Sprintf("%s: %s", an, pn))
 		}
 		ret := "(err error)"
 		if !f.Void {
-			ret = fmt.Sprintf("(r %s, err error)", g.goType(f.FunctionType))
+			ret = fmt.Sprintf("(r %s, err error)", f.ResponseGoTypeName())
 		}
 		g.p("// %s calls %s:%s.", m, svc.Name, f.Name)
 		g.p("func (c *%sClient) %s(ctx context.Context%s) %s {", s, m, joinPrefixed(params), ret)
-		g.p("\targs := &%s%sArgs{%s}", s, m, strings.Join(sets, ", "))
-		g.p("\tres := &%s%sResult{}", s, m)
+		g.p("\targs := &%s{%s}", f.ArgType().GoName(), strings.Join(sets, ", "))
+		g.p("\tres := &%s{}", f.ResType().GoName())
 		g.p("\tif err = c.Caller.CallFunction(ctx, %s%sMethod, args, res); err != nil {", s, m)
 		g.p("\t\treturn")
 		g.p("\t}")
-		for _, e := range f.Throws {
-			en := g.ident(e.Name)
+		for _, e := range f.Throws() {
+			en := f.ResType().Field(e.Name).GoName()
 			g.p("\tif res.%s != nil {", en)
 			g.p("\t\terr = res.%s", en)
 			g.p("\t\treturn")
@@ -248,20 +363,20 @@ func (g *gen) service(svc *parser.Service) {
 	g.p("// returns the result struct to send in the REPLY. A declared exception")
 	g.p("// returned by impl is placed in the result; any other error is returned")
 	g.p("// for the caller to send as a TApplicationException. A method %s does not", svc.Name)
-	g.p("// declare gives an error for which IsUnknownMethod is true.")
+	g.p("// declare gives a *thrift.ApplicationException of type UNKNOWN_METHOD.")
 	g.p("func Dispatch%s(ctx context.Context, impl %s, method string, args []byte) (thrift.FastCodec, error) {", s, s)
 	g.p("\tswitch method {")
-	for _, f := range svc.Functions {
-		m := g.ident(f.Name)
+	for _, f := range svc.Functions() {
+		m := string(f.GoName())
 		g.p("\tcase %s%sMethod:", s, m)
-		g.p("\t\ta := &%s%sArgs{}", s, m)
+		g.p("\t\ta := &%s{}", f.ArgType().GoName())
 		g.p("\t\tif _, err := a.FastRead(args); err != nil {")
 		g.p("\t\t\treturn nil, thrift.NewProtocolExceptionWithErr(err)")
 		g.p("\t\t}")
-		g.p("\t\tres := &%s%sResult{}", s, m)
+		g.p("\t\tres := &%s{}", f.ResType().GoName())
 		var call []string
-		for _, a := range f.Arguments {
-			call = append(call, "a."+g.ident(a.Name))
+		for _, a := range f.Arguments() {
+			call = append(call, "a."+string(f.ArgType().Field(a.Name).GoName()))
 		}
 		if f.Void {
 			g.p("\t\terr := impl.%s(ctx%s)", m, joinPrefixed(call))
@@ -269,11 +384,10 @@ func (g *gen) service(svc *parser.Service) {
 			g.p("\t\tr, err := impl.%s(ctx%s)", m, joinPrefixed(call))
 		}
 		g.p("\t\tif err != nil {")
-		for _, e := range f.Throws {
-			en := g.ident(e.Name)
-			g.p("\t\t\tvar e %s", g.goType(e.Type))
+		for _, e := range f.Throws() {
+			g.p("\t\t\tvar e %s", e.GoTypeName())
 			g.p("\t\t\tif errors.As(err, &e) {")
-			g.p("\t\t\t\tres.%s = e", en)
+			g.p("\t\t\t\tres.%s = e", f.ResType().Field(e.Name).GoName())
 			g.p("\t\t\t\treturn res, nil")
 			g.p("\t\t\t}")
 		}
@@ -285,9 +399,10 @@ func (g *gen) service(svc *parser.Service) {
 		g.p("\t\treturn res, nil")
 	}
 	g.p("\t}")
-	g.p("\treturn nil, errors.Join(errUnknownMethod, errors.New(%q+method))", svc.Name+" has no method ")
+	g.p("\treturn nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, \"unknown method \"+method)")
 	g.p("}")
 	g.p("")
+	return nil
 }
 
 func joinPrefixed(xs []string) string {

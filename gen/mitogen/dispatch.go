@@ -57,12 +57,14 @@ type Caller interface {
 	CallFunction(ctx context.Context, method string, args, result thrift.FastCodec) error
 }
 
-// errUnknownMethod is wrapped by dispatchers for a method they do not serve.
-var errUnknownMethod = errors.New("unknown method")
-
-// IsUnknownMethod reports whether err came from a dispatcher asked for a
-// method its service does not declare.
-func IsUnknownMethod(err error) bool { return errors.Is(err, errUnknownMethod) }
+// IsUnknownMethod reports whether err is (or wraps) a
+// *thrift.ApplicationException of type UNKNOWN_METHOD: what a dispatcher
+// returns for a method its service does not declare, and what a caller
+// gets back when the context it called serves no such method.
+func IsUnknownMethod(err error) bool {
+	var ae *thrift.ApplicationException
+	return errors.As(err, &ae) && ae.TypeID() == thrift.UNKNOWN_METHOD
+}
 
 // CALL_FUNCTION method names of service Agent.
 const (
@@ -165,7 +167,7 @@ func (c *AgentClient) ReadFile(ctx context.Context, path string, max int64) (r [
 // returns the result struct to send in the REPLY. A declared exception
 // returned by impl is placed in the result; any other error is returned
 // for the caller to send as a TApplicationException. A method Agent does not
-// declare gives an error for which IsUnknownMethod is true.
+// declare gives a *thrift.ApplicationException of type UNKNOWN_METHOD.
 func DispatchAgent(ctx context.Context, impl Agent, method string, args []byte) (thrift.FastCodec, error) {
 	switch method {
 	case AgentPingMethod:
@@ -254,7 +256,7 @@ func DispatchAgent(ctx context.Context, impl Agent, method string, args []byte) 
 		res.Success = r
 		return res, nil
 	}
-	return nil, errors.Join(errUnknownMethod, errors.New("Agent has no method "+method))
+	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "unknown method "+method)
 }
 
 // CALL_FUNCTION method names of service FakeSSH.
@@ -290,7 +292,7 @@ func (c *FakeSSHClient) StartSlave(ctx context.Context, req *StartSlaveRequest) 
 // returns the result struct to send in the REPLY. A declared exception
 // returned by impl is placed in the result; any other error is returned
 // for the caller to send as a TApplicationException. A method FakeSSH does not
-// declare gives an error for which IsUnknownMethod is true.
+// declare gives a *thrift.ApplicationException of type UNKNOWN_METHOD.
 func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []byte) (thrift.FastCodec, error) {
 	switch method {
 	case FakeSSHStartSlaveMethod:
@@ -311,5 +313,5 @@ func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []by
 		res.Success = r
 		return res, nil
 	}
-	return nil, errors.Join(errUnknownMethod, errors.New("FakeSSH has no method "+method))
+	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "unknown method "+method)
 }

@@ -30,10 +30,13 @@ const (
 	 * served on other handles (FakeSSH) follow the same rules.
 	 *
 	 * Errors, precisely: a name without "Service:" or naming a service or
-	 * method the context does not serve gives EXCEPTION UNKNOWN_METHOD; a
+	 * method the context does not serve gives EXCEPTION UNKNOWN_METHOD (for
+	 * every service a context serves, users' services included); a
 	 * payload that is not a CALL or ONEWAY message, or arguments that do not
-	 * decode (see DECODING), give EXCEPTION PROTOCOL_ERROR; any other failure
-	 * that is not a declared exception gives INTERNAL_ERROR. The EXCEPTION
+	 * decode (see DECODING), give EXCEPTION PROTOCOL_ERROR; a service that
+	 * fails with a TApplicationException of its own has it sent as it is (its
+	 * type and message); any other failure that is not a declared exception
+	 * gives INTERNAL_ERROR. The EXCEPTION
 	 * carries the bare name and seqid as far as they could be read ("" and 0
 	 * when the message header itself is unreadable). A REPLY's result struct
 	 * always sets field 0 (success) for a non-void method, even when the value
@@ -368,6 +371,14 @@ func (p *ControlKind) Value() (driver.Value, error) {
 	}
 	return int64(*p), nil
 }
+
+/**
+ * A well-known handle number (an i32 on the wire, like every handle). The
+ * constants of this type are the well-known handles, and only they: the
+ * annotation marks them for mitogen-gen, whose WellKnownHandles and
+ * HandleName list them. Other i32 constants are plain numbers.
+ */
+type Handle = int32
 
 /**
  * BYTE STREAMS. A byte stream (process stdin/stdout/stderr, file data)
