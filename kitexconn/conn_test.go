@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudwego/gopkg/protocol/thrift"
 	"golang.org/x/sys/unix"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
@@ -379,8 +380,10 @@ func TestDialRefusals(t *testing.T) {
 		}
 	}
 	var res dialResult
-	if err := w.c.CallFunction(ctx, ServicePrefix+"svc:listen", &dialArgs{}, &res); err == nil || !strings.Contains(err.Error(), "no method") {
-		t.Errorf("unknown method: %v", err)
+	err = w.c.CallFunction(ctx, ServicePrefix+"svc:listen", &dialArgs{}, &res)
+	var ae *thrift.ApplicationException
+	if !errors.As(err, &ae) || ae.TypeID() != thrift.UNKNOWN_METHOD {
+		t.Errorf("unknown method of a listener's service: %v, want UNKNOWN_METHOD", err)
 	}
 	if n := l.openConns(); n != 0 {
 		t.Fatalf("refused dials hold %d connections", n)

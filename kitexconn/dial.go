@@ -32,7 +32,8 @@ import (
 // (Dead{SENDER_CLOSED} to the peer's data handle, and to its credit handle
 // once it has sent anything). A listener that is closed, or has MaxConns
 // connections open or Backlog waiting, answers with an exception
-// (INTERNAL_ERROR) and keeps nothing. A connection whose dialer never
+// (INTERNAL_ERROR) and keeps nothing; any other method of the service is
+// UNKNOWN_METHOD. A connection whose dialer never
 // connects its writer (its call timed out) holds one of MaxConns until the
 // listener's side closes it (Kitex's server closes idle connections).
 
@@ -118,7 +119,8 @@ func (lc ListenConfig) listen(r *core.Router, name string) (*Listener, error) {
 // serve is the listener's CALL_FUNCTION service.
 func (l *Listener) serve(ctx context.Context, method string, args []byte) (thrift.FastCodec, error) {
 	if _, m, _ := strings.Cut(method, ":"); m != dialMethod {
-		return nil, fmt.Errorf("kitexconn: listener %q serves no method %q (only %q)", l.name, method, dialMethod)
+		return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD,
+			fmt.Sprintf("kitexconn: listener %q serves no method %q (only %q)", l.name, method, dialMethod))
 	}
 	var a dialArgs
 	if _, err := a.FastRead(args); err != nil {
