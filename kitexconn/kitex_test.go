@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -27,10 +28,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// pidEcho answers with the payload and its process ID as the message.
+// pidEcho answers with the payload and its process ID as the message;
+// asked to "block", it creates the file named by the payload and never
+// answers.
 type pidEcho struct{}
 
 func (*pidEcho) Echo(_ context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
+	if req.Message == "block" {
+		os.WriteFile(string(req.Payload), nil, 0o600) // "I am blocked"
+		select {}                                     // until the process ends
+	}
 	return &echo.EchoReply{Message: strconv.Itoa(os.Getpid()), Payload: req.Payload, Uid: int32(os.Getuid())}, nil
 }
 
@@ -233,4 +240,50 @@ func TestKitexConcurrentConnectionsAreReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "connections beyond the pool's idle limit to be released", func() bool { return l.openConns() <= 10 })
+}
+
+// A call in flight when the serving context dies returns an error: the
+// connection's streams fail when their peer context disconnects, so the
+// Kitex client does not wait forever (it has no timeout here).
+func TestKitexCallEndsWhenTheContextDies(t *testing.T) {
+	ctx := testCtx(t)
+	m, err := mitogen.NewMaster(mitogen.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := m.Connect(ctx, mitogen.Local())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := echosvc.NewClient("echo", ClientOptions(c.Context, "echo")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := cli.Echo(ctx, &echo.EchoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(r.Message)
+	if err != nil || pid == os.Getpid() {
+		t.Fatalf("agent pid %q", r.Message)
+	}
+	blocked := filepath.Join(t.TempDir(), "blocked")
+	done := make(chan error, 1)
+	go func() {
+		_, err := cli.Echo(context.Background(), &echo.EchoRequest{Message: "block", Payload: []byte(blocked)})
+		done <- err
+	}()
+	waitFor(t, "the call to be served", func() bool { _, err := os.Stat(blocked); return err == nil })
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a call to a killed context succeeded")
+		}
+	case <-ctx.Done():
+		t.Fatal("a call to a killed context is still waiting")
+	}
 }
