@@ -29,7 +29,7 @@ type world struct {
 	c             *core.Context // the child, seen from the master
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -296,12 +296,12 @@ func TestDeadlines(t *testing.T) {
 }
 
 // A listener holds at most MaxConns connections and Backlog unaccepted
-// ones; dials beyond are refused with an error saying so, and closing a
-// connection frees its slot.
+// ones; dials beyond are refused with an error saying so (after
+// AcceptWait for the backlog), and closing a connection frees its slot.
 func TestListenerBounds(t *testing.T) {
 	w := newWorld(t)
 	ctx := testCtx(t)
-	l, err := ListenConfig{MaxConns: 2, Backlog: 1}.Listen(w.child, "small")
+	l, err := ListenConfig{MaxConns: 2, Backlog: 1, AcceptWait: time.Millisecond}.Listen(w.child, "small")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,6 +343,39 @@ func TestListenerBounds(t *testing.T) {
 		t.Fatalf("dial to a closed listener: %v", err)
 	}
 	waitFor(t, "every slot to be released", func() bool { return l.openConns() == 0 })
+}
+
+// A dial that finds the backlog full waits for room rather than failing:
+// an accept loop that lags behind a burst of dials loses none of them.
+func TestDialWaitsForBacklogRoom(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	l, err := ListenConfig{Backlog: 1}.Listen(w.child, "lagging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, err := Dial(ctx, w.c, "lagging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	second := make(chan error, 1)
+	go func() {
+		c2, err := Dial(ctx, w.c, "lagging")
+		if err == nil {
+			c2.Close()
+		}
+		second <- err
+	}()
+	waitFor(t, "the second dial to wait for room", func() bool { return l.openConns() == 2 })
+	s1, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	if err := <-second; err != nil {
+		t.Fatalf("a dial waiting for room in the backlog: %v", err)
+	}
 }
 
 // Dials that cannot be served fail with an error and leave nothing behind:
@@ -477,4 +510,35 @@ func TestNoGoroutineLeaks(t *testing.T) {
 			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), b.String())
 		}
 	}
+}
+
+// A dial and close between routers in this process: what each connection
+// Kitex's pool opens costs.
+func BenchmarkDialClose(b *testing.B) {
+	w := newWorld(b)
+	l, err := Listen(w.child, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for {
+			sc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			sc.Close()
+		}
+	}()
+	ctx := b.Context()
+	for b.Loop() {
+		c, err := Dial(ctx, w.c, "bench")
+		if err != nil {
+			var buf bytes.Buffer
+			pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			b.Fatal(err, buf.String())
+		}
+		c.Close()
+	}
+	w.master.Close()
+	w.child.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
@@ -31,8 +32,8 @@ import (
 // (idl/mitogen.thrift, BYTE STREAMS); closing the connection ends both
 // (Dead{SENDER_CLOSED} to the peer's data handle, and to its credit handle
 // once it has sent anything). A listener that is closed, or has MaxConns
-// connections open or Backlog waiting, answers with an exception
-// (INTERNAL_ERROR) and keeps nothing; any other method of the service is
+// connections open, or Backlog waiting for longer than AcceptWait, answers
+// with an exception (INTERNAL_ERROR) and keeps nothing; any other method of the service is
 // UNKNOWN_METHOD. A connection whose dialer never
 // connects its writer (its call timed out) holds one of MaxConns until the
 // listener's side closes it (Kitex's server closes idle connections).
@@ -52,14 +53,21 @@ const DefaultMaxConns = 256
 // told otherwise (ListenConfig.Backlog).
 const DefaultBacklog = 64
 
+// DefaultAcceptWait is how long a dial waits for room in a full backlog
+// unless told otherwise (ListenConfig.AcceptWait).
+const DefaultAcceptWait = 10 * time.Second
+
 // ListenConfig tunes Listen. Zero fields take the defaults.
 type ListenConfig struct {
 	// MaxConns bounds the connections open at once (dialed and not yet
 	// closed, accepted or not); a dial beyond it is refused.
 	MaxConns int
-	// Backlog bounds the connections waiting for Accept; a dial beyond it
-	// is refused.
+	// Backlog bounds the connections waiting for Accept.
 	Backlog int
+	// AcceptWait is how long a dial that finds the backlog full waits
+	// for room (an accept loop on a busy machine may lag behind a burst
+	// of dials) before it is refused.
+	AcceptWait time.Duration
 }
 
 // Listener is a net.Listener whose connections are dialed by a parent
@@ -72,6 +80,7 @@ type Listener struct {
 	mu     sync.Mutex
 	open   int // connections not yet closed, accepted or queued
 	max    int
+	wait   time.Duration // for room in q
 	closed bool
 	done   chan struct{}
 }
@@ -111,7 +120,10 @@ func (lc ListenConfig) listen(r *core.Router, name string) (*Listener, error) {
 	if lc.Backlog <= 0 {
 		lc.Backlog = DefaultBacklog
 	}
-	l := &Listener{r: r, name: name, q: make(chan *Conn, lc.Backlog), max: lc.MaxConns, done: make(chan struct{})}
+	if lc.AcceptWait <= 0 {
+		lc.AcceptWait = DefaultAcceptWait
+	}
+	l := &Listener{r: r, name: name, q: make(chan *Conn, lc.Backlog), max: lc.MaxConns, wait: lc.AcceptWait, done: make(chan struct{})}
 	r.Serve(ServicePrefix+name, l.serve)
 	return l, nil
 }
@@ -153,8 +165,21 @@ func (l *Listener) serve(ctx context.Context, method string, args []byte) (thrif
 	select {
 	case l.q <- c:
 	default:
-		c.Close()
-		return nil, fmt.Errorf("kitexconn: listener %q of context %d has %d connections waiting to be accepted, its limit", l.name, l.r.ID(), cap(l.q))
+		t := time.NewTimer(l.wait)
+		defer t.Stop()
+		select {
+		case l.q <- c:
+		case <-t.C:
+			c.Close()
+			return nil, fmt.Errorf("kitexconn: listener %q of context %d has %d connections waiting to be accepted, its limit, and accepted none in %v",
+				l.name, l.r.ID(), cap(l.q), l.wait)
+		case <-l.done:
+			c.Close()
+			return nil, fmt.Errorf("kitexconn: listener %q of context %d is closed", l.name, l.r.ID())
+		case <-ctx.Done():
+			c.Close()
+			return nil, fmt.Errorf("kitexconn: listener %q of context %d: %w", l.name, l.r.ID(), ctx.Err())
+		}
 	}
 	// Close may have run between the check and the send: its drain has
 	// then finished, so take the connection back.

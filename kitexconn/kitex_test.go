@@ -183,10 +183,12 @@ func BenchmarkKitexLocalContext(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cli, err := echosvc.NewClient("echo", ClientOptions(c.Context, "echo")...)
+	d := &Dialer{Context: c.Context, Name: "echo"}
+	cli, err := echosvc.NewClient("echo", append(ClientOptions(c.Context, "echo"), client.WithDialer(d))...)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer func() { b.ReportMetric(float64(d.dials.Load()), "dials") }()
 	req := &echo.EchoRequest{Payload: make([]byte, 64)}
 	for b.Loop() {
 		if _, err := cli.Echo(ctx, req); err != nil {
