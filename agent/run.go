@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"syscall"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
@@ -40,6 +42,7 @@ type RunConfig struct {
 // RunWith is Run with user services: see RunConfig.
 func RunWith(rc RunConfig) int {
 	ts, ps := rc.Transports, rc.Processes
+	closeInherited()
 	conn, err := fd.StdioConn()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen agent: %v\n", err)
@@ -77,4 +80,20 @@ func RunWith(rc RunConfig) int {
 		return 1
 	}
 	return 0
+}
+
+// closeInherited marks every descriptor above stderr close-on-exec: none
+// is the agent's to pass on (an agent run from memory holds its memfd as
+// fd 3, and a parent may leak others), so that no command it runs
+// inherits one.
+func closeInherited() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > 2 {
+			syscall.CloseOnExec(n)
+		}
+	}
 }

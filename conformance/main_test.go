@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	mitogenBin = filepath.Join(dir, "mitogen")
+	// The CLI's tests run each command on its own chain, as --no-persist
+	// does; persist_test.go turns the persistent master on where it tests it.
+	os.Setenv("MITOGEN_PERSIST", "no")
 	build := exec.Command("go", "build", "-o", mitogenBin, "github.com/seed-a176d0ab/mitogen-go/cmd/mitogen")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

@@ -87,7 +87,10 @@ func TestBootIsTheFirstFrame(t *testing.T) {
 			first <- msg
 			d.Close()
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		// The child hangs up once it has its first frame, which ends
+		// StartChild; the timeout is only a way out (a shorter one could
+		// close the stream before a loaded writer sent Boot at all).
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		_, _, _ = m.StartChild(ctx, c, 100+i, fmt.Sprint("boot-order-", i))
 		cancel()
 		if msg := <-first; msg.Handle != mitogen.BOOTSTRAP {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -137,7 +138,12 @@ func TestOptionGrammar(t *testing.T) {
 	if st != 255 || errs == "" {
 		t.Errorf("-Z: status %d err %q", st, errs)
 	}
-	st, out, _ = runUnder(t, dest, nil, nil, "ssh", "-tt", "-o", "BatchMode=yes", "-p22", "-l", "u", "h", "-q", "echo", "a  b")
+	// -l names the context's own user (another one would be a sudo hop).
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, out, _ = runUnder(t, dest, nil, nil, "ssh", "-tt", "-o", "BatchMode=yes", "-p22", "-l", me.Username, "h", "-q", "echo", "a  b")
 	if st != 0 || out != "a b\n" {
 		t.Errorf("options after host: status %d out %q", st, out)
 	}

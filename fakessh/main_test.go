@@ -2,6 +2,7 @@ package fakessh_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -30,7 +31,19 @@ func TestMain(m *testing.M) {
 		os.Exit(hostileSSH())
 	}
 	os.Setenv("MITOGEN_TEST_AGENT", "1")
-	os.Exit(m.Run())
+	// Remote commands run as sshd runs them, through the user's shell
+	// with its login files (bash reads ~/.bashrc under sshd): the local
+	// agents get an empty home, so that this machine's own login files
+	// (root's may run slow, racy tools) stay out of every test here.
+	home, err := os.MkdirTemp("", "fakessh-test-home-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("HOME", home)
+	code := m.Run()
+	os.RemoveAll(home)
+	os.Exit(code)
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

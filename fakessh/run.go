@@ -181,6 +181,8 @@ type run struct {
 	// Refusal warnings: when the last one was logged, how many since.
 	lastWarn time.Time
 	unwarned int
+	// u serves ssh users other than the destination's (user.go).
+	u users
 }
 
 // Run runs argv and returns its exit status (a signal gives 128+N, as a
@@ -190,40 +192,75 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 	if len(argv) == 0 {
 		return 255, errors.New("fakessh: no program to run")
 	}
+	s, err := rn.Open(ctx)
+	if err != nil {
+		return 255, err
+	}
+	defer s.Close()
+	return rn.RunProgram(ctx, s.Dir, s.Env, argv)
+}
+
+// Session is the master's side of a run without its program: the private
+// directory with our ssh, the socket and the FakeSSH handle, served until
+// Close. Run is Open, RunProgram and Close; a master that serves programs
+// run by another process of the same user (the persistent master of the
+// mitogen CLI) hands that process Dir and Env for its RunProgram.
+type Session struct {
+	// Dir is the run's private directory, holding our ssh; RunProgram
+	// puts it first on the program's PATH.
+	Dir string
+	// Env holds what our ssh reads (EnvSocket, EnvSecret, EnvHandle), as
+	// KEY=VALUE: the run's secret is in it.
+	Env   []string
+	close func()
+	once  sync.Once
+}
+
+// Close stops serving the session: the socket and the handle go, the ssh
+// contexts of the run are disconnected (ending their remote commands) and
+// the private directory is removed. Safe to call more than once.
+func (s *Session) Close() { s.once.Do(s.close) }
+
+// Open prepares a run's private directory, socket and FakeSSH handle and
+// serves them until Close (or ctx ends, after which no ssh is admitted).
+func (rn *Runner) Open(ctx context.Context) (*Session, error) {
 	if rn.Router == nil || rn.Default == nil {
-		return 255, errors.New("fakessh: Runner needs a Router and a Default context")
+		return nil, errors.New("fakessh: Runner needs a Router and a Default context")
 	}
 	if err := rn.Config.Validate(); err != nil {
-		return 255, err
+		return nil, err
 	}
 	exe := rn.Exe
 	if exe == "" {
 		var err error
 		if exe, err = os.Executable(); err != nil {
-			return 255, fmt.Errorf("fakessh: finding own executable: %w", err)
+			return nil, fmt.Errorf("fakessh: finding own executable: %w", err)
 		}
 	}
 	removeStaleDirs(os.TempDir(), rn.Router.Logger())
 	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
-		return 255, fmt.Errorf("fakessh: private directory: %w", err)
+		return nil, fmt.Errorf("fakessh: private directory: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	fail := func(err error) (*Session, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(ownerLine()), 0o600); err != nil {
-		return 255, fmt.Errorf("fakessh: private directory: %w", err)
+		return fail(fmt.Errorf("fakessh: private directory: %w", err))
 	}
 	if err := os.Symlink(exe, filepath.Join(dir, "ssh")); err != nil {
-		return 255, fmt.Errorf("fakessh: installing ssh: %w", err)
+		return fail(fmt.Errorf("fakessh: installing ssh: %w", err))
 	}
 	secretBytes := make([]byte, secretLen/2)
 	if _, err := rand.Read(secretBytes); err != nil {
-		return 255, err
+		return fail(err)
 	}
 	secret := hex.EncodeToString(secretBytes)
 	sock := filepath.Join(dir, "master.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
-		return 255, fmt.Errorf("fakessh: listening: %w", err)
+		return fail(fmt.Errorf("fakessh: listening: %w", err))
 	}
 	ln.SetUnlinkOnClose(true)
 
@@ -233,23 +270,41 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 		return mitogen.DispatchFakeSSH(ctx, st, method, args)
 	})
 	runCtx, cancel := context.WithCancel(ctx)
-	defer func() {
-		cancel()
-		ln.Close()
-		st.wg.Wait()
-		r.RemoveHandler(handle)
-		st.disconnectAll()
-	}()
 	st.wg.Add(1)
 	go func() { defer st.wg.Done(); st.accept(runCtx, ln, secret) }()
+	return &Session{
+		Dir: dir,
+		Env: []string{EnvSocket + "=" + sock, EnvSecret + "=" + secret, EnvHandle + "=" + strconv.Itoa(int(handle))},
+		close: func() {
+			cancel()
+			ln.Close()
+			st.wg.Wait()
+			r.RemoveHandler(handle)
+			st.disconnectAll()
+			st.shutdownUserHops()
+			os.RemoveAll(dir)
+		},
+	}, nil
+}
 
+// RunProgram runs argv as Run does, against the session whose Dir and Env
+// are given (see Open), and returns its exit status. Only the Runner's
+// program fields are used (Stdin, Stdout, Stderr, Env, Dir and
+// Config.KillGrace).
+func (rn *Runner) RunProgram(ctx context.Context, dir string, sessionEnv []string, argv []string) (int, error) {
+	if len(argv) == 0 {
+		return 255, errors.New("fakessh: no program to run")
+	}
+	if err := rn.Config.Validate(); err != nil {
+		return 255, err
+	}
 	cmd := exec.Command(argv[0], programArgs(argv, filepath.Join(dir, "ssh"))[1:]...)
 	env := rn.Env
 	if env == nil {
 		env = os.Environ()
 	}
 	cmd.Env = withPath(env, dir)
-	cmd.Env = append(cmd.Env, EnvSocket+"="+sock, EnvSecret+"="+secret, EnvHandle+"="+strconv.Itoa(int(handle)))
+	cmd.Env = append(cmd.Env, sessionEnv...)
 	cmd.Dir = rn.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = rn.Stdin, rn.Stdout, rn.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -270,7 +325,7 @@ func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 		_ = group.Signal(syscall.SIGTERM)
 		select {
 		case <-group.Exited():
-		case <-time.After(st.Config.withDefaults().KillGrace):
+		case <-time.After(rn.Config.withDefaults().KillGrace):
 			_ = group.Signal(syscall.SIGKILL)
 			<-group.Exited()
 		}
@@ -606,13 +661,18 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	if c, ok := st.Hosts[req.Host]; ok {
 		dest = c
 	}
+	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
+	defer cancel()
+	dest, err := st.asUser(callCtx, dest, req.User, req.Host)
+	if err != nil {
+		return nil, err
+	}
 	spec := *req.Spec
 	spec.PeerId = caller
 	spec.Argv = nil // a fakessh ssh runs commands the way sshd does, never raw argv
+	spec.Env = AcceptEnv(spec.Env)
 	st.Router.Logger().Debug("fakessh start_slave", "host", req.Host, "dest", dest.String(), "caller", caller,
 		"command", spec.Command, "subsystem", spec.Subsystem, "login", spec.Login)
-	callCtx, cancel := context.WithTimeout(ctx, st.Config.withDefaults().StartTimeout)
-	defer cancel()
 	started, err := dest.Agent().StartProcess(callCtx, &spec)
 	if err != nil {
 		var ce *mitogen.CallError
@@ -626,4 +686,21 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
 	}
 	return started, nil
+}
+
+// AcceptEnv is what sshd's default configuration on Debian
+// ("AcceptEnv LANG LC_*") keeps of the variables a client sends (ssh's
+// SendEnv and SetEnv): LANG and LC_*, nothing else. The destination adds
+// them to the environment sshd would give the command (package process).
+func AcceptEnv(env map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range env {
+		if k == "LANG" || strings.HasPrefix(k, "LC_") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }

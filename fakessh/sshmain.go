@@ -106,7 +106,12 @@ func SSHMain(args []string) int {
 			return 255
 		default:
 		}
-		if res.Note != "" {
+		var ce *mitogen.CallError
+		if errors.As(err, &ce) && ce.Code == "EACCES" {
+			// The master refused the ssh user, as sshd would: its
+			// message is ssh's ("root@h: Permission denied (...).").
+			fmt.Fprintln(os.Stderr, ce.Message)
+		} else if res.Note != "" {
 			fmt.Fprintf(os.Stderr, "ssh: %s\n", res.Note)
 		} else {
 			fmt.Fprintf(os.Stderr, "ssh: %s: %v\n", inv.Host, err)

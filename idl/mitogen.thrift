@@ -509,6 +509,22 @@ struct StreamEnd {
  * without reaping it (waitid WNOWAIT) and reaps it only when it will signal
  * no more (EXIT sent, or the ending over), so that no signal can reach a
  * newer group that reused the ID.
+ *
+ * SSHD. command, subsystem and login run as sshd runs a session: with the
+ * user's login shell from the password database (when /etc/shells lists
+ * it; else /bin/sh, as for nologin accounts reached by sudo), in the home
+ * directory for dir "~" ("/" when it is missing or closed), and with
+ * sshd's environment and nothing of the agent's own: USER, LOGNAME, HOME
+ * (the agent's $HOME, which its transport set), SHELL, PATH (sshd's
+ * default: /usr/local/bin:/usr/bin:/bin:/usr/games, for uid 0
+ * /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin),
+ * MAIL=/var/mail/USER, SSH_CONNECTION and SSH_CLIENT, then env. The two
+ * SSH_ variables are the agent's own when it has both (an ssh hop: the
+ * real connection), else those of a connection from 127.0.0.1 (a random
+ * port in 32768-60999) to 127.0.0.1 port 22. argv runs with the agent's
+ * own environment plus env. Every process keeps the agent's umask, which
+ * is the one its transport gave (the bootstrap's 077 is only for the
+ * agent's cache).
  */
 struct ProcessSpec {
   /** Run argv[0] with these arguments, found on PATH. */
@@ -528,7 +544,8 @@ struct ProcessSpec {
   /**
    * The only context allowed to drive the process (send Control and stdin);
    * the default, 0, is the master. The master sets it when it starts a process on behalf
-   * of a fakessh context, which may then drive that process and nothing else.
+   * of a fakessh context, or of a client of a persistent master (PersistentMaster),
+   * which may then drive that process and nothing else.
    * The process's outputs and its EXIT go only to this context (see START).
    */
   8: i32 peer_id
@@ -679,8 +696,22 @@ service Agent {
 struct StartSlaveRequest {
   /** Destination host as the program named it (the ssh command line's host). */
   1: string host
+  /**
+   * The ssh user (user@host, -l, -o User=); empty: the destination
+   * context's own. Another user than the one the destination context runs
+   * as is served by a sudo hop from that context (made once per run and
+   * user, shut down with the run) when `sudo -n -u USER true` succeeds
+   * there; otherwise start_slave fails with CallError code "EACCES" and
+   * the message "USER@HOST: Permission denied (...).", which the ssh
+   * prints as it is and exits 255. A command never runs as another user.
+   */
   2: string user
   3: i32 port
+  /**
+   * The process to start. The master clears argv (a fakessh ssh runs
+   * commands as sshd does) and keeps of env only LANG and LC_* (what
+   * Debian's sshd_config accepts: AcceptEnv LANG LC_*).
+   */
   4: ProcessSpec spec
 }
 
@@ -704,4 +735,101 @@ struct StartSlaveRequest {
  */
 service FakeSSH {
   ProcessStarted start_slave(1: StartSlaveRequest req) throws (1: CallError err)
+}
+
+/**
+ * One hop of a chain a persistent master is asked to hold: the hop's spec
+ * ("ssh:user@host:22", "sudo:postgres") and its method's wire options (as
+ * ConnectRequest.options), secrets included.
+ */
+struct PersistHop {
+  1: string spec
+  2: map<string, string> options
+}
+
+/**
+ * Names the chain a request of PersistentMaster is for. The master holds
+ * at most one chain per key, the key being every hop's spec and its
+ * options without the secret ones (a secret does not tell chains apart).
+ */
+struct PersistChain {
+  1: list<PersistHop> hops
+  /**
+   * When the master holds no live chain for the key: true dials it (with
+   * the options given here, secrets included), false fails the call with
+   * CallError{code: "ENOTCONN"}, so that a client asks its user for a
+   * password only when the chain must really be dialed.
+   */
+  2: bool dial
+}
+
+/** What a persistent master reports of itself. */
+struct PersistStatus {
+  1: i32 pid
+  /** Clients connected now (the asker included). */
+  2: i32 clients
+  /** The chains held, as "spec,spec,..." with the last context's ID. */
+  3: list<string> chains
+  /** The idle timeout: the master ends this long after its last client left. */
+  4: i64 idle_timeout_ms
+}
+
+/**
+ * A fakessh run a persistent master serves for a program its client runs
+ * (see PersistentMaster.open_run).
+ */
+struct PersistRun {
+  /** The run's private directory, holding fakessh's ssh: first on the program's PATH. */
+  1: string dir
+  /** KEY=VALUE variables for the program: the run's socket, secret and FakeSSH handle. */
+  2: list<string> env
+}
+
+/**
+ * Served by a persistent master (`mitogen master`, the ControlPersist idea
+ * for contexts) on a dynamic handle, to its clients only: later `mitogen
+ * exec/ping` of the same user reuse the contexts it holds.
+ *
+ * Joining (local, not Thrift): the master listens on a unix socket in a
+ * directory owned by its user, mode 0700 (default
+ * $XDG_RUNTIME_DIR/mitogen-go, else /tmp/mitogen-go-UID; the master and
+ * its clients refuse a directory owned by anyone else or open to others).
+ * On accept the master checks the peer's uid with SO_PEERCRED: any uid but
+ * its own (root included, unless root runs the master) gets the line
+ * "mitogen-persist refused: REASON\n" and is closed; so is a connection
+ * over the cap of clients (256; the client retries for a while). An
+ * accepted client gets "mitogen-persist 1 handle=N\n" (N: this service's
+ * handle; at most 128 bytes with the newline), then BOOTSTRAP as any
+ * child: the client becomes a leaf child context of the master, and the
+ * handle's policy admits only such clients.
+ *
+ * The master calls the held chain's last context on its own authority and
+ * sets ProcessSpec.peer_id to the caller, so a client drives its own
+ * process and nothing else (as FakeSSH). A chain whose context died is
+ * forgotten and dialed again on its next use (with dial set). The master
+ * ends, shutting down every context it holds, on stop(), SIGTERM or
+ * SIGINT, and when no client has been connected for the idle timeout; it
+ * removes its socket first, so that a later client starts a new master.
+ * A socket nobody listens on (a master that died) is removed by the next
+ * client, which starts a new master under a lock (file "lock", flock) so
+ * that concurrent clients start one.
+ */
+service PersistentMaster {
+  /** Starts spec in the chain's last context, driven by the caller; see Agent.start_process. */
+  ProcessStarted start_process(1: PersistChain chain, 2: ProcessSpec spec) throws (1: CallError err)
+  /** Calls Agent.ping in the chain's last context. */
+  void ping(1: PersistChain chain) throws (1: CallError err)
+  /**
+   * Opens a fakessh run (see FakeSSH) on the master: the ssh invocations
+   * of a program the caller runs itself, with the returned directory first
+   * on its PATH and the returned variables in its environment, go to the
+   * last context of the chain named for their host in hosts (at most 64),
+   * else of chain. Each chain is checked with Agent.ping first (and dialed
+   * again when a context of it died). The run lasts until the caller
+   * disconnects; a caller has at most one run open (CallError EBUSY).
+   */
+  PersistRun open_run(1: PersistChain chain, 2: map<string, PersistChain> hosts) throws (1: CallError err)
+  PersistStatus status()
+  /** Ends the master (after the reply) and every context it holds. */
+  void stop()
 }

@@ -30,8 +30,10 @@ type Cmd struct {
 	// Login runs the user's login shell.
 	Login bool
 
-	// Env holds "KEY=value" entries added to the environment the
-	// context's agent has (unlike os/exec, it does not replace it).
+	// Env holds "KEY=value" entries added to the command's environment
+	// (unlike os/exec, it does not replace it): for Args, the one the
+	// context's agent has; for Shell, Subsystem and Login, the one sshd
+	// would give (USER, HOME, SSH_CONNECTION, ...: see ProcessSpec).
 	Env []string
 	// Dir is the working directory in the context: empty for the agent's
 	// own, "~" for the user's home.

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/user"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,9 +199,10 @@ func errnoName(err error) string {
 }
 
 // buildCommand turns a ProcessSpec into a command, the way sshd would for
-// command, subsystem and login; argv is run directly.
+// command, subsystem and login (the user's shell, sshd's environment: see
+// sshdEnv); argv is run directly, with the agent's own environment.
 func buildCommand(spec *mitogen.ProcessSpec) (*exec.Cmd, error) {
-	shell, home := userShell()
+	acct := currentAccount()
 	var cmd *exec.Cmd
 	switch {
 	case len(spec.Argv) > 0:
@@ -221,20 +223,28 @@ func buildCommand(spec *mitogen.ProcessSpec) (*exec.Cmd, error) {
 		}
 		cmd = exec.Command(path)
 	case spec.Command != "":
-		cmd = exec.Command(shell, "-c", spec.Command)
+		cmd = exec.Command(acct.shell, "-c", spec.Command)
 	case spec.Login:
-		cmd = exec.Command(shell, "-l")
+		cmd = exec.Command(acct.shell, "-l")
 	default:
 		return nil, errors.New("start_process: ProcessSpec names no command")
 	}
 	switch spec.Dir {
 	case "":
 	case "~":
-		cmd.Dir = home
+		// sshd starts in "/" when the home directory is missing or closed.
+		cmd.Dir = "/"
+		if acct.home != "" && unix.Access(acct.home, unix.X_OK) == nil {
+			cmd.Dir = acct.home
+		}
 	default:
 		cmd.Dir = spec.Dir
 	}
-	cmd.Env = os.Environ()
+	if len(spec.Argv) > 0 {
+		cmd.Env = os.Environ()
+	} else {
+		cmd.Env = sshdEnv(acct)
+	}
 	if len(spec.Env) > 0 {
 		keys := make([]string, 0, len(spec.Env))
 		for k := range spec.Env {
@@ -250,33 +260,105 @@ func buildCommand(spec *mitogen.ProcessSpec) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// userShell returns the current user's login shell (from /etc/passwd, as
-// sshd uses it) and home directory; /bin/sh and / when unknown.
-func userShell() (shell, home string) {
-	shell, home = "/bin/sh", "/"
-	u, err := user.Current()
-	if err == nil && u.HomeDir != "" {
-		home = u.HomeDir
-	}
+// account is the user the agent runs as, as sshd sees it.
+type account struct {
+	uid   int
+	name  string // "" when the password database does not know the uid
+	home  string // $HOME, else from the password database, else "/"
+	shell string // the login shell when usable, else /bin/sh
+}
+
+// currentAccount looks the agent's user up in /etc/passwd (as sshd does).
+// The login shell is used when /etc/shells lists it (or there is no
+// /etc/shells) and it exists; an account whose shell is nologin or false
+// (nobody, daemons) reached through sudo gets /bin/sh, as sudo runs it.
+// HOME is the agent's own $HOME when set: the transport that started it
+// set it from the same database (sshd, sudo -H, su), or chose another on
+// purpose (a local hop keeps the master's, sudo's keep_home the caller's).
+func currentAccount() account {
+	a := passwdAccount()
 	if h := os.Getenv("HOME"); h != "" {
-		home = h
+		a.home = h
 	}
-	if err != nil {
-		return shell, home
-	}
+	return a
+}
+
+// passwdAccount is the agent's user as /etc/passwd describes it.
+func passwdAccount() account {
+	a := account{uid: os.Getuid(), home: "/", shell: "/bin/sh"}
 	b, err := os.ReadFile("/etc/passwd")
 	if err != nil {
-		return shell, home
+		return a
 	}
+	uid := strconv.Itoa(a.uid)
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Split(line, ":")
-		if len(f) >= 7 && f[2] == u.Uid && f[6] != "" {
-			if _, err := os.Stat(f[6]); err == nil {
-				return f[6], home
-			}
+		if len(f) < 7 || f[2] != uid {
+			continue
+		}
+		a.name = f[0]
+		if f[5] != "" {
+			a.home = f[5]
+		}
+		if f[6] != "" && loginShell(f[6]) {
+			a.shell = f[6]
+		}
+		break
+	}
+	return a
+}
+
+// loginShell reports whether shell may run commands: it exists and
+// /etc/shells lists it (when there is an /etc/shells).
+func loginShell(shell string) bool {
+	if st, err := os.Stat(shell); err != nil || st.IsDir() {
+		return false
+	}
+	b, err := os.ReadFile("/etc/shells")
+	if err != nil {
+		return true
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) == shell {
+			return true
 		}
 	}
-	return shell, home
+	return false
+}
+
+// sshd's PATH (Debian's OpenSSH build: --with-default-path and
+// --with-superuser-path) and mail directory.
+const (
+	sshdPath     = "/usr/local/bin:/usr/bin:/bin:/usr/games"
+	sshdRootPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	mailDir      = "/var/mail"
+)
+
+// sshdEnv is the environment sshd gives a session's command, and nothing
+// of the agent's own: USER, LOGNAME, HOME, SHELL, PATH, MAIL and
+// SSH_CONNECTION/SSH_CLIENT. Those two are the agent's own when an sshd
+// started it (an ssh hop: the real connection), else what sshd sets for a
+// connection from 127.0.0.1 to port 22. What the client sent
+// (ProcessSpec.env) is added after.
+func sshdEnv(a account) []string {
+	name := a.name
+	if name == "" {
+		name = strconv.Itoa(a.uid)
+	}
+	path := sshdPath
+	if a.uid == 0 {
+		path = sshdRootPath
+	}
+	conn, client := os.Getenv("SSH_CONNECTION"), os.Getenv("SSH_CLIENT")
+	if len(strings.Fields(conn)) != 4 || len(strings.Fields(client)) != 3 {
+		port := 32768 + rand.IntN(28232) // Linux's default ephemeral range
+		conn = fmt.Sprintf("127.0.0.1 %d 127.0.0.1 22", port)
+		client = fmt.Sprintf("127.0.0.1 %d 22", port)
+	}
+	return []string{
+		"USER=" + name, "LOGNAME=" + name, "HOME=" + a.home, "SHELL=" + a.shell, "PATH=" + path,
+		"MAIL=" + mailDir + "/" + name, "SSH_CONNECTION=" + conn, "SSH_CLIENT=" + client,
+	}
 }
 
 // start starts cmd with its stdio on pipes whose far ends this side owns

@@ -41,6 +41,7 @@ MaxSessions 100
 Subsystem sftp internal-sftp
 CFG
 /usr/sbin/sshd -f "$w/sshd_config"
+export MITOGEN_PERSIST=no  # rows below measure chains of their own; the persistent master has its row
 SSH=(ssh -p "$port" -i "$w/userkey" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes)
 for _ in $(seq 50); do "${SSH[@]}" root@127.0.0.1 true 2>/dev/null && break; sleep 0.1; done
 "${SSH[@]}" -M -S "$w/cm" -fN root@127.0.0.1

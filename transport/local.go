@@ -2,6 +2,8 @@ package transport
 
 import (
 	"errors"
+	"os"
+	"strings"
 
 	"github.com/seed-a176d0ab/mitogen-go/transport/bootstrap"
 	"github.com/seed-a176d0ab/mitogen-go/transport/fd"
@@ -21,7 +23,11 @@ var LocalMethod = Method{
 	},
 	New: func(spec Spec, _ any, agent *bootstrap.Agent) (Transport, error) {
 		// Nothing is installed: the agent binary is run as it is.
-		l := &fd.Local{}
+		// A local hop is no sshd session: the master's own session
+		// variables (it may run under ssh) are not the agent's, which
+		// would pass them on as its own to the commands it runs as sshd
+		// would (see package process).
+		l := &fd.Local{Env: withoutSSHSession(os.Environ())}
 		if agent != nil {
 			l.Exe = agent.Path
 		}
@@ -30,3 +36,17 @@ var LocalMethod = Method{
 }
 
 func init() { Register(LocalMethod) }
+
+// withoutSSHSession is env without sshd's session variables.
+func withoutSSHSession(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY", "SSH_ORIGINAL_COMMAND":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}

@@ -37,11 +37,21 @@ func main() {
 	streamMiB := flag.Int("stream-mib", 1024, "MiB relayed through a context for the stream row")
 	sshSpec := flag.String("ssh", "", "measure ssh rows against this hop (ssh:root@127.0.0.1:PORT) instead")
 	identity := flag.String("identity", "", "identity file for -ssh")
+	mitogenBin := flag.String("mitogen", "bin/mitogen", "the mitogen CLI, for the persistent master's row (with -ssh)")
+	persistReps := flag.Int("persist-reps", 11, "repetitions of the persistent master's row (with -ssh; 0 skips it)")
 	flag.Parse()
 	if *sshSpec != "" {
 		if err := runSSH(*anchor, *sshSpec, *identity, *calls); err != nil {
 			fmt.Fprintf(os.Stderr, "mitogen-bench: %v\n", err)
 			os.Exit(1)
+		}
+		if *persistReps > 0 {
+			r, err := persistRow(*mitogenBin, *sshSpec, *identity, *persistReps)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "mitogen-bench: persistent master row: %v\n", err)
+				os.Exit(1)
+			}
+			printRows([]row{r})
 		}
 		return
 	}

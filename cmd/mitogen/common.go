@@ -71,8 +71,12 @@ type commonFlags struct {
 	setnsNamespaces  string
 	cacheDir         string
 	hopOptions       hopOptionList
+	persistFlags
 
 	secrets map[string]string // password file contents (or answers), by kind
+	// noAsk makes secret answer "" instead of asking on the terminal, and
+	// set wouldAsk (a persistent master may hold the chain already).
+	noAsk, wouldAsk bool
 }
 
 // stringList is a repeatable string flag.
@@ -144,6 +148,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.setnsNamespaces, "setns-namespaces", "", "setns hops: comma-separated namespaces to enter (default: all)")
 	fs.StringVar(&c.cacheDir, "agent-cache-dir", "", "every hop that installs the agent: its cache directory there (default ~/.cache/mitogen-go)")
 	fs.Var(&c.hopOptions, "hop-option", "any method's option, for every hop of that kind: KIND.KEY=VALUE (secrets: KIND.KEY=@FILE; repeatable; see 'mitogen methods')")
+	c.persistFlags.register(fs)
 }
 
 // secret returns the password for hops of kind: read from file, else
@@ -160,6 +165,9 @@ func (c *commonFlags) secret(kind transport.Kind, file string, ask bool) (string
 			return "", fmt.Errorf("reading the %s password file: %w", kind, err)
 		}
 		pw = strings.TrimRight(string(b), "\r\n")
+	} else if ask && os.Getuid() != 0 && c.noAsk {
+		c.wouldAsk = true
+		return "", nil
 	} else if ask && os.Getuid() != 0 {
 		if answer, err := askPassword(fmt.Sprintf("[mitogen] %s password (empty if none needed): ", kind)); err == nil {
 			pw = answer

@@ -3,6 +3,7 @@
 //	mitogen exec [--via SPEC]... -- CMD [ARG...]
 //	mitogen run  [--via SPEC]... [--host NAME=SPEC[,SPEC...]]... -- PROGRAM [ARG...]
 //	mitogen ping [--via SPEC]... [-n N]
+//	mitogen master [--check | --stop]
 //	mitogen methods
 //	mitogen agent
 //
@@ -25,6 +26,8 @@ Commands:
   exec   run a command in a context, with stdio relayed and its exit status
   run    run a program whose ssh invocations are served by contexts (fakessh)
   ping   measure the round trip of a no-op call to a context
+  master start, check (--check) or stop (--stop) the persistent master that
+         holds the chains of exec and ping for reuse (opt out: --no-persist)
   methods  list the connection methods, their hop syntax and options
   agent  the entry point of a context's agent (started by mitogen itself)
 
@@ -54,6 +57,8 @@ func run(args []string) int {
 		return cmdRun(args[1:])
 	case "ping":
 		return cmdPing(args[1:])
+	case "master":
+		return cmdMaster(args[1:])
 	case "methods":
 		return cmdMethods(os.Stdout)
 	case "-h", "--help", "help":

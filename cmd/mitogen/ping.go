@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"os"
 	"slices"
 	"time"
@@ -22,20 +24,40 @@ func cmdPing(args []string) int {
 	ctx, cancel := signalContext()
 	defer cancel()
 	t0 := time.Now()
-	r, chain, err := cf.master(ctx)
-	if err != nil {
-		return fail(os.Stderr, "%v", err)
-	}
-	defer r.Close()
-	dest := chain[len(chain)-1]
-	if err := dest.Agent().Ping(ctx); err != nil {
-		return fail(os.Stderr, "ping %s: %v", dest, err)
+	var ping func() error
+	var dest fmt.Stringer
+	if cf.persistent() {
+		// Through the persistent master: each call goes to the master,
+		// which calls Agent:ping in the chain's last context.
+		c, err := cf.persistClient(ctx)
+		if err != nil {
+			return fail(os.Stderr, "%v", err)
+		}
+		defer c.Close()
+		pc, err := cf.withChain(func(pc *mitogen.PersistChain) error { return c.Service().Ping(ctx, pc) })
+		if err != nil {
+			return fail(os.Stderr, "ping %s: %v", cf.chainText(), err)
+		}
+		dest = chainName(cf.chainText() + " (via the persistent master)")
+		ping = func() error { return c.Service().Ping(ctx, pc) }
+	} else {
+		r, chain, err := cf.master(ctx)
+		if err != nil {
+			return fail(os.Stderr, "%v", err)
+		}
+		defer r.Close()
+		last := chain[len(chain)-1]
+		dest = last
+		ping = func() error { return last.Agent().Ping(ctx) }
+		if err := ping(); err != nil {
+			return fail(os.Stderr, "ping %s: %v", dest, err)
+		}
 	}
 	startup := time.Since(t0)
 	rtts := make([]time.Duration, 0, *n)
 	for i := 0; i < *n; i++ {
 		t := time.Now()
-		if err := dest.Agent().Ping(ctx); err != nil {
+		if err := ping(); err != nil {
 			return fail(os.Stderr, "ping %s: %v", dest, err)
 		}
 		rtts = append(rtts, time.Since(t))
@@ -46,3 +68,8 @@ func cmdPing(args []string) int {
 		dest, startup.Round(time.Microsecond), *n, pct(0.5), pct(0.9), pct(0.99), rtts[len(rtts)-1])
 	return 0
 }
+
+// chainName is a chain's text as a fmt.Stringer.
+type chainName string
+
+func (c chainName) String() string { return string(c) }

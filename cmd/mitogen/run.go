@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
+	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/transport"
 )
 
@@ -43,6 +46,13 @@ func cmdRun(args []string) int {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
+	var hostChains [][]transport.Spec
+	for _, specs := range hosts {
+		hostChains = append(hostChains, specs)
+	}
+	if cf.persistent(hostChains...) {
+		return runPersistent(ctx, &cf, hosts, argv)
+	}
 	r, chain, err := cf.master(ctx)
 	if err != nil {
 		return fail(os.Stderr, "%v", err)
@@ -58,6 +68,36 @@ func cmdRun(args []string) int {
 		rn.Hosts[name] = c[len(c)-1]
 	}
 	status, err := rn.Run(ctx, argv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mitogen run: %v\n", err)
+	}
+	return status
+}
+
+// runPersistent is run through the persistent master: the master serves
+// the run's ssh invocations with the chains it holds, and the program runs
+// here, as run runs it with chains of its own.
+func runPersistent(ctx context.Context, cf *commonFlags, hosts hostMap, argv []string) int {
+	c, err := cf.persistClient(ctx)
+	if err != nil {
+		return fail(os.Stderr, "%v", err)
+	}
+	defer c.Close()
+	var run *mitogen.PersistRun
+	_, err = cf.withChains(hosts, func(pc *mitogen.PersistChain, hs map[string]*mitogen.PersistChain) error {
+		var err error
+		run, err = c.Service().OpenRun(ctx, pc, hs)
+		return err
+	})
+	if err != nil {
+		var ce *mitogen.CallError
+		if errors.As(err, &ce) {
+			return fail(os.Stderr, "run: %s", ce.Message)
+		}
+		return fail(os.Stderr, "run: %v", err)
+	}
+	rn := &fakessh.Runner{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	status, err := rn.RunProgram(ctx, run.Dir, run.Env, argv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitogen run: %v\n", err)
 	}

@@ -315,3 +315,172 @@ func DispatchFakeSSH(ctx context.Context, impl FakeSSH, method string, args []by
 	}
 	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "unknown method "+method)
 }
+
+// CALL_FUNCTION method names of service PersistentMaster.
+const (
+	PersistentMasterStartProcessMethod = "PersistentMaster:start_process"
+	PersistentMasterPingMethod         = "PersistentMaster:ping"
+	PersistentMasterOpenRunMethod      = "PersistentMaster:open_run"
+	PersistentMasterStatusMethod       = "PersistentMaster:status"
+	PersistentMasterStopMethod         = "PersistentMaster:stop"
+)
+
+// PersistentMasterMethods lists the CALL_FUNCTION method names of PersistentMaster.
+func PersistentMasterMethods() []string {
+	return []string{
+		PersistentMasterStartProcessMethod,
+		PersistentMasterPingMethod,
+		PersistentMasterOpenRunMethod,
+		PersistentMasterStatusMethod,
+		PersistentMasterStopMethod,
+	}
+}
+
+// PersistentMasterClient calls PersistentMaster's methods through a Caller.
+type PersistentMasterClient struct{ Caller Caller }
+
+// StartProcess calls PersistentMaster:start_process.
+func (c *PersistentMasterClient) StartProcess(ctx context.Context, chain *PersistChain, spec *ProcessSpec) (r *ProcessStarted, err error) {
+	args := &PersistentMasterStartProcessArgs{Chain: chain, Spec: spec}
+	res := &PersistentMasterStartProcessResult{}
+	if err = c.Caller.CallFunction(ctx, PersistentMasterStartProcessMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Ping calls PersistentMaster:ping.
+func (c *PersistentMasterClient) Ping(ctx context.Context, chain *PersistChain) (err error) {
+	args := &PersistentMasterPingArgs{Chain: chain}
+	res := &PersistentMasterPingResult{}
+	if err = c.Caller.CallFunction(ctx, PersistentMasterPingMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return nil
+}
+
+// OpenRun calls PersistentMaster:open_run.
+func (c *PersistentMasterClient) OpenRun(ctx context.Context, chain *PersistChain, hosts map[string]*PersistChain) (r *PersistRun, err error) {
+	args := &PersistentMasterOpenRunArgs{Chain: chain, Hosts: hosts}
+	res := &PersistentMasterOpenRunResult{}
+	if err = c.Caller.CallFunction(ctx, PersistentMasterOpenRunMethod, args, res); err != nil {
+		return
+	}
+	if res.Err != nil {
+		err = res.Err
+		return
+	}
+	return res.Success, nil
+}
+
+// Status calls PersistentMaster:status.
+func (c *PersistentMasterClient) Status(ctx context.Context) (r *PersistStatus, err error) {
+	args := &PersistentMasterStatusArgs{}
+	res := &PersistentMasterStatusResult{}
+	if err = c.Caller.CallFunction(ctx, PersistentMasterStatusMethod, args, res); err != nil {
+		return
+	}
+	return res.Success, nil
+}
+
+// Stop calls PersistentMaster:stop.
+func (c *PersistentMasterClient) Stop(ctx context.Context) (err error) {
+	args := &PersistentMasterStopArgs{}
+	res := &PersistentMasterStopResult{}
+	if err = c.Caller.CallFunction(ctx, PersistentMasterStopMethod, args, res); err != nil {
+		return
+	}
+	return nil
+}
+
+// DispatchPersistentMaster decodes the arguments of method from args, calls impl and
+// returns the result struct to send in the REPLY. A declared exception
+// returned by impl is placed in the result; any other error is returned
+// for the caller to send as a TApplicationException. A method PersistentMaster does not
+// declare gives a *thrift.ApplicationException of type UNKNOWN_METHOD.
+func DispatchPersistentMaster(ctx context.Context, impl PersistentMaster, method string, args []byte) (thrift.FastCodec, error) {
+	switch method {
+	case PersistentMasterStartProcessMethod:
+		a := &PersistentMasterStartProcessArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &PersistentMasterStartProcessResult{}
+		r, err := impl.StartProcess(ctx, a.Chain, a.Spec)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case PersistentMasterPingMethod:
+		a := &PersistentMasterPingArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &PersistentMasterPingResult{}
+		err := impl.Ping(ctx, a.Chain)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		return res, nil
+	case PersistentMasterOpenRunMethod:
+		a := &PersistentMasterOpenRunArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &PersistentMasterOpenRunResult{}
+		r, err := impl.OpenRun(ctx, a.Chain, a.Hosts)
+		if err != nil {
+			var e *CallError
+			if errors.As(err, &e) {
+				res.Err = e
+				return res, nil
+			}
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case PersistentMasterStatusMethod:
+		a := &PersistentMasterStatusArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &PersistentMasterStatusResult{}
+		r, err := impl.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.Success = r
+		return res, nil
+	case PersistentMasterStopMethod:
+		a := &PersistentMasterStopArgs{}
+		if _, err := a.FastRead(args); err != nil {
+			return nil, thrift.NewProtocolExceptionWithErr(err)
+		}
+		res := &PersistentMasterStopResult{}
+		err := impl.Stop(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+	return nil, thrift.NewApplicationException(thrift.UNKNOWN_METHOD, "unknown method "+method)
+}

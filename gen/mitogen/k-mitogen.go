@@ -2191,6 +2191,482 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *PersistHop) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Spec ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Spec)
+
+	// p.Options ID:2 thrift.MAP
+	off += 3
+	off += 6
+	for k, v := range p.Options {
+		off += 4 + len(k)
+		off += 4 + len(v)
+	}
+	return off + 1
+}
+
+func (p *PersistHop) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistHop) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistHop) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Spec
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Spec)))
+	b = append(b, p.Spec...)
+
+	// p.Options
+	b = append(b, 13, 0, 2)
+	b = x.AppendMapBegin(b, thrift.STRING, thrift.STRING, len(p.Options))
+	for k, v := range p.Options {
+		b = x.AppendI32(b, int32(len(k)))
+		b = append(b, k...)
+		b = x.AppendI32(b, int32(len(v)))
+		b = append(b, v...)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistHop) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Spec ID:1 thrift.STRING
+			p.Spec, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20d: // p.Options ID:2 thrift.MAP
+			var sz int
+			_, _, sz, l, err = x.ReadMapBegin(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 8); err != nil {
+				goto ReadFieldError
+			}
+			p.Options = makeMap[map[string]string](sz)
+			for i := 0; i < sz; i++ {
+				var k string
+				var v string
+				k, l, err = x.ReadString(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+				v, l, err = x.ReadString(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+				p.Options[k] = v
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistHop[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistChain) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Hops ID:1 thrift.LIST
+	off += 3
+	off += 5
+	for _, v := range p.Hops {
+		off += v.BLength()
+	}
+
+	// p.Dial ID:2 thrift.BOOL
+	off += 3
+	off += 1
+	return off + 1
+}
+
+func (p *PersistChain) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistChain) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistChain) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Hops
+	b = append(b, 15, 0, 1)
+	b = x.AppendListBegin(b, thrift.STRUCT, len(p.Hops))
+	for _, v := range p.Hops {
+		b = v.FastAppend(b)
+	}
+
+	// p.Dial
+	b = append(b, 2, 0, 2)
+	b = append(b, *(*byte)(unsafe.Pointer(&p.Dial)))
+
+	return append(b, 0)
+}
+
+func (p *PersistChain) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10f: // p.Hops ID:1 thrift.LIST
+			var sz int
+			_, sz, l, err = x.ReadListBegin(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 1); err != nil {
+				goto ReadFieldError
+			}
+			p.Hops = makeSlice[[]*PersistHop](sz)
+			for i := 0; i < sz; i++ {
+				p.Hops = growOne(p.Hops, sz)
+				p.Hops[i] = NewPersistHop()
+				l, err = p.Hops[i].FastRead(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+			}
+		case 0x202: // p.Dial ID:2 thrift.BOOL
+			p.Dial, l, err = x.ReadBool(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistChain[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistStatus) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Pid ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Clients ID:2 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Chains ID:3 thrift.LIST
+	off += 3
+	off += 5
+	for _, v := range p.Chains {
+		off += 4 + len(v)
+	}
+
+	// p.IdleTimeoutMs ID:4 thrift.I64
+	off += 3
+	off += 8
+	return off + 1
+}
+
+func (p *PersistStatus) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistStatus) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistStatus) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Pid
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.Pid))
+
+	// p.Clients
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Clients))
+
+	// p.Chains
+	b = append(b, 15, 0, 3)
+	b = x.AppendListBegin(b, thrift.STRING, len(p.Chains))
+	for _, v := range p.Chains {
+		b = x.AppendI32(b, int32(len(v)))
+		b = append(b, v...)
+	}
+
+	// p.IdleTimeoutMs
+	b = append(b, 10, 0, 4)
+	b = x.AppendI64(b, int64(p.IdleTimeoutMs))
+
+	return append(b, 0)
+}
+
+func (p *PersistStatus) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.Pid ID:1 thrift.I32
+			p.Pid, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Clients ID:2 thrift.I32
+			p.Clients, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x30f: // p.Chains ID:3 thrift.LIST
+			var sz int
+			_, sz, l, err = x.ReadListBegin(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 4); err != nil {
+				goto ReadFieldError
+			}
+			p.Chains = makeSlice[[]string](sz)
+			for i := 0; i < sz; i++ {
+				p.Chains = growOne(p.Chains, sz)
+				p.Chains[i], l, err = x.ReadString(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+			}
+		case 0x40a: // p.IdleTimeoutMs ID:4 thrift.I64
+			p.IdleTimeoutMs, l, err = x.ReadI64(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistStatus[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistRun) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Dir ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Dir)
+
+	// p.Env ID:2 thrift.LIST
+	off += 3
+	off += 5
+	for _, v := range p.Env {
+		off += 4 + len(v)
+	}
+	return off + 1
+}
+
+func (p *PersistRun) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistRun) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistRun) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Dir
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Dir)))
+	b = append(b, p.Dir...)
+
+	// p.Env
+	b = append(b, 15, 0, 2)
+	b = x.AppendListBegin(b, thrift.STRING, len(p.Env))
+	for _, v := range p.Env {
+		b = x.AppendI32(b, int32(len(v)))
+		b = append(b, v...)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistRun) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Dir ID:1 thrift.STRING
+			p.Dir, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20f: // p.Env ID:2 thrift.LIST
+			var sz int
+			_, sz, l, err = x.ReadListBegin(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 4); err != nil {
+				goto ReadFieldError
+			}
+			p.Env = makeSlice[[]string](sz)
+			for i := 0; i < sz; i++ {
+				p.Env = growOne(p.Env, sz)
+				p.Env[i], l, err = x.ReadString(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistRun[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *CallError) BLength() int {
 	if p == nil {
 		return 1
@@ -3396,6 +3872,827 @@ ReadFieldBeginError:
 ReadFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FakeSSHStartSlaveResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterStartProcessArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Chain ID:1 thrift.STRUCT
+	off += 3
+	off += p.Chain.BLength()
+
+	// p.Spec ID:2 thrift.STRUCT
+	off += 3
+	off += p.Spec.BLength()
+	return off + 1
+}
+
+func (p *PersistentMasterStartProcessArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterStartProcessArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterStartProcessArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Chain
+	b = append(b, 12, 0, 1)
+	b = p.Chain.FastAppend(b)
+
+	// p.Spec
+	b = append(b, 12, 0, 2)
+	b = p.Spec.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterStartProcessArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Chain ID:1 thrift.STRUCT
+			p.Chain = NewPersistChain()
+			l, err = p.Chain.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20c: // p.Spec ID:2 thrift.STRUCT
+			p.Spec = NewProcessSpec()
+			l, err = p.Spec.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterStartProcessArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterStartProcessResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *PersistentMasterStartProcessResult) FastWrite(b []byte) int {
+	return p.FastWriteNocopy(b, nil)
+}
+
+func (p *PersistentMasterStartProcessResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterStartProcessResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterStartProcessResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewProcessStarted()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterStartProcessResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterPingArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Chain ID:1 thrift.STRUCT
+	off += 3
+	off += p.Chain.BLength()
+	return off + 1
+}
+
+func (p *PersistentMasterPingArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterPingArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterPingArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Chain
+	b = append(b, 12, 0, 1)
+	b = p.Chain.FastAppend(b)
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterPingArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Chain ID:1 thrift.STRUCT
+			p.Chain = NewPersistChain()
+			l, err = p.Chain.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterPingArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterPingResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *PersistentMasterPingResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterPingResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterPingResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterPingResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterPingResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterOpenRunArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Chain ID:1 thrift.STRUCT
+	off += 3
+	off += p.Chain.BLength()
+
+	// p.Hosts ID:2 thrift.MAP
+	off += 3
+	off += 6
+	for k, v := range p.Hosts {
+		off += 4 + len(k)
+		off += v.BLength()
+	}
+	return off + 1
+}
+
+func (p *PersistentMasterOpenRunArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterOpenRunArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterOpenRunArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Chain
+	b = append(b, 12, 0, 1)
+	b = p.Chain.FastAppend(b)
+
+	// p.Hosts
+	b = append(b, 13, 0, 2)
+	b = x.AppendMapBegin(b, thrift.STRING, thrift.STRUCT, len(p.Hosts))
+	for k, v := range p.Hosts {
+		b = x.AppendI32(b, int32(len(k)))
+		b = append(b, k...)
+		b = v.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterOpenRunArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10c: // p.Chain ID:1 thrift.STRUCT
+			p.Chain = NewPersistChain()
+			l, err = p.Chain.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20d: // p.Hosts ID:2 thrift.MAP
+			var sz int
+			_, _, sz, l, err = x.ReadMapBegin(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+			if err = checkContainerSize(sz, len(b)-off, 5); err != nil {
+				goto ReadFieldError
+			}
+			p.Hosts = makeMap[map[string]*PersistChain](sz)
+			for i := 0; i < sz; i++ {
+				var k string
+				var v *PersistChain
+				k, l, err = x.ReadString(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+				v = NewPersistChain()
+				l, err = v.FastRead(b[off:])
+				off += l
+				if err != nil {
+					goto ReadFieldError
+				}
+				p.Hosts[k] = v
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterOpenRunArgs[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterOpenRunResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+
+	// p.Err ID:1 thrift.STRUCT
+	if p.Err != nil {
+		off += 3
+		off += p.Err.BLength()
+	}
+	return off + 1
+}
+
+func (p *PersistentMasterOpenRunResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterOpenRunResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterOpenRunResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterOpenRunResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewPersistRun()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x10c: // p.Err ID:1 thrift.STRUCT
+			p.Err = NewCallError()
+			l, err = p.Err.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterOpenRunResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterStatusArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+	return off + 1
+}
+
+func (p *PersistentMasterStatusArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterStatusArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterStatusArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterStatusArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterStatusResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Success ID:0 thrift.STRUCT
+	if p.Success != nil {
+		off += 3
+		off += p.Success.BLength()
+	}
+	return off + 1
+}
+
+func (p *PersistentMasterStatusResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterStatusResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterStatusResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 12, 0, 0)
+		b = p.Success.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterStatusResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0xc: // p.Success ID:0 thrift.STRUCT
+			p.Success = NewPersistStatus()
+			l, err = p.Success.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PersistentMasterStatusResult[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterStopArgs) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+	return off + 1
+}
+
+func (p *PersistentMasterStopArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterStopArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterStopArgs) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterStopArgs) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PersistentMasterStopResult) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+	return off + 1
+}
+
+func (p *PersistentMasterStopResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PersistentMasterStopResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PersistentMasterStopResult) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	return append(b, 0)
+}
+
+func (p *PersistentMasterStopResult) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)

@@ -959,6 +959,22 @@ var fieldIDToName_StreamEnd = map[int16]string{
  * without reaping it (waitid WNOWAIT) and reaps it only when it will signal
  * no more (EXIT sent, or the ending over), so that no signal can reach a
  * newer group that reused the ID.
+ *
+ * SSHD. command, subsystem and login run as sshd runs a session: with the
+ * user's login shell from the password database (when /etc/shells lists
+ * it; else /bin/sh, as for nologin accounts reached by sudo), in the home
+ * directory for dir "~" ("/" when it is missing or closed), and with
+ * sshd's environment and nothing of the agent's own: USER, LOGNAME, HOME
+ * (the agent's $HOME, which its transport set), SHELL, PATH (sshd's
+ * default: /usr/local/bin:/usr/bin:/bin:/usr/games, for uid 0
+ * /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin),
+ * MAIL=/var/mail/USER, SSH_CONNECTION and SSH_CLIENT, then env. The two
+ * SSH_ variables are the agent's own when it has both (an ssh hop: the
+ * real connection), else those of a connection from 127.0.0.1 (a random
+ * port in 32768-60999) to 127.0.0.1 port 22. argv runs with the agent's
+ * own environment plus env. Every process keeps the agent's umask, which
+ * is the one its transport gave (the bootstrap's 077 is only for the
+ * agent's cache).
  */
 type ProcessSpec struct {
 	/** Run argv[0] with these arguments, found on PATH. */
@@ -978,7 +994,8 @@ type ProcessSpec struct {
 	/**
 	 * The only context allowed to drive the process (send Control and stdin);
 	 * the default, 0, is the master. The master sets it when it starts a process on behalf
-	 * of a fakessh context, which may then drive that process and nothing else.
+	 * of a fakessh context, or of a client of a persistent master (PersistentMaster),
+	 * which may then drive that process and nothing else.
 	 * The process's outputs and its EXIT go only to this context (see START).
 	 */
 	PeerId int32 `thrift:"peer_id,8" json:"peer_id"`
@@ -1311,9 +1328,23 @@ var fieldIDToName_ConnectReply = map[int16]string{
 /** What a fakessh `ssh` asks the master to run for it. */
 type StartSlaveRequest struct {
 	/** Destination host as the program named it (the ssh command line's host). */
-	Host string       `thrift:"host,1" json:"host"`
-	User string       `thrift:"user,2" json:"user"`
-	Port int32        `thrift:"port,3" json:"port"`
+	Host string `thrift:"host,1" json:"host"`
+	/**
+	 * The ssh user (user@host, -l, -o User=); empty: the destination
+	 * context's own. Another user than the one the destination context runs
+	 * as is served by a sudo hop from that context (made once per run and
+	 * user, shut down with the run) when `sudo -n -u USER true` succeeds
+	 * there; otherwise start_slave fails with CallError code "EACCES" and
+	 * the message "USER@HOST: Permission denied (...).", which the ssh
+	 * prints as it is and exits 255. A command never runs as another user.
+	 */
+	User string `thrift:"user,2" json:"user"`
+	Port int32  `thrift:"port,3" json:"port"`
+	/**
+	 * The process to start. The master clears argv (a fakessh ssh runs
+	 * commands as sshd does) and keeps of env only LANG and LC_* (what
+	 * Debian's sshd_config accepts: AcceptEnv LANG LC_*).
+	 */
 	Spec *ProcessSpec `thrift:"spec,4" json:"spec"`
 }
 
@@ -1361,6 +1392,172 @@ var fieldIDToName_StartSlaveRequest = map[int16]string{
 	2: "user",
 	3: "port",
 	4: "spec",
+}
+
+/**
+ * One hop of a chain a persistent master is asked to hold: the hop's spec
+ * ("ssh:user@host:22", "sudo:postgres") and its method's wire options (as
+ * ConnectRequest.options), secrets included.
+ */
+type PersistHop struct {
+	Spec    string            `thrift:"spec,1" json:"spec"`
+	Options map[string]string `thrift:"options,2" json:"options"`
+}
+
+func NewPersistHop() *PersistHop {
+	return &PersistHop{}
+}
+
+func (p *PersistHop) InitDefault() {
+}
+
+func (p *PersistHop) GetSpec() (v string) {
+	return p.Spec
+}
+
+func (p *PersistHop) GetOptions() (v map[string]string) {
+	return p.Options
+}
+
+func (p *PersistHop) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistHop(%+v)", *p)
+}
+
+var fieldIDToName_PersistHop = map[int16]string{
+	1: "spec",
+	2: "options",
+}
+
+/**
+ * Names the chain a request of PersistentMaster is for. The master holds
+ * at most one chain per key, the key being every hop's spec and its
+ * options without the secret ones (a secret does not tell chains apart).
+ */
+type PersistChain struct {
+	Hops []*PersistHop `thrift:"hops,1,default,list<PersistHop>" json:"hops"`
+	/**
+	 * When the master holds no live chain for the key: true dials it (with
+	 * the options given here, secrets included), false fails the call with
+	 * CallError{code: "ENOTCONN"}, so that a client asks its user for a
+	 * password only when the chain must really be dialed.
+	 */
+	Dial bool `thrift:"dial,2" json:"dial"`
+}
+
+func NewPersistChain() *PersistChain {
+	return &PersistChain{}
+}
+
+func (p *PersistChain) InitDefault() {
+}
+
+func (p *PersistChain) GetHops() (v []*PersistHop) {
+	return p.Hops
+}
+
+func (p *PersistChain) GetDial() (v bool) {
+	return p.Dial
+}
+
+func (p *PersistChain) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistChain(%+v)", *p)
+}
+
+var fieldIDToName_PersistChain = map[int16]string{
+	1: "hops",
+	2: "dial",
+}
+
+/** What a persistent master reports of itself. */
+type PersistStatus struct {
+	Pid int32 `thrift:"pid,1" json:"pid"`
+	/** Clients connected now (the asker included). */
+	Clients int32 `thrift:"clients,2" json:"clients"`
+	/** The chains held, as "spec,spec,..." with the last context's ID. */
+	Chains []string `thrift:"chains,3,default,list<string>" json:"chains"`
+	/** The idle timeout: the master ends this long after its last client left. */
+	IdleTimeoutMs int64 `thrift:"idle_timeout_ms,4" json:"idle_timeout_ms"`
+}
+
+func NewPersistStatus() *PersistStatus {
+	return &PersistStatus{}
+}
+
+func (p *PersistStatus) InitDefault() {
+}
+
+func (p *PersistStatus) GetPid() (v int32) {
+	return p.Pid
+}
+
+func (p *PersistStatus) GetClients() (v int32) {
+	return p.Clients
+}
+
+func (p *PersistStatus) GetChains() (v []string) {
+	return p.Chains
+}
+
+func (p *PersistStatus) GetIdleTimeoutMs() (v int64) {
+	return p.IdleTimeoutMs
+}
+
+func (p *PersistStatus) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistStatus(%+v)", *p)
+}
+
+var fieldIDToName_PersistStatus = map[int16]string{
+	1: "pid",
+	2: "clients",
+	3: "chains",
+	4: "idle_timeout_ms",
+}
+
+/**
+ * A fakessh run a persistent master serves for a program its client runs
+ * (see PersistentMaster.open_run).
+ */
+type PersistRun struct {
+	/** The run's private directory, holding fakessh's ssh: first on the program's PATH. */
+	Dir string `thrift:"dir,1" json:"dir"`
+	/** KEY=VALUE variables for the program: the run's socket, secret and FakeSSH handle. */
+	Env []string `thrift:"env,2,default,list<string>" json:"env"`
+}
+
+func NewPersistRun() *PersistRun {
+	return &PersistRun{}
+}
+
+func (p *PersistRun) InitDefault() {
+}
+
+func (p *PersistRun) GetDir() (v string) {
+	return p.Dir
+}
+
+func (p *PersistRun) GetEnv() (v []string) {
+	return p.Env
+}
+
+func (p *PersistRun) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistRun(%+v)", *p)
+}
+
+var fieldIDToName_PersistRun = map[int16]string{
+	1: "dir",
+	2: "env",
 }
 
 /** An error a service method returns. */
@@ -1927,12 +2124,420 @@ var fieldIDToName_FakeSSHStartSlaveResult = map[int16]string{
 	1: "err",
 }
 
+/**
+ * Served by a persistent master (`mitogen master`, the ControlPersist idea
+ * for contexts) on a dynamic handle, to its clients only: later `mitogen
+ * exec/ping` of the same user reuse the contexts it holds.
+ *
+ * Joining (local, not Thrift): the master listens on a unix socket in a
+ * directory owned by its user, mode 0700 (default
+ * $XDG_RUNTIME_DIR/mitogen-go, else /tmp/mitogen-go-UID; the master and
+ * its clients refuse a directory owned by anyone else or open to others).
+ * On accept the master checks the peer's uid with SO_PEERCRED: any uid but
+ * its own (root included, unless root runs the master) gets the line
+ * "mitogen-persist refused: REASON\n" and is closed; so is a connection
+ * over the cap of clients (256; the client retries for a while). An
+ * accepted client gets "mitogen-persist 1 handle=N\n" (N: this service's
+ * handle; at most 128 bytes with the newline), then BOOTSTRAP as any
+ * child: the client becomes a leaf child context of the master, and the
+ * handle's policy admits only such clients.
+ *
+ * The master calls the held chain's last context on its own authority and
+ * sets ProcessSpec.peer_id to the caller, so a client drives its own
+ * process and nothing else (as FakeSSH). A chain whose context died is
+ * forgotten and dialed again on its next use (with dial set). The master
+ * ends, shutting down every context it holds, on stop(), SIGTERM or
+ * SIGINT, and when no client has been connected for the idle timeout; it
+ * removes its socket first, so that a later client starts a new master.
+ * A socket nobody listens on (a master that died) is removed by the next
+ * client, which starts a new master under a lock (file "lock", flock) so
+ * that concurrent clients start one.
+ */
+type PersistentMaster interface {
+	/** Starts spec in the chain's last context, driven by the caller; see Agent.start_process. */
+	StartProcess(ctx context.Context, chain *PersistChain, spec *ProcessSpec) (r *ProcessStarted, err error)
+	/** Calls Agent.ping in the chain's last context. */
+	Ping(ctx context.Context, chain *PersistChain) (err error)
+	/**
+	 * Opens a fakessh run (see FakeSSH) on the master: the ssh invocations
+	 * of a program the caller runs itself, with the returned directory first
+	 * on its PATH and the returned variables in its environment, go to the
+	 * last context of the chain named for their host in hosts (at most 64),
+	 * else of chain. Each chain is checked with Agent.ping first (and dialed
+	 * again when a context of it died). The run lasts until the caller
+	 * disconnects; a caller has at most one run open (CallError EBUSY).
+	 */
+	OpenRun(ctx context.Context, chain *PersistChain, hosts map[string]*PersistChain) (r *PersistRun, err error)
+
+	Status(ctx context.Context) (r *PersistStatus, err error)
+	/** Ends the master (after the reply) and every context it holds. */
+	Stop(ctx context.Context) (err error)
+}
+
+type PersistentMasterStartProcessArgs struct {
+	Chain *PersistChain `thrift:"chain,1" json:"chain"`
+	Spec  *ProcessSpec  `thrift:"spec,2" json:"spec"`
+}
+
+func NewPersistentMasterStartProcessArgs() *PersistentMasterStartProcessArgs {
+	return &PersistentMasterStartProcessArgs{}
+}
+
+func (p *PersistentMasterStartProcessArgs) InitDefault() {
+}
+
+var PersistentMasterStartProcessArgs_Chain_DEFAULT *PersistChain
+
+func (p *PersistentMasterStartProcessArgs) GetChain() (v *PersistChain) {
+	if !p.IsSetChain() {
+		return PersistentMasterStartProcessArgs_Chain_DEFAULT
+	}
+	return p.Chain
+}
+
+var PersistentMasterStartProcessArgs_Spec_DEFAULT *ProcessSpec
+
+func (p *PersistentMasterStartProcessArgs) GetSpec() (v *ProcessSpec) {
+	if !p.IsSetSpec() {
+		return PersistentMasterStartProcessArgs_Spec_DEFAULT
+	}
+	return p.Spec
+}
+
+func (p *PersistentMasterStartProcessArgs) IsSetChain() bool {
+	return p.Chain != nil
+}
+
+func (p *PersistentMasterStartProcessArgs) IsSetSpec() bool {
+	return p.Spec != nil
+}
+
+func (p *PersistentMasterStartProcessArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterStartProcessArgs(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterStartProcessArgs = map[int16]string{
+	1: "chain",
+	2: "spec",
+}
+
+type PersistentMasterStartProcessResult struct {
+	Success *ProcessStarted `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError      `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewPersistentMasterStartProcessResult() *PersistentMasterStartProcessResult {
+	return &PersistentMasterStartProcessResult{}
+}
+
+func (p *PersistentMasterStartProcessResult) InitDefault() {
+}
+
+var PersistentMasterStartProcessResult_Success_DEFAULT *ProcessStarted
+
+func (p *PersistentMasterStartProcessResult) GetSuccess() (v *ProcessStarted) {
+	if !p.IsSetSuccess() {
+		return PersistentMasterStartProcessResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var PersistentMasterStartProcessResult_Err_DEFAULT *CallError
+
+func (p *PersistentMasterStartProcessResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return PersistentMasterStartProcessResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *PersistentMasterStartProcessResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *PersistentMasterStartProcessResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *PersistentMasterStartProcessResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterStartProcessResult(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterStartProcessResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type PersistentMasterPingArgs struct {
+	Chain *PersistChain `thrift:"chain,1" json:"chain"`
+}
+
+func NewPersistentMasterPingArgs() *PersistentMasterPingArgs {
+	return &PersistentMasterPingArgs{}
+}
+
+func (p *PersistentMasterPingArgs) InitDefault() {
+}
+
+var PersistentMasterPingArgs_Chain_DEFAULT *PersistChain
+
+func (p *PersistentMasterPingArgs) GetChain() (v *PersistChain) {
+	if !p.IsSetChain() {
+		return PersistentMasterPingArgs_Chain_DEFAULT
+	}
+	return p.Chain
+}
+
+func (p *PersistentMasterPingArgs) IsSetChain() bool {
+	return p.Chain != nil
+}
+
+func (p *PersistentMasterPingArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterPingArgs(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterPingArgs = map[int16]string{
+	1: "chain",
+}
+
+type PersistentMasterPingResult struct {
+	Err *CallError `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewPersistentMasterPingResult() *PersistentMasterPingResult {
+	return &PersistentMasterPingResult{}
+}
+
+func (p *PersistentMasterPingResult) InitDefault() {
+}
+
+var PersistentMasterPingResult_Err_DEFAULT *CallError
+
+func (p *PersistentMasterPingResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return PersistentMasterPingResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *PersistentMasterPingResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *PersistentMasterPingResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterPingResult(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterPingResult = map[int16]string{
+	1: "err",
+}
+
+type PersistentMasterOpenRunArgs struct {
+	Chain *PersistChain            `thrift:"chain,1" json:"chain"`
+	Hosts map[string]*PersistChain `thrift:"hosts,2" json:"hosts"`
+}
+
+func NewPersistentMasterOpenRunArgs() *PersistentMasterOpenRunArgs {
+	return &PersistentMasterOpenRunArgs{}
+}
+
+func (p *PersistentMasterOpenRunArgs) InitDefault() {
+}
+
+var PersistentMasterOpenRunArgs_Chain_DEFAULT *PersistChain
+
+func (p *PersistentMasterOpenRunArgs) GetChain() (v *PersistChain) {
+	if !p.IsSetChain() {
+		return PersistentMasterOpenRunArgs_Chain_DEFAULT
+	}
+	return p.Chain
+}
+
+func (p *PersistentMasterOpenRunArgs) GetHosts() (v map[string]*PersistChain) {
+	return p.Hosts
+}
+
+func (p *PersistentMasterOpenRunArgs) IsSetChain() bool {
+	return p.Chain != nil
+}
+
+func (p *PersistentMasterOpenRunArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterOpenRunArgs(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterOpenRunArgs = map[int16]string{
+	1: "chain",
+	2: "hosts",
+}
+
+type PersistentMasterOpenRunResult struct {
+	Success *PersistRun `thrift:"success,0,optional" json:"success,omitempty"`
+	Err     *CallError  `thrift:"err,1,optional" json:"err,omitempty"`
+}
+
+func NewPersistentMasterOpenRunResult() *PersistentMasterOpenRunResult {
+	return &PersistentMasterOpenRunResult{}
+}
+
+func (p *PersistentMasterOpenRunResult) InitDefault() {
+}
+
+var PersistentMasterOpenRunResult_Success_DEFAULT *PersistRun
+
+func (p *PersistentMasterOpenRunResult) GetSuccess() (v *PersistRun) {
+	if !p.IsSetSuccess() {
+		return PersistentMasterOpenRunResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var PersistentMasterOpenRunResult_Err_DEFAULT *CallError
+
+func (p *PersistentMasterOpenRunResult) GetErr() (v *CallError) {
+	if !p.IsSetErr() {
+		return PersistentMasterOpenRunResult_Err_DEFAULT
+	}
+	return p.Err
+}
+
+func (p *PersistentMasterOpenRunResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *PersistentMasterOpenRunResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *PersistentMasterOpenRunResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterOpenRunResult(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterOpenRunResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type PersistentMasterStatusArgs struct {
+}
+
+func NewPersistentMasterStatusArgs() *PersistentMasterStatusArgs {
+	return &PersistentMasterStatusArgs{}
+}
+
+func (p *PersistentMasterStatusArgs) InitDefault() {
+}
+
+func (p *PersistentMasterStatusArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterStatusArgs(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterStatusArgs = map[int16]string{}
+
+type PersistentMasterStatusResult struct {
+	Success *PersistStatus `thrift:"success,0,optional" json:"success,omitempty"`
+}
+
+func NewPersistentMasterStatusResult() *PersistentMasterStatusResult {
+	return &PersistentMasterStatusResult{}
+}
+
+func (p *PersistentMasterStatusResult) InitDefault() {
+}
+
+var PersistentMasterStatusResult_Success_DEFAULT *PersistStatus
+
+func (p *PersistentMasterStatusResult) GetSuccess() (v *PersistStatus) {
+	if !p.IsSetSuccess() {
+		return PersistentMasterStatusResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+func (p *PersistentMasterStatusResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *PersistentMasterStatusResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterStatusResult(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterStatusResult = map[int16]string{
+	0: "success",
+}
+
+type PersistentMasterStopArgs struct {
+}
+
+func NewPersistentMasterStopArgs() *PersistentMasterStopArgs {
+	return &PersistentMasterStopArgs{}
+}
+
+func (p *PersistentMasterStopArgs) InitDefault() {
+}
+
+func (p *PersistentMasterStopArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterStopArgs(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterStopArgs = map[int16]string{}
+
+type PersistentMasterStopResult struct {
+}
+
+func NewPersistentMasterStopResult() *PersistentMasterStopResult {
+	return &PersistentMasterStopResult{}
+}
+
+func (p *PersistentMasterStopResult) InitDefault() {
+}
+
+func (p *PersistentMasterStopResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PersistentMasterStopResult(%+v)", *p)
+}
+
+var fieldIDToName_PersistentMasterStopResult = map[int16]string{}
+
 // exceptions of methods in Agent.
 var (
 	_ error = (*CallError)(nil)
 )
 
 // exceptions of methods in FakeSSH.
+var (
+	_ error = (*CallError)(nil)
+)
+
+// exceptions of methods in PersistentMaster.
 var (
 	_ error = (*CallError)(nil)
 )

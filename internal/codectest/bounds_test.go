@@ -32,6 +32,12 @@ var allTypes = []thrift.FastCodec{
 	&mitogen.AgentSleepArgs{}, &mitogen.AgentSleepResult{},
 	&mitogen.AgentReadFileArgs{}, &mitogen.AgentReadFileResult{},
 	&mitogen.FakeSSHStartSlaveArgs{}, &mitogen.FakeSSHStartSlaveResult{},
+	&mitogen.PersistHop{}, &mitogen.PersistChain{}, &mitogen.PersistStatus{}, &mitogen.PersistRun{},
+	&mitogen.PersistentMasterStartProcessArgs{}, &mitogen.PersistentMasterStartProcessResult{},
+	&mitogen.PersistentMasterPingArgs{}, &mitogen.PersistentMasterPingResult{},
+	&mitogen.PersistentMasterStatusArgs{}, &mitogen.PersistentMasterStatusResult{},
+	&mitogen.PersistentMasterStopArgs{}, &mitogen.PersistentMasterStopResult{},
+	&mitogen.PersistentMasterOpenRunArgs{}, &mitogen.PersistentMasterOpenRunResult{},
 }
 
 func TestAllTypesListed(t *testing.T) {

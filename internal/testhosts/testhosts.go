@@ -71,6 +71,7 @@ type Server struct {
 	Addr string // IP address it listens on
 	Port int
 	Keys *Keys
+	Log  string // sshd's log file (-e: one line per login, "Accepted publickey for ...")
 }
 
 // Start runs sshd on addr (in network namespace netns when not empty),
@@ -117,7 +118,7 @@ Subsystem sftp internal-sftp
 	f, _ := os.OpenFile(k.KnownHosts, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	fmt.Fprintf(f, "[%s]:%d %s", addr, port, hostPub)
 	f.Close()
-	s := &Server{Addr: addr, Port: port, Keys: k}
+	s := &Server{Addr: addr, Port: port, Keys: k, Log: filepath.Join(dir, "sshd.log")}
 	// Wait until it accepts connections.
 	deadline := time.Now().Add(10 * time.Second)
 	for {

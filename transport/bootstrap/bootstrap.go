@@ -4,14 +4,26 @@
 // its SHA-256, verifies it before every run, and execs it; the next
 // connection finds it cached and sends nothing.
 //
+// A command that runs on this same host and keeps its stdio (sudo, doas:
+// Command.Memory) is given the agent in memory instead: a sealed,
+// read-only memfd as its stdin and the stream on a socket as its stdout.
+// The agent then runs from /proc/self/fd with no file written anywhere, so
+// accounts without a (writable) home and hosts with noexec /tmp work; the
+// disk cache is the fallback when memory is not available.
+//
 // The exchange, after the transport (ssh, sudo) runs Script's command:
 //
-//	far side:  "MITOGEN0 cached\n"                  -> execs the agent
+//	far side:  "MITOGEN0 memory\n"                  -> execs the agent from memory
+//	       or: "MITOGEN0 cached\n"                  -> execs the cached agent
 //	       or: "MITOGEN0 need <uname -sm>\n"        -> reads <size> bytes
 //	master:    <size> bytes of gzip (only when asked, and only when the
 //	           far side's OS and architecture match the agent's)
 //
 // after which the agent expects the Boot frame.
+//
+// The script sets umask 077 only while it makes the cache; the agent, and
+// so every command it runs, keeps the umask the transport gave (022 from
+// sshd or sudo unless the user's login files say otherwise).
 package bootstrap
 
 import (
@@ -37,6 +49,10 @@ type Agent struct {
 	gz   []byte
 	hash string
 	err  error
+
+	memOnce sync.Once
+	mem     *os.File // see memoryFile
+	memErr  error
 }
 
 // Self is the running binary as an agent.
@@ -44,6 +60,11 @@ func Self() (*Agent, error) {
 	p, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding own executable: %w", err)
+	}
+	if _, err := os.Stat(p); err != nil && runtime.GOOS == "linux" {
+		// Running from memory ("/memfd:mitogen-agent (deleted)"): the
+		// kernel still has the binary.
+		p = "/proc/self/exe"
 	}
 	return &Agent{Path: p}, nil
 }
@@ -105,7 +126,12 @@ func platformMatches(remote string) bool {
 
 // Script returns the POSIX sh program that runs the cached agent or
 // installs it. cacheDir overrides the cache directory (default
-// ${XDG_CACHE_HOME:-$HOME/.cache}/mitogen-go).
+// ${XDG_CACHE_HOME:-$HOME/.cache}/mitogen-go); when it cannot be made or
+// written (no home, a read-only one) or cannot hold programs (a noexec
+// mount), $XDG_RUNTIME_DIR/mitogen-go (the user's own tmpfs, when the
+// login has one) serves instead. When the command's stdin is
+// a regular file (Command.Memory: the agent in a memfd, the stream on a
+// socket as stdout), the program first runs the agent from it.
 func (a *Agent) Script(cacheDir string) (string, error) {
 	if err := a.load(); err != nil {
 		return "", err
@@ -114,11 +140,25 @@ func (a *Agent) Script(cacheDir string) (string, error) {
 	if cacheDir != "" {
 		dir = ShellQuote(cacheDir)
 	}
-	return fmt.Sprintf(`umask 077
+	return fmt.Sprintf(`if [ -f /proc/self/fd/0 ]; then
+  exec 3<&0 0<&1
+  if [ -x /proc/self/fd/3 ]; then echo "MITOGEN0 memory"; exec /proc/self/fd/3 agent; fi
+  exec 3<&-
+fi
+M=$(umask)
+umask 077
 H=%s
-D=%s
+D=
+for C in %s ${XDG_RUNTIME_DIR:+"$XDG_RUNTIME_DIR/mitogen-go"}; do
+  mkdir -p "$C" 2>/dev/null && chmod 700 "$C" 2>/dev/null && [ -w "$C" ] || continue
+  if ! [ -x "$C/agent-$H" ]; then
+    P="$C/.probe-$$"; : > "$P" && chmod 700 "$P" && [ -x "$P" ]; X=$?; rm -f "$P"
+    [ "$X" = 0 ] || continue
+  fi
+  D=$C; break
+done
+[ -n "$D" ] || { echo "mitogen: cannot create agent cache $C" >&2; exit 97; }
 F="$D/agent-$H"
-mkdir -p "$D" && chmod 700 "$D" || { echo "mitogen: cannot create agent cache $D" >&2; exit 97; }
 if [ -f "$F" ] && [ "$(sha256sum < "$F" | cut -c1-64)" = "$H" ]; then
   echo "MITOGEN0 cached"
 else
@@ -128,6 +168,7 @@ else
   if [ "$(sha256sum < "$T" | cut -c1-64)" != "$H" ]; then rm -f "$T"; echo "mitogen: agent checksum mismatch" >&2; exit 99; fi
   chmod 700 "$T" && mv -f "$T" "$F" || exit 99
 fi
+umask "$M"
 exec "$F" agent
 `, a.hash, dir, len(a.gz)), nil
 }
@@ -172,7 +213,7 @@ func handshake(ctx context.Context, r *bufio.Reader, w io.Writer, a *Agent, begu
 	}
 	line := strings.TrimSpace(got.line)
 	switch {
-	case line == "MITOGEN0 cached":
+	case line == "MITOGEN0 cached", line == "MITOGEN0 memory":
 		return 0, nil
 	case strings.HasPrefix(line, "MITOGEN0 need "):
 		platform := strings.TrimPrefix(line, "MITOGEN0 need ")

@@ -49,10 +49,35 @@ type Command struct {
 	PromptOnStderr bool
 	// Classify turns the command's last stderr lines into a clear error.
 	Classify func(stderr string, err error) error
+	// Memory says Cmd runs on this host and keeps its stdin and stdout
+	// for the program it runs (sudo, doas do; su reads its password from
+	// stdin, ssh and containers run elsewhere): the agent is then given
+	// in memory (see the package comment), and its stream is a socket on
+	// the command's stdout. When memory is not available here the command
+	// gets pipes and the far side uses its disk cache.
+	Memory bool
 	// Agent is the binary installed when the far side needs it.
 	Agent *Agent
 	// Sent, when not nil, is increased by the agent bytes sent.
 	Sent *int64
+}
+
+// noClose is the writing side of a socket whose reading side closes it.
+type noClose struct{ io.Writer }
+
+func (noClose) Close() error { return nil }
+
+// memory returns the agent's memfd when c asks for it and this host has
+// one, else nil.
+func (c *Command) memory() *os.File {
+	if !c.Memory || c.Agent == nil {
+		return nil
+	}
+	f, err := c.Agent.memoryFile()
+	if err != nil {
+		return nil
+	}
+	return f
 }
 
 // tail keeps the last bytes written to it.
@@ -85,13 +110,31 @@ func (t *tail) lastLines(n int) string {
 // returns the stream to the started agent.
 func Start(ctx context.Context, c Command) (fd.Conn, error) {
 	cmd := c.Cmd
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		return nil, err
+	var stdin io.WriteCloser
+	var stdoutR io.ReadCloser
+	var stdoutW *os.File
+	if mem := c.memory(); mem != nil {
+		// The agent in memory on the command's stdin, the stream on a
+		// socket as its stdout (both ways).
+		ours, theirs, err := fd.Socketpair()
+		if err != nil {
+			return nil, err
+		}
+		nc, err := fd.FileConn(ours)
+		if err != nil {
+			theirs.Close()
+			return nil, err
+		}
+		cmd.Stdin = mem
+		stdin, stdoutR, stdoutW = noClose{nc}, nc, theirs
+	} else {
+		var err error
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
+		if stdoutR, stdoutW, err = os.Pipe(); err != nil {
+			return nil, err
+		}
 	}
 	cmd.Stdout = stdoutW
 	errTail := &tail{}
@@ -128,7 +171,7 @@ func Start(ctx context.Context, c Command) (fd.Conn, error) {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, s)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 2 + len(cmd.ExtraFiles), Pdeathsig: syscall.SIGKILL}
 	}
-	err = cmd.Start()
+	err := cmd.Start()
 	if stderrW != nil {
 		// Only the command holds its stderr now: the prompt reader sees EOF
 		// once the command is gone, after everything it printed.

@@ -74,6 +74,9 @@ func (t *Transport) Start(ctx context.Context) (transport.Conn, error) {
 	return bootstrap.Start(ctx, bootstrap.Command{
 		Cmd:   exec.Command(prog, t.Args(script)...),
 		Agent: t.Agent,
+		// doas keeps stdin and stdout for the command: the agent runs
+		// from memory.
+		Memory: true,
 		Prompts: []bootstrap.Prompt{{
 			Match:   match,
 			Answer:  t.Opts.Password,

@@ -89,6 +89,9 @@ func (t *Transport) Start(ctx context.Context) (transport.Conn, error) {
 		Cmd:   exec.Command(prog, t.Args(script)...),
 		Agent: t.Agent,
 		Sent:  &t.AgentBytesSent,
+		// sudo keeps stdin and stdout for the command: the agent runs
+		// from memory, for users with no (writable) home as well.
+		Memory: true,
 		Prompts: []bootstrap.Prompt{{
 			Match:   prompt,
 			Answer:  t.Opts.Password,
