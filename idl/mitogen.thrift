@@ -496,6 +496,27 @@ struct StreamEnd {
   3: i64 window
 }
 
+/*
+ * CONNECTIONS FOR USER SERVICES (package kitexconn). A context may serve
+ * named listeners of two-way connections, each a pair of byte streams, for
+ * a user's RPC framework (Kitex's client and server run over them as over
+ * TCP). A listener called NAME is the CALL_FUNCTION service "Kitex/NAME"
+ * with one method, as if declared
+ *
+ *   StreamEnd dial(1: StreamEnd reader)
+ *
+ * The caller sends its own reader end (context_id equal to the call's
+ * auth_id, a dynamic handle, window >= MIN_STREAM_WINDOW; else the call
+ * fails and nothing is kept). The listener creates its own reader (taking
+ * data only from the caller) and a writer connected to the caller's
+ * reader, and replies with its reader end; the caller then connects its
+ * writer to that end. From then on each direction is an ordinary byte
+ * stream (BYTE STREAMS): a normal end is the connection's half-close, a
+ * failure ends both. A listener holds at most 256 connections and 64
+ * waiting to be accepted; a closed or full listener answers INTERNAL_ERROR
+ * and keeps nothing. Any other method of the service is UNKNOWN_METHOD.
+ */
+
 /**
  * A command to run under a context, the "slave" of fakessh and the target of
  * `mitogen exec`. Exactly one of argv, command, subsystem or login is used.
