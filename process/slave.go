@@ -493,9 +493,22 @@ func (s *slave) onShutdown() {
 	select {
 	case <-s.ended:
 	case <-t.C:
+		// The ending's own SIGKILL has not come yet (a loaded machine):
+		// send it, and give the kernel a bounded moment to let the run
+		// reap the group, so that the context does not exit before it.
 		s.signalGroup(syscall.SIGKILL)
+		reap := time.NewTimer(killReapWait)
+		defer reap.Stop()
+		select {
+		case <-s.ended:
+		case <-reap.C:
+		}
 	}
 }
+
+// killReapWait bounds how long the shutdown hook waits, after its SIGKILL,
+// for the process to be reaped.
+const killReapWait = 2 * time.Second
 
 // checkStart applies the START rule (idl: ControlKind.START): every end
 // it names belongs to the client itself and is a dynamic handle there, so
