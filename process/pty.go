@@ -6,11 +6,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seed-a176d0ab/mitogen-go/internal/ptys"
 
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 )
@@ -69,43 +70,7 @@ func setWindow(m *os.File, w *mitogen.WindowSize) error {
 		return nil
 	}
 	ws := &unix.Winsize{Row: uint16(w.Rows), Col: uint16(w.Cols), Xpixel: uint16(w.WidthPx), Ypixel: uint16(w.HeightPx)}
-	return fdControl(m, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) })
-}
-
-// fdControl runs fn on f's descriptor, leaving it in non-blocking mode
-// (File.Fd would make it blocking, and a blocked read uninterruptible).
-func fdControl(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
-}
-
-// openPty opens a new pseudo-terminal: its master and its slave's path.
-func openPty() (master *os.File, slavePath string, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		return nil, "", fmt.Errorf("opening /dev/ptmx: %w", err)
-	}
-	var n int
-	err = fdControl(m, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return fmt.Errorf("unlocking the pty: %w", err)
-		}
-		var err error
-		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		return err
-	})
-	if err != nil {
-		m.Close()
-		return nil, "", err
-	}
-	return m, "/dev/pts/" + strconv.Itoa(n), nil
+	return ptys.Control(m, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) })
 }
 
 // startPty starts cmd on a new pty (idl: PtyRequest): the leader of a new
@@ -114,7 +79,7 @@ func openPty() (master *os.File, slavePath string, err error) {
 // stderr stream is empty; input is written to the master and its end is
 // not passed on.
 func (s *slave) startPty(cmd *exec.Cmd, req *mitogen.PtyRequest) error {
-	m, path, err := openPty()
+	m, path, err := ptys.Open()
 	if err != nil {
 		return err
 	}

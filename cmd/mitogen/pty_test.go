@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seed-a176d0ab/mitogen-go/internal/ptys"
 )
 
 // A terminal session for a test: `mitogen ARGS` started as the leader of a
@@ -42,49 +44,18 @@ type termSession struct {
 // of hanging the suite. It is no assertion on speed.
 const termWait = 90 * time.Second
 
-// openPty makes a pseudo-terminal: /dev/ptmx, unlocked with TIOCSPTLCK
-// (grantpt has nothing to do on Linux's devpts), its slave opened by the
-// number TIOCGPTN gives.
+// openPty makes a pseudo-terminal and opens its slave.
 func openPty(t *testing.T) (master, slave *os.File) {
 	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	m, s, err := ptys.OpenPair()
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	var n int
-	err = control(m, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return fmt.Errorf("unlockpt: %w", err)
-		}
-		var err error
-		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		return err
-	})
-	if err != nil {
-		m.Close()
-		t.Fatalf("pty: %v", err)
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		t.Fatalf("pty slave: %v", err)
 	}
 	return m, s
 }
 
 // control runs f on f's descriptor without putting it in blocking mode
 // (as File.Fd would: a blocked read could not be interrupted by Close).
-func control(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
-}
 
 // startTerm starts `mitogen args...` on a new terminal of rows x cols.
 func startTerm(t *testing.T, rows, cols uint16, args ...string) *termSession {
@@ -264,7 +235,7 @@ func (ts *termSession) typeIn(s string) {
 // its foreground process group).
 func (ts *termSession) resize(rows, cols uint16) {
 	ts.t.Helper()
-	err := control(ts.master, func(fd int) error {
+	err := ptys.Control(ts.master, func(fd int) error {
 		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 	})
 	if err != nil {
@@ -284,7 +255,7 @@ func (ts *termSession) hangUp() {
 func (ts *termSession) modes() *unix.Termios {
 	ts.t.Helper()
 	var tio *unix.Termios
-	err := control(ts.master, func(fd int) error {
+	err := ptys.Control(ts.master, func(fd int) error {
 		var err error
 		tio, err = unix.IoctlGetTermios(fd, unix.TCGETS)
 		return err
