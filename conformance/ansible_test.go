@@ -82,7 +82,10 @@ func TestAnsiblePlaybookThroughChains(t *testing.T) {
 			cmd := exec.Command(mitogenBin, args...)
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_FORKS=8", "ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "ansible-tmp"),
-				"ANSIBLE_SSH_CONTROL_PATH_DIR="+filepath.Join(dir, "cp"), "ANSIBLE_RETRY_FILES_ENABLED=0", "ANSIBLE_CONFIG="+filepath.Join(dir, "none.cfg"))
+				"ANSIBLE_SSH_CONTROL_PATH_DIR="+filepath.Join(dir, "cp"), "ANSIBLE_RETRY_FILES_ENABLED=0", "ANSIBLE_CONFIG="+filepath.Join(dir, "none.cfg"),
+				// Ansible's 12 s for a become prompt (and a connection) is
+				// short for eight forks on a loaded 2-core machine.
+				"ANSIBLE_TIMEOUT=120")
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
