@@ -21,7 +21,8 @@ import (
 type Stream struct {
 	r        *Router
 	conn     io.ReadWriteCloser
-	br       *bufio.Reader
+	io       streamIO      // reads and writes conn
+	br       *bufio.Reader // reads io
 	remoteID int32
 	name     string
 	isParent bool
@@ -45,15 +46,23 @@ type Stream struct {
 	readEnd  chan struct{}
 }
 
-func newStream(r *Router, conn io.ReadWriteCloser, br *bufio.Reader, remoteID int32, name string, isParent bool) *Stream {
-	if br == nil {
-		br = bufio.NewReaderSize(conn, 256<<10)
+// newStream makes a stream over conn. sio and br, when not nil, are how
+// conn was read so far (newStreamIO(conn), and a reader over it).
+func newStream(r *Router, conn io.ReadWriteCloser, sio streamIO, br *bufio.Reader, remoteID int32, name string, isParent bool) *Stream {
+	if sio == nil {
+		sio = newStreamIO(conn)
 	}
-	s := &Stream{r: r, conn: conn, br: br, remoteID: remoteID, name: name, isParent: isParent,
+	if br == nil {
+		br = bufio.NewReaderSize(sio, streamReadBuffer)
+	}
+	s := &Stream{r: r, conn: conn, io: sio, br: br, remoteID: remoteID, name: name, isParent: isParent,
 		wake: make(chan struct{}, 1), done: make(chan struct{}), readEnd: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
+
+// streamReadBuffer is the size of a stream's read buffer.
+const streamReadBuffer = 256 << 10
 
 // RemoteID is the ID of the context at the other end.
 func (s *Stream) RemoteID() int32 { return s.remoteID }
@@ -127,12 +136,27 @@ func (s *Stream) readLoop() {
 // is queued or being written, the caller writes the frame itself: a round
 // trip then costs no hand-off to the writer goroutine.
 func (s *Stream) enqueue(direct bool, bufs ...[]byte) error {
-	return s.enqueueFrame(direct, false, bufs...)
+	return s.push(direct, bufs, false, nil, false)
 }
 
 // enqueueFrame is enqueue; with recycle set, bufs belong to the router's
 // frame pool and go back to it once written.
 func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
+	return s.push(direct, bufs, recycle, nil, false)
+}
+
+// enqueueOut queues (or, when nothing is queued, writes at once) a frame
+// this context encoded (see frameOut). A frame with borrowed pieces is
+// copied before it is queued, so that the sender may reuse them once this
+// returns.
+func (s *Stream) enqueueOut(out *frameOut) error {
+	return s.push(true, out.bufs, false, out.pooled, out.borrowed)
+}
+
+// push is enqueue: recycleAll gives every buffer of bufs back to the pool
+// once written, pooled (when not nil) that one; borrowed bufs are copied
+// before they are queued.
+func (s *Stream) push(direct bool, bufs [][]byte, recycleAll bool, pooled []byte, borrowed bool) error {
 	n := 0
 	for _, b := range bufs {
 		n += len(b)
@@ -159,6 +183,9 @@ func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 		s.writing = true
 		s.mu.Unlock()
 		err := s.write(bufs)
+		if pooled != nil {
+			s.r.frames.put(pooled)
+		}
 		s.mu.Lock()
 		s.writing = false
 		pending := len(s.queue) > 0
@@ -174,9 +201,23 @@ func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 		}
 		return nil
 	}
+	if borrowed {
+		own := make([]byte, 0, n)
+		for _, b := range bufs {
+			own = append(own, b...)
+		}
+		bufs = [][]byte{own}
+		if pooled != nil {
+			s.r.frames.put(pooled)
+			pooled = nil
+		}
+	}
 	s.queue = append(s.queue, bufs...)
-	if recycle {
+	if recycleAll {
 		s.recycle = append(s.recycle, bufs...)
+	}
+	if pooled != nil {
+		s.recycle = append(s.recycle, pooled)
 	}
 	s.queued += n
 	s.mu.Unlock()
@@ -288,7 +329,8 @@ func (s *Stream) write(bufs net.Buffers) error {
 			size += len(b)
 			bufs = bufs[1:]
 		}
-		if _, err := piece.WriteTo(s.conn); err != nil {
+		rest := piece
+		if err := s.io.writev(&rest); err != nil {
 			if stall := s.Err(); errors.Is(stall, ErrStalled) {
 				return stall
 			}
