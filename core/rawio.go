@@ -21,15 +21,19 @@ type SyscallConns interface {
 // streamIO is how a Stream reads and writes its connection.
 type streamIO interface {
 	io.Reader
-	// writev writes every byte of bufs (consuming bufs) or fails.
-	writev(bufs *net.Buffers) error
+	// writev writes every byte of bufs (consuming bufs) or fails. When it
+	// has to wait for the peer to read (the descriptor is full), it calls
+	// blocked first; an implementation that cannot tell calls it before
+	// it starts.
+	writev(bufs *net.Buffers, blocked func()) error
 }
 
 // plainIO is streamIO over any io.ReadWriter.
 type plainIO struct{ rw io.ReadWriter }
 
 func (p plainIO) Read(b []byte) (int, error) { return p.rw.Read(b) }
-func (p plainIO) writev(bufs *net.Buffers) error {
+func (p plainIO) writev(bufs *net.Buffers, blocked func()) error {
+	blocked()
 	_, err := bufs.WriteTo(p.rw)
 	return err
 }
@@ -42,10 +46,22 @@ func (p plainIO) writev(bufs *net.Buffers) error {
 // call that finds the runtime idle wakes its monitor thread (a futex wake
 // and a run of short sleeps): two extra thread wake-ups per round trip in
 // each process, which on a busy machine cost more than the message itself.
+//
+// One goroutine reads and one writes at a time (the stream's reader, and
+// whoever holds Stream.writing), so each side keeps its state here.
 type fdIO struct {
-	r, w  syscall.RawConn
-	iovs  []unix.Iovec
-	rdErr error
+	r, w syscall.RawConn
+
+	rbuf   []byte
+	rn     int
+	rerr   error
+	readFn func(fd uintptr) bool
+
+	wbufs   *net.Buffers
+	werr    error
+	blocked func()
+	iovs    []unix.Iovec
+	writeFn func(fd uintptr) bool
 }
 
 // newStreamIO returns the fastest streamIO conn allows.
@@ -69,7 +85,10 @@ func newStreamIO(conn io.ReadWriter) streamIO {
 	if r == nil || w == nil || !nonBlocking(r) || !nonBlocking(w) {
 		return plainIO{conn}
 	}
-	return &fdIO{r: r, w: w}
+	f := &fdIO{r: r, w: w}
+	f.readFn = f.read
+	f.writeFn = f.write
+	return f
 }
 
 // nonBlocking reports whether rc's descriptor is in non-blocking mode (a
@@ -88,76 +107,88 @@ func (f *fdIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n := 0
-	var serr error
-	err := f.r.Read(func(fd uintptr) bool {
-		for {
-			k, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(k)
-				if n == 0 {
-					serr = io.EOF
-				}
-				return true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false
-			default:
-				serr = e
-				return true
-			}
-		}
-	})
+	f.rbuf, f.rn, f.rerr = p, 0, nil
+	err := f.r.Read(f.readFn)
+	n, rerr := f.rn, f.rerr
+	f.rbuf, f.rerr = nil, nil
 	if err != nil {
 		return n, err
 	}
-	return n, serr
+	return n, rerr
+}
+
+// read is the RawConn.Read function: false means "wait until readable".
+func (f *fdIO) read(fd uintptr) bool {
+	p := f.rbuf
+	for {
+		k, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			f.rn = int(k)
+			if k == 0 {
+				f.rerr = io.EOF
+			}
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			f.rerr = e
+			return true
+		}
+	}
 }
 
 // maxIov bounds the buffers given to one writev (Linux's IOV_MAX is 1024).
 const maxIov = 1024
 
-func (f *fdIO) writev(bufs *net.Buffers) error {
-	var serr error
-	err := f.w.Write(func(fd uintptr) bool {
-		for len(*bufs) > 0 {
-			iovs := f.iovs[:0]
-			for _, b := range *bufs {
-				if len(iovs) == maxIov {
-					break
-				}
-				if len(b) == 0 {
-					continue
-				}
-				iovs = append(iovs, unix.Iovec{Base: &b[0]})
-				iovs[len(iovs)-1].SetLen(len(b))
-			}
-			f.iovs = iovs
-			if len(iovs) == 0 {
-				*bufs = (*bufs)[:0]
-				return true
-			}
-			k, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iovs[0])), uintptr(len(iovs)))
-			clear(iovs) // drop the references to the buffers
-			switch e {
-			case 0:
-				consume(bufs, int64(k))
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false
-			default:
-				serr = e
-				return true
-			}
-		}
-		return true
-	})
+func (f *fdIO) writev(bufs *net.Buffers, blocked func()) error {
+	f.wbufs, f.werr, f.blocked = bufs, nil, blocked
+	err := f.w.Write(f.writeFn)
+	werr := f.werr
+	f.wbufs, f.werr, f.blocked = nil, nil, nil
 	if err != nil {
 		return err
 	}
-	return serr
+	return werr
+}
+
+// write is the RawConn.Write function: false means "wait until writable".
+func (f *fdIO) write(fd uintptr) bool {
+	bufs := f.wbufs
+	for len(*bufs) > 0 {
+		iovs := f.iovs[:0]
+		for _, b := range *bufs {
+			if len(iovs) == maxIov {
+				break
+			}
+			if len(b) == 0 {
+				continue
+			}
+			iovs = append(iovs, unix.Iovec{Base: &b[0]})
+			iovs[len(iovs)-1].SetLen(len(b))
+		}
+		f.iovs = iovs
+		if len(iovs) == 0 {
+			*bufs = (*bufs)[:0]
+			return true
+		}
+		k, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iovs[0])), uintptr(len(iovs)))
+		clear(iovs) // drop the references to the buffers
+		switch e {
+		case 0:
+			consume(bufs, int64(k))
+		case unix.EINTR:
+		case unix.EAGAIN:
+			f.blocked()
+			return false
+		default:
+			f.werr = e
+			return true
+		}
+	}
+	return true
 }
 
 // consume drops the first n bytes of bufs.

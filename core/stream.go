@@ -38,12 +38,17 @@ type Stream struct {
 	// Config.StreamStallTimeout after it (see watch).
 	progress atomic.Int64
 	watchdog *time.Timer
-	wake     chan struct{} // capacity 1: "queue not empty or closing"
-	closed   bool
-	writing  bool // a goroutine is writing to conn
-	err      error
-	done     chan struct{} // closed when both goroutines have ended
-	readEnd  chan struct{}
+	armed    bool // watchdog is set to fire (under mu)
+	// blockedFn is blocked, and piece the pieces of a write: state of the
+	// one goroutine writing (s.writing).
+	blockedFn func()
+	piece     net.Buffers
+	wake      chan struct{} // capacity 1: "queue not empty or closing"
+	closed    bool
+	writing   bool // a goroutine is writing to conn
+	err       error
+	done      chan struct{} // closed when both goroutines have ended
+	readEnd   chan struct{}
 }
 
 // newStream makes a stream over conn. sio and br, when not nil, are how
@@ -58,6 +63,7 @@ func newStream(r *Router, conn io.ReadWriteCloser, sio streamIO, br *bufio.Reade
 	s := &Stream{r: r, conn: conn, io: sio, br: br, remoteID: remoteID, name: name, isParent: isParent,
 		wake: make(chan struct{}, 1), done: make(chan struct{}), readEnd: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
+	s.blockedFn = s.blocked
 	return s
 }
 
@@ -303,17 +309,14 @@ const writePiece = 256 << 10
 // write writes bufs to conn in pieces of at most writePiece bytes, noting
 // progress after each, under the stream's watchdog: a piece still blocked
 // StreamStallTimeout after the last progress cuts the stream (ErrStalled),
-// which unblocks the write. Only one write runs at a time (s.writing).
+// which unblocks the write. Only one write runs at a time (s.writing). The
+// watchdog is armed when a piece has to wait for the peer (see
+// streamIO.writev), so a write the peer's buffer takes at once costs no
+// timer.
 func (s *Stream) write(bufs net.Buffers) error {
 	s.progress.Store(time.Now().UnixNano())
-	s.mu.Lock()
-	if s.watchdog == nil {
-		s.watchdog = time.AfterFunc(s.r.cfg.StreamStallTimeout, s.watch)
-	} else {
-		s.watchdog.Reset(s.r.cfg.StreamStallTimeout)
-	}
-	s.mu.Unlock()
-	var piece net.Buffers
+	piece := s.piece[:0]
+	defer func() { s.piece = piece[:0] }()
 	for len(bufs) > 0 {
 		piece = piece[:0]
 		size := 0
@@ -330,7 +333,9 @@ func (s *Stream) write(bufs net.Buffers) error {
 			bufs = bufs[1:]
 		}
 		rest := piece
-		if err := s.io.writev(&rest); err != nil {
+		err := s.io.writev(&rest, s.blockedFn)
+		clear(piece) // drop the references to the buffers
+		if err != nil {
 			if stall := s.Err(); errors.Is(stall, ErrStalled) {
 				return stall
 			}
@@ -341,11 +346,30 @@ func (s *Stream) write(bufs net.Buffers) error {
 	return nil
 }
 
+// blocked is called when a write has to wait for the peer: it arms the
+// watchdog, unless it is armed already, to fire StreamStallTimeout after
+// the last progress.
+func (s *Stream) blocked() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.armed {
+		return
+	}
+	s.armed = true
+	left := s.r.cfg.StreamStallTimeout - time.Since(time.Unix(0, s.progress.Load()))
+	if s.watchdog == nil {
+		s.watchdog = time.AfterFunc(left, s.watch)
+	} else {
+		s.watchdog.Reset(left)
+	}
+}
+
 // watch is the watchdog's function: it cuts the stream if a write is in
 // progress and has made none for StreamStallTimeout, else re-arms itself
 // while a write runs.
 func (s *Stream) watch() {
 	s.mu.Lock()
+	s.armed = false
 	writing, closed := s.writing, s.closed
 	s.mu.Unlock()
 	if !writing || closed {
@@ -354,7 +378,10 @@ func (s *Stream) watch() {
 	idle := time.Since(time.Unix(0, s.progress.Load()))
 	if left := s.r.cfg.StreamStallTimeout - idle; left > 0 {
 		s.mu.Lock()
-		s.watchdog.Reset(left)
+		if !s.armed {
+			s.armed = true
+			s.watchdog.Reset(left)
+		}
 		s.mu.Unlock()
 		return
 	}
