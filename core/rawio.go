@@ -3,6 +3,7 @@ package core
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -10,10 +11,10 @@ import (
 )
 
 // SyscallConns is implemented by a stream made of file descriptors whose
-// read and write sides may differ (a pair of pipes). A Stream over such a
-// conn, or over a syscall.Conn whose descriptor is non-blocking (sockets,
-// pipes opened by os.Pipe), reads and writes the descriptors itself; see
-// fdIO.
+// read and write sides may differ (a pair of pipes), which are read and
+// written as they are. A Stream over such a conn, or over a socket or an
+// *os.File, whose descriptors are non-blocking, reads and writes the
+// descriptors itself; see fdIO.
 type SyscallConns interface {
 	SyscallConns() (read, write syscall.RawConn, err error)
 }
@@ -64,28 +65,32 @@ type fdIO struct {
 	writeFn func(fd uintptr) bool
 }
 
-// newStreamIO returns the fastest streamIO conn allows.
+// newStreamIO returns the fastest streamIO conn allows. Only descriptors
+// known to be read and written as they are qualify (a socket, an *os.File,
+// a SyscallConns): a wrapper that merely embeds one may add to its reads
+// (bytes it read ahead, say), which raw reads would skip.
 func newStreamIO(conn io.ReadWriter) streamIO {
-	var r, w syscall.RawConn
+	var rc, wc syscall.RawConn
+	var err error
 	switch c := conn.(type) {
 	case SyscallConns:
-		var err error
-		if r, w, err = c.SyscallConns(); err != nil {
-			return plainIO{conn}
-		}
-	case syscall.Conn:
-		rc, err := c.SyscallConn()
-		if err != nil {
-			return plainIO{conn}
-		}
-		r, w = rc, rc
+		rc, wc, err = c.SyscallConns()
+	case *net.UnixConn:
+		rc, err = c.SyscallConn()
+		wc = rc
+	case *net.TCPConn:
+		rc, err = c.SyscallConn()
+		wc = rc
+	case *os.File:
+		rc, err = c.SyscallConn()
+		wc = rc
 	default:
 		return plainIO{conn}
 	}
-	if r == nil || w == nil || !nonBlocking(r) || !nonBlocking(w) {
+	if err != nil || rc == nil || wc == nil || !nonBlocking(rc) || !nonBlocking(wc) {
 		return plainIO{conn}
 	}
-	f := &fdIO{r: r, w: w}
+	f := &fdIO{r: rc, w: wc}
 	f.readFn = f.read
 	f.writeFn = f.write
 	return f

@@ -82,17 +82,24 @@ func (p *pipeConn) SyscallConns() (read, write syscall.RawConn, err error) {
 	return syscallConns(p.r, p.w)
 }
 
-// syscallConns returns the raw descriptors of r and w.
+// syscallConns returns the raw descriptors of r and w, when both are
+// descriptors read and written as they are.
 func syscallConns(r, w any) (read, write syscall.RawConn, err error) {
-	rc, ok1 := r.(syscall.Conn)
-	wc, ok2 := w.(syscall.Conn)
-	if !ok1 || !ok2 {
-		return nil, nil, errors.New("not a descriptor stream")
+	raw := func(x any) (syscall.RawConn, error) {
+		switch c := x.(type) {
+		case *os.File:
+			return c.SyscallConn()
+		case *net.UnixConn:
+			return c.SyscallConn()
+		case *net.TCPConn:
+			return c.SyscallConn()
+		}
+		return nil, errors.New("not a descriptor stream")
 	}
-	if read, err = rc.SyscallConn(); err != nil {
+	if read, err = raw(r); err != nil {
 		return nil, nil, err
 	}
-	if write, err = wc.SyscallConn(); err != nil {
+	if write, err = raw(w); err != nil {
 		return nil, nil, err
 	}
 	return read, write, nil
