@@ -185,7 +185,9 @@ func (c *Context) Send(handle int32, data []byte) {
 
 // CallFunction implements mitogen.Caller: one CALL_FUNCTION round trip. It
 // returns when the reply arrives, ctx ends, the context disconnects or the
-// local router shuts down, whichever is first.
+// local router shuts down, whichever is first. result.FastRead must copy
+// what it keeps (generated code does): the buffer the reply was read into
+// is reused once it returns.
 func (c *Context) CallFunction(ctx context.Context, method string, args, result thrift.FastCodec) error {
 	return c.r.call(ctx, c, CallTarget{Context: c.id, Handle: mitogen.CALL_FUNCTION}, method, args, result)
 }
@@ -197,7 +199,8 @@ type CallTarget struct {
 	Handle  int32
 }
 
-// CallAt makes a call to a service served on any handle.
+// CallAt makes a call to a service served on any handle (result as for
+// CallFunction).
 func (r *Router) CallAt(ctx context.Context, t CallTarget, method string, args, result thrift.FastCodec) error {
 	return r.call(ctx, r.Context(t.Context, ""), t, method, args, result)
 }
