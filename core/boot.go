@@ -32,7 +32,7 @@ func (r *Router) StartChild(ctx context.Context, conn io.ReadWriteCloser, id int
 	for _, f := range opts {
 		f(&o)
 	}
-	s := newStream(r, conn, nil, id, name, false)
+	s := newStream(r, conn, nil, nil, id, name, false)
 	s.leaf = o.leaf
 	// Below the master, the new route is announced (ADD_ROUTE) as the
 	// child's Ready is delivered, on the stream's own goroutine, so that
@@ -123,7 +123,8 @@ func BootWith(conn io.ReadWriteCloser, cfg Config, setup func(*Router) error) (*
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	br := bufio.NewReaderSize(conn, 256<<10)
+	sio := newStreamIO(conn)
+	br := bufio.NewReaderSize(sio, streamReadBuffer)
 	m, err := wire.ReadFrame(br, cfg.MaxFrameSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading Boot: %w", err)
@@ -144,7 +145,7 @@ func BootWith(conn io.ReadWriteCloser, cfg Config, setup func(*Router) error) (*
 	r := newRouter(b.ContextId, slices.Clone(b.ParentIds), cfg)
 	// From now on the agent's logs go to the master.
 	r.log = slog.New(newForwardHandler(r, slog.Level(b.LogLevel)))
-	s := newStream(r, conn, br, b.ParentId, fmt.Sprintf("parent %d", b.ParentId), true)
+	s := newStream(r, conn, sio, br, b.ParentId, fmt.Sprintf("parent %d", b.ParentId), true)
 	r.mu.Lock()
 	r.parent = s
 	r.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
@@ -65,7 +66,7 @@ func (r *Router) runCall(m *wire.Message, method string, typ thrift.TMessageType
 	}
 	req := *m
 	req.Frame = nil
-	go func() {
+	r.runWorker(func() {
 		defer func() { <-r.calls }()
 		ctx := context.WithValue(r.ctx, callerKey{}, req.Auth)
 		res, err := fn(ctx, method, args)
@@ -85,12 +86,41 @@ func (r *Router) runCall(m *wire.Message, method string, typ thrift.TMessageType
 		if req.ReplyTo == 0 || typ == thrift.ONEWAY {
 			return
 		}
-		name := replyName(method)
-		b := make([]byte, thrift.Binary.MessageBeginLength(name)+res.BLength())
-		i := thrift.Binary.WriteMessageBegin(b, name, thrift.REPLY, seq)
-		res.FastWriteNocopy(b[i:], nil)
-		r.Send(&wire.Message{Dst: req.Src, Handle: req.ReplyTo, Data: b})
-	}()
+		r.sendMessage(&wire.Message{Dst: req.Src, Handle: req.ReplyTo}, replyName(method), thrift.REPLY, seq, res)
+	})
+}
+
+// workerIdle is how long a goroutine that served a call waits for the next
+// before it ends.
+const workerIdle = 10 * time.Second
+
+// runWorker runs job on an idle goroutine that served an earlier call, or
+// on a new one: a call then costs a hand-off, not a goroutine start and
+// the growth of a fresh stack. Idle workers end after workerIdle, or when
+// the router shuts down.
+func (r *Router) runWorker(job func()) {
+	select {
+	case r.jobs <- job:
+	default:
+		go r.worker(job)
+	}
+}
+
+func (r *Router) worker(job func()) {
+	job()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case job = <-r.jobs:
+			job()
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
+		case <-r.ctx.Done():
+			return
+		}
+	}
 }
 
 // replyName is the message name of a REPLY or EXCEPTION to a call of
@@ -155,7 +185,9 @@ func (c *Context) Send(handle int32, data []byte) {
 
 // CallFunction implements mitogen.Caller: one CALL_FUNCTION round trip. It
 // returns when the reply arrives, ctx ends, the context disconnects or the
-// local router shuts down, whichever is first.
+// local router shuts down, whichever is first. result.FastRead must copy
+// what it keeps (generated code does): the buffer the reply was read into
+// is reused once it returns.
 func (c *Context) CallFunction(ctx context.Context, method string, args, result thrift.FastCodec) error {
 	return c.r.call(ctx, c, CallTarget{Context: c.id, Handle: mitogen.CALL_FUNCTION}, method, args, result)
 }
@@ -167,24 +199,28 @@ type CallTarget struct {
 	Handle  int32
 }
 
-// CallAt makes a call to a service served on any handle.
+// CallAt makes a call to a service served on any handle (result as for
+// CallFunction).
 func (r *Router) CallAt(ctx context.Context, t CallTarget, method string, args, result thrift.FastCodec) error {
 	return r.call(ctx, r.Context(t.Context, ""), t, method, args, result)
 }
 
 func (r *Router) call(ctx context.Context, c *Context, t CallTarget, method string, args, result thrift.FastCodec) error {
-	rc := r.NewReceiver(WithPeer(t.Context), WithPolicy(r.replyPolicy(t.Context)), WithQueueLimit(1, r.cfg.MaxFrameSize))
-	defer rc.Close()
+	rc := r.newReplyReceiver(t.Context)
+	defer rc.closeReply()
 	seq := callSeq.Add(1)
-	b := make([]byte, thrift.Binary.MessageBeginLength(method)+args.BLength())
-	i := thrift.Binary.WriteMessageBegin(b, method, thrift.CALL, seq)
-	args.FastWriteNocopy(b[i:], nil)
-	r.Send(&wire.Message{Dst: t.Context, Handle: t.Handle, ReplyTo: rc.Handle(), Data: b})
+	r.sendMessage(&wire.Message{Dst: t.Context, Handle: t.Handle, ReplyTo: rc.Handle()}, method, thrift.CALL, seq, args)
 	m, err := rc.Get(ctx)
 	if err != nil {
 		return fmt.Errorf("call %s on %s: %w", method, c, err)
 	}
-	if err := readReply(m.Data, method, seq, result); err != nil {
+	err = readReply(m.Data, method, seq, result)
+	if m.Frame != nil {
+		// Decoding copied what result keeps: the frame's buffer can be
+		// read into again.
+		r.frames.put(m.Frame)
+	}
+	if err != nil {
 		return fmt.Errorf("call %s on %s: %w", method, c, err)
 	}
 	return nil

@@ -27,6 +27,9 @@ type Receiver struct {
 	maxBytes int
 	sink     func(m *wire.Message, in *Stream) // when set, takes messages instead of the queue
 	before   func(m *wire.Message)             // when set, sees each accepted message before it is queued
+	// keepFrame: queued messages keep their Frame (the buffer a stream read
+	// them into), which the owner gives back to the router's pool.
+	keepFrame bool
 
 	mu     sync.Mutex
 	q      []wire.Message
@@ -96,6 +99,51 @@ func (r *Router) NewReceiver(opts ...ReceiverOption) *Receiver {
 	return rc
 }
 
+// newReplyReceiver is NewReceiver(WithPeer(target),
+// WithPolicy(r.ReplyPolicy(target)), WithQueueLimit(1, MaxFrameSize)) for
+// the one reply to a call, made with less work: a call costs one.
+func (r *Router) newReplyReceiver(target int32) *Receiver {
+	rc := &Receiver{
+		r:         r,
+		maxLen:    1,
+		maxBytes:  r.cfg.MaxFrameSize,
+		notify:    make(chan struct{}, 1),
+		peers:     map[int32]struct{}{target: {}},
+		keepFrame: true,
+	}
+	rc.policy = r.ReplyPolicy(target)
+	r.mu.Lock()
+	rc.handle = r.allocHandleLocked()
+	r.addHandlerLocked(rc.handle, &handler{deliver: rc.put, policy: rc.policy, rc: rc})
+	r.watchLocked(target, rc)
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		rc.fail(&DeadError{Reason: mitogen.DeadReason_SHUTDOWN, Message: "router is shut down"})
+	}
+	return rc
+}
+
+// errReplyDone ends a reply receiver whose call has returned; nobody reads
+// it (a reply arriving later is answered as for any closed handle).
+var errReplyDone = &DeadError{Reason: mitogen.DeadReason_SENDER_CLOSED, Message: "the call has returned"}
+
+// closeReply is Close for a reply receiver, whose only reader is the call
+// that closes it.
+func (rc *Receiver) closeReply() {
+	rc.r.mu.Lock()
+	rc.r.removeHandlerLocked(rc.handle)
+	rc.mu.Lock()
+	for id := range rc.peers {
+		rc.r.unwatchLocked(id, rc)
+	}
+	if rc.err == nil {
+		rc.err = errReplyDone
+	}
+	rc.mu.Unlock()
+	rc.r.mu.Unlock()
+}
+
 // Handle is the handle messages for this receiver are sent to.
 func (rc *Receiver) Handle() int32 { return rc.handle }
 
@@ -124,7 +172,9 @@ func (rc *Receiver) put(m *wire.Message, in *Stream) {
 		return
 	}
 	msg := *m
-	msg.Frame = nil
+	if !rc.keepFrame || in == nil {
+		msg.Frame = nil
+	}
 	if rc.head > 0 && rc.head == len(rc.q) {
 		rc.q, rc.head = rc.q[:0], 0
 	}

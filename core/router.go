@@ -49,6 +49,7 @@ type Router struct {
 
 	frames    framePool
 	calls     chan struct{} // semaphore bounding concurrent served calls
+	jobs      chan func()   // hands a call to an idle worker (see runWorker)
 	services  map[string]ServiceFunc
 	ctx       context.Context // cancelled at shutdown
 	cancel    context.CancelFunc
@@ -72,6 +73,7 @@ func newRouter(id int32, parents []int32, cfg Config) *Router {
 		gone:       make(map[int32]string),
 		grants:     make(map[*Stream]*grantSet),
 		calls:      make(chan struct{}, cfg.MaxConcurrentCalls),
+		jobs:       make(chan func()),
 		services:   make(map[string]ServiceFunc),
 		ctx:        ctx,
 		cancel:     cancel,
@@ -231,10 +233,21 @@ func (r *Router) watch(id int32, rc *Receiver) {
 func (r *Router) unwatchLocked(id int32, rc *Receiver) {
 	if set := r.watchers[id]; set != nil {
 		delete(set, rc)
-		if len(set) == 0 {
+		if len(set) == 0 && !r.keepWatchSetLocked(id) {
 			delete(r.watchers, id)
 		}
 	}
+}
+
+// keepWatchSetLocked reports whether an empty set of watchers of id is
+// kept for the next waiter (every call watches its target): id is a
+// context this router routes to or a parent, whose set goes when it does
+// (contextGone).
+func (r *Router) keepWatchSetLocked(id int32) bool {
+	if _, routed := r.routes[id]; routed {
+		return true
+	}
+	return slices.Contains(r.parentIDs, id)
 }
 
 // streamForLocked returns the stream leading to dst, or nil.
@@ -270,7 +283,11 @@ func (r *Router) Send(m *wire.Message) {
 }
 
 // route delivers or forwards m, which arrived on in (nil: sent locally).
-func (r *Router) route(m *wire.Message, in *Stream) {
+func (r *Router) route(m *wire.Message, in *Stream) { r.routeOut(m, in, nil) }
+
+// routeOut is route; out, when not nil, is the frame of m (sent locally
+// and addressed elsewhere) as encodeOut made it.
+func (r *Router) routeOut(m *wire.Message, in *Stream, out *frameOut) {
 	r.mu.Lock()
 	if in != nil && !r.authorizedLocked(m, in) {
 		r.mu.Unlock()
@@ -289,10 +306,10 @@ func (r *Router) route(m *wire.Message, in *Stream) {
 		r.deliver(m, in, h)
 		return
 	}
-	out := r.streamForLocked(m.Dst)
+	outStream := r.streamForLocked(m.Dst)
 	closed := r.closed
 	r.mu.Unlock()
-	if out == nil || out == in {
+	if outStream == nil || outStream == in {
 		why := fmt.Sprintf("context %d has no route to context %d", r.id, m.Dst)
 		if closed {
 			why = fmt.Sprintf("context %d is shut down", r.id)
@@ -301,17 +318,19 @@ func (r *Router) route(m *wire.Message, in *Stream) {
 		return
 	}
 	var err error
-	if m.Frame != nil {
+	if out != nil {
+		err = outStream.enqueueOut(out)
+	} else if m.Frame != nil {
 		// A frame read off a stream (in != nil) came from the pool and
 		// goes back to it once written; a locally built one does not.
-		err = out.enqueueFrame(in == nil, in != nil, m.Frame)
+		err = outStream.enqueueFrame(in == nil, in != nil, m.Frame)
 	} else if len(m.Data) < coalesceLimit {
-		err = out.enqueue(in == nil, wire.Encode(m))
+		err = outStream.enqueue(in == nil, wire.Encode(m))
 	} else {
-		err = out.enqueue(in == nil, wire.AppendHeader(make([]byte, 0, wire.DataOffset), m), m.Data, wire.Trailer)
+		err = outStream.enqueue(in == nil, wire.AppendHeader(make([]byte, 0, wire.DataOffset), m), m.Data, wire.Trailer)
 	}
 	if err != nil {
-		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_DISCONNECTED, Message: fmt.Sprintf("stream to context %d closed: %v", out.remoteID, err), Context: m.Dst})
+		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_DISCONNECTED, Message: fmt.Sprintf("stream to context %d closed: %v", outStream.remoteID, err), Context: m.Dst})
 	}
 }
 

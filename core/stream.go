@@ -21,7 +21,8 @@ import (
 type Stream struct {
 	r        *Router
 	conn     io.ReadWriteCloser
-	br       *bufio.Reader
+	io       streamIO      // reads and writes conn
+	br       *bufio.Reader // reads io
 	remoteID int32
 	name     string
 	isParent bool
@@ -37,23 +38,37 @@ type Stream struct {
 	// Config.StreamStallTimeout after it (see watch).
 	progress atomic.Int64
 	watchdog *time.Timer
-	wake     chan struct{} // capacity 1: "queue not empty or closing"
-	closed   bool
-	writing  bool // a goroutine is writing to conn
-	err      error
-	done     chan struct{} // closed when both goroutines have ended
-	readEnd  chan struct{}
+	armed    bool // watchdog is set to fire (under mu)
+	// blockedFn is blocked, and piece the pieces of a write: state of the
+	// one goroutine writing (s.writing).
+	blockedFn func()
+	piece     net.Buffers
+	wake      chan struct{} // capacity 1: "queue not empty or closing"
+	closed    bool
+	writing   bool // a goroutine is writing to conn
+	err       error
+	done      chan struct{} // closed when both goroutines have ended
+	readEnd   chan struct{}
 }
 
-func newStream(r *Router, conn io.ReadWriteCloser, br *bufio.Reader, remoteID int32, name string, isParent bool) *Stream {
-	if br == nil {
-		br = bufio.NewReaderSize(conn, 256<<10)
+// newStream makes a stream over conn. sio and br, when not nil, are how
+// conn was read so far (newStreamIO(conn), and a reader over it).
+func newStream(r *Router, conn io.ReadWriteCloser, sio streamIO, br *bufio.Reader, remoteID int32, name string, isParent bool) *Stream {
+	if sio == nil {
+		sio = newStreamIO(conn)
 	}
-	s := &Stream{r: r, conn: conn, br: br, remoteID: remoteID, name: name, isParent: isParent,
+	if br == nil {
+		br = bufio.NewReaderSize(sio, streamReadBuffer)
+	}
+	s := &Stream{r: r, conn: conn, io: sio, br: br, remoteID: remoteID, name: name, isParent: isParent,
 		wake: make(chan struct{}, 1), done: make(chan struct{}), readEnd: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
+	s.blockedFn = s.blocked
 	return s
 }
+
+// streamReadBuffer is the size of a stream's read buffer.
+const streamReadBuffer = 256 << 10
 
 // RemoteID is the ID of the context at the other end.
 func (s *Stream) RemoteID() int32 { return s.remoteID }
@@ -127,12 +142,27 @@ func (s *Stream) readLoop() {
 // is queued or being written, the caller writes the frame itself: a round
 // trip then costs no hand-off to the writer goroutine.
 func (s *Stream) enqueue(direct bool, bufs ...[]byte) error {
-	return s.enqueueFrame(direct, false, bufs...)
+	return s.push(direct, bufs, false, nil, false)
 }
 
 // enqueueFrame is enqueue; with recycle set, bufs belong to the router's
 // frame pool and go back to it once written.
 func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
+	return s.push(direct, bufs, recycle, nil, false)
+}
+
+// enqueueOut queues (or, when nothing is queued, writes at once) a frame
+// this context encoded (see frameOut). A frame with borrowed pieces is
+// copied before it is queued, so that the sender may reuse them once this
+// returns.
+func (s *Stream) enqueueOut(out *frameOut) error {
+	return s.push(true, out.bufs, false, out.pooled, out.borrowed)
+}
+
+// push is enqueue: recycleAll gives every buffer of bufs back to the pool
+// once written, pooled (when not nil) that one; borrowed bufs are copied
+// before they are queued.
+func (s *Stream) push(direct bool, bufs [][]byte, recycleAll bool, pooled []byte, borrowed bool) error {
 	n := 0
 	for _, b := range bufs {
 		n += len(b)
@@ -159,6 +189,9 @@ func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 		s.writing = true
 		s.mu.Unlock()
 		err := s.write(bufs)
+		if pooled != nil {
+			s.r.frames.put(pooled)
+		}
 		s.mu.Lock()
 		s.writing = false
 		pending := len(s.queue) > 0
@@ -174,9 +207,23 @@ func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 		}
 		return nil
 	}
+	if borrowed {
+		own := make([]byte, 0, n)
+		for _, b := range bufs {
+			own = append(own, b...)
+		}
+		bufs = [][]byte{own}
+		if pooled != nil {
+			s.r.frames.put(pooled)
+			pooled = nil
+		}
+	}
 	s.queue = append(s.queue, bufs...)
-	if recycle {
+	if recycleAll {
 		s.recycle = append(s.recycle, bufs...)
+	}
+	if pooled != nil {
+		s.recycle = append(s.recycle, pooled)
 	}
 	s.queued += n
 	s.mu.Unlock()
@@ -262,17 +309,14 @@ const writePiece = 256 << 10
 // write writes bufs to conn in pieces of at most writePiece bytes, noting
 // progress after each, under the stream's watchdog: a piece still blocked
 // StreamStallTimeout after the last progress cuts the stream (ErrStalled),
-// which unblocks the write. Only one write runs at a time (s.writing).
+// which unblocks the write. Only one write runs at a time (s.writing). The
+// watchdog is armed when a piece has to wait for the peer (see
+// streamIO.writev), so a write the peer's buffer takes at once costs no
+// timer.
 func (s *Stream) write(bufs net.Buffers) error {
 	s.progress.Store(time.Now().UnixNano())
-	s.mu.Lock()
-	if s.watchdog == nil {
-		s.watchdog = time.AfterFunc(s.r.cfg.StreamStallTimeout, s.watch)
-	} else {
-		s.watchdog.Reset(s.r.cfg.StreamStallTimeout)
-	}
-	s.mu.Unlock()
-	var piece net.Buffers
+	piece := s.piece[:0]
+	defer func() { s.piece = piece[:0] }()
 	for len(bufs) > 0 {
 		piece = piece[:0]
 		size := 0
@@ -288,7 +332,10 @@ func (s *Stream) write(bufs net.Buffers) error {
 			size += len(b)
 			bufs = bufs[1:]
 		}
-		if _, err := piece.WriteTo(s.conn); err != nil {
+		rest := piece
+		err := s.io.writev(&rest, s.blockedFn)
+		clear(piece) // drop the references to the buffers
+		if err != nil {
 			if stall := s.Err(); errors.Is(stall, ErrStalled) {
 				return stall
 			}
@@ -299,11 +346,30 @@ func (s *Stream) write(bufs net.Buffers) error {
 	return nil
 }
 
+// blocked is called when a write has to wait for the peer: it arms the
+// watchdog, unless it is armed already, to fire StreamStallTimeout after
+// the last progress.
+func (s *Stream) blocked() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.armed {
+		return
+	}
+	s.armed = true
+	left := s.r.cfg.StreamStallTimeout - time.Since(time.Unix(0, s.progress.Load()))
+	if s.watchdog == nil {
+		s.watchdog = time.AfterFunc(left, s.watch)
+	} else {
+		s.watchdog.Reset(left)
+	}
+}
+
 // watch is the watchdog's function: it cuts the stream if a write is in
 // progress and has made none for StreamStallTimeout, else re-arms itself
 // while a write runs.
 func (s *Stream) watch() {
 	s.mu.Lock()
+	s.armed = false
 	writing, closed := s.writing, s.closed
 	s.mu.Unlock()
 	if !writing || closed {
@@ -312,7 +378,10 @@ func (s *Stream) watch() {
 	idle := time.Since(time.Unix(0, s.progress.Load()))
 	if left := s.r.cfg.StreamStallTimeout - idle; left > 0 {
 		s.mu.Lock()
-		s.watchdog.Reset(left)
+		if !s.armed {
+			s.armed = true
+			s.watchdog.Reset(left)
+		}
 		s.mu.Unlock()
 		return
 	}

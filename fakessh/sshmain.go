@@ -1,7 +1,6 @@
 package fakessh
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
+	"golang.org/x/sys/unix"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh/sshargs"
@@ -235,7 +235,8 @@ const dialPatience = 30 * time.Second
 // dialMaster connects to the run's socket and presents the secret. A master
 // over its pre-authentication cap answers busyLine and closes; that is
 // retried, with backoff, for up to patience. Anything else it sends is the
-// start of its Boot frame, handed on in the returned connection.
+// start of its Boot frame, left unread in the returned connection (a plain
+// socket, which core reads and writes directly).
 func dialMaster(sock, secret string, patience time.Duration) (io.ReadWriteCloser, error) {
 	deadline := time.Now().Add(patience)
 	pause := 20 * time.Millisecond
@@ -244,25 +245,30 @@ func dialMaster(sock, secret string, patience time.Duration) (io.ReadWriteCloser
 		if err != nil {
 			return nil, err
 		}
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			c.Close()
+			return nil, fmt.Errorf("%s: not a unix socket connection", sock)
+		}
 		// A busy master may have closed before the secret is written; its
 		// answer is still there to read.
 		_, werr := c.Write([]byte(secret + "\n"))
-		head := make([]byte, len(busyLine))
-		n, err := io.ReadFull(c, head)
+		head, err := peekHead(uc, len(busyLine), deadline)
+		n := len(head)
 		switch {
-		case werr != nil && (n == 0 || string(head[:n]) != busyLine[:n]):
+		case werr != nil && (n == 0 || string(head) != busyLine[:n]):
 			c.Close()
 			return nil, werr
 		case err == nil && string(head) != busyLine:
-			return &prefixedConn{Conn: c, r: io.MultiReader(bytes.NewReader(head), c)}, nil
-		case n > 0 && string(head[:n]) == busyLine[:n]:
+			return uc, nil
+		case n > 0 && string(head) == busyLine[:n]:
 			c.Close() // busy: try again
 		case n == 0 && errors.Is(err, io.EOF):
 			c.Close()
 			return nil, errors.New("the master closed the connection (wrong secret?)")
 		default:
 			c.Close()
-			return nil, fmt.Errorf("unexpected answer from the master (%q, %v)", head[:n], err)
+			return nil, fmt.Errorf("unexpected answer from the master (%q, %v)", head, err)
 		}
 		if time.Now().After(deadline) {
 			return nil, errors.New("the master stayed busy")
@@ -272,13 +278,59 @@ func dialMaster(sock, secret string, patience time.Duration) (io.ReadWriteCloser
 	}
 }
 
-// prefixedConn is a connection whose first bytes were already read.
-type prefixedConn struct {
-	net.Conn
-	r io.Reader
+// peekHead waits until c holds n bytes to read (or ends, or deadline
+// passes) and returns them without consuming them: up to n bytes, and
+// io.EOF when the peer closed before n arrived.
+func peekHead(c *net.UnixConn, n int, deadline time.Time) ([]byte, error) {
+	if err := c.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
+	defer c.SetReadDeadline(time.Time{})
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n+1)
+	got := 0
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			k, _, e := unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return false // nothing yet: wait until readable
+			case e != nil:
+				perr = e
+				return true
+			case k == 0:
+				perr = io.EOF
+				return true
+			}
+			got = min(k, n)
+			if k < n && !peerClosed(int(fd)) {
+				return false // part of it: wait for the rest
+			}
+			if k < n {
+				perr = io.EOF
+			}
+			return true
+		}
+	})
+	if err == nil {
+		err = perr
+	}
+	return buf[:got], err
 }
 
-func (p *prefixedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+// peerClosed reports whether the peer of the socket fd has shut down its
+// sending side (POLLRDHUP).
+func peerClosed(fd int) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(p, 0)
+	return err == nil && n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP) != 0
+}
 
 // handleCaller makes calls to a service the master serves on a handle.
 type handleCaller struct {

@@ -702,7 +702,11 @@ func (s *slave) begin(c *mitogen.Control) error {
 	pumps.Add(2)
 	pump := func(w *core.ByteWriter, r io.ReadCloser) {
 		defer pumps.Done()
-		if _, err := w.ReadFrom(r); err != nil {
+		src := io.Reader(r)
+		if f, ok := r.(*os.File); ok {
+			src = core.FileReader(f)
+		}
+		if _, err := w.ReadFrom(src); err != nil {
 			s.log.Debug("output pump", "err", err)
 			_, _ = io.Copy(io.Discard, r) // keep the process from blocking on a full pipe
 		}
@@ -715,7 +719,11 @@ func (s *slave) begin(c *mitogen.Control) error {
 	go func() { pumps.Wait(); close(s.outputsDone) }()
 	s.stdinErr = make(chan error, 1)
 	go func() {
-		_, err := s.stdin.WriteTo(s.stdinW)
+		dst := io.Writer(s.stdinW)
+		if f, ok := s.stdinW.(*os.File); ok {
+			dst = core.FileWriter(f)
+		}
+		_, err := s.stdin.WriteTo(dst)
 		if err != nil {
 			s.log.Debug("stdin pump", "err", err)
 		}

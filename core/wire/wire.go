@@ -97,6 +97,30 @@ func AppendHeader(b []byte, m *Message) []byte {
 	return b
 }
 
+// PutHeader writes into b[:DataOffset] the length prefix and the envelope
+// encoding of m for a data field of dataLen bytes (m.Data is not looked
+// at), as AppendHeader does: the data bytes at b[DataOffset:] followed by
+// a stop byte complete the frame. It returns DataOffset.
+func PutHeader(b []byte, m *Message, dataLen int) int {
+	_ = b[DataOffset-1]
+	p := thrift.Binary
+	binary.BigEndian.PutUint32(b, uint32(HeaderSize+dataLen))
+	i := LengthSize
+	i += p.WriteFieldBegin(b[i:], thrift.I32, fieldDst)
+	i += p.WriteI32(b[i:], m.Dst)
+	i += p.WriteFieldBegin(b[i:], thrift.I32, fieldSrc)
+	i += p.WriteI32(b[i:], m.Src)
+	i += p.WriteFieldBegin(b[i:], thrift.I32, fieldAuth)
+	i += p.WriteI32(b[i:], m.Auth)
+	i += p.WriteFieldBegin(b[i:], thrift.I32, fieldHandle)
+	i += p.WriteI32(b[i:], m.Handle)
+	i += p.WriteFieldBegin(b[i:], thrift.I32, fieldReplyTo)
+	i += p.WriteI32(b[i:], m.ReplyTo)
+	i += p.WriteFieldBegin(b[i:], thrift.STRING, fieldData)
+	binary.BigEndian.PutUint32(b[i:], uint32(dataLen))
+	return i + 4
+}
+
 // Trailer is what follows the data bytes of an encoded envelope: the stop byte.
 var Trailer = []byte{byte(thrift.STOP)}
 

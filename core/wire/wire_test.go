@@ -185,3 +185,19 @@ func TestDeclaredFrameLengthNotPreallocated(t *testing.T) {
 		t.Fatalf("5 MiB frame: %v, %d bytes", err, len(m.Data))
 	}
 }
+
+// PutHeader writes the same bytes as AppendHeader, so a frame built in
+// place is the frame Encode makes.
+func TestPutHeaderMatchesEncode(t *testing.T) {
+	for _, m := range samples {
+		b := make([]byte, DataOffset+len(m.Data)+1)
+		if n := PutHeader(b, &m, len(m.Data)); n != DataOffset {
+			t.Fatalf("PutHeader returned %d, want DataOffset %d", n, DataOffset)
+		}
+		copy(b[DataOffset:], m.Data)
+		copy(b[DataOffset+len(m.Data):], Trailer)
+		if want := Encode(&m); !bytes.Equal(b, want) {
+			t.Errorf("PutHeader frame differs from Encode's for %v", &m)
+		}
+	}
+}

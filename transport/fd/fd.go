@@ -75,6 +75,36 @@ func (p *pipeConn) Close() error {
 	return err
 }
 
+// SyscallConns returns the descriptors of the two sides, when both are
+// descriptors (core.SyscallConns), so that a core.Stream reads and writes
+// them directly.
+func (p *pipeConn) SyscallConns() (read, write syscall.RawConn, err error) {
+	return syscallConns(p.r, p.w)
+}
+
+// syscallConns returns the raw descriptors of r and w, when both are
+// descriptors read and written as they are.
+func syscallConns(r, w any) (read, write syscall.RawConn, err error) {
+	raw := func(x any) (syscall.RawConn, error) {
+		switch c := x.(type) {
+		case *os.File:
+			return c.SyscallConn()
+		case *net.UnixConn:
+			return c.SyscallConn()
+		case *net.TCPConn:
+			return c.SyscallConn()
+		}
+		return nil, errors.New("not a descriptor stream")
+	}
+	if read, err = raw(r); err != nil {
+		return nil, nil, err
+	}
+	if write, err = raw(w); err != nil {
+		return nil, nil, err
+	}
+	return read, write, nil
+}
+
 // Join returns a stream reading from r and writing to w; Close closes both.
 func Join(r io.ReadCloser, w io.WriteCloser) io.ReadWriteCloser { return &pipeConn{r: r, w: w} }
 
@@ -194,6 +224,19 @@ func NewProcConn(rw io.ReadWriteCloser, cmd *exec.Cmd) *ProcConn { return newPro
 func (p *ProcConn) Wait() error {
 	<-p.exited
 	return p.waitErr
+}
+
+// SyscallConns returns the stream's descriptors when it is made of
+// descriptors (see core.SyscallConns).
+func (p *ProcConn) SyscallConns() (read, write syscall.RawConn, err error) {
+	switch c := p.ReadWriteCloser.(type) {
+	case interface {
+		SyscallConns() (syscall.RawConn, syscall.RawConn, error)
+	}:
+		return c.SyscallConns()
+	default:
+		return syscallConns(c, c)
+	}
 }
 
 // Exited is closed when the process has exited.
