@@ -352,7 +352,7 @@ func (s *Stream) write(bufs net.Buffers) error {
 func (s *Stream) blocked() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.armed {
+	if s.armed || s.closed {
 		return
 	}
 	s.armed = true
@@ -409,6 +409,12 @@ func (s *Stream) close(err error) {
 	s.closed = true
 	s.err = err
 	s.cond.Broadcast()
+	// A pending watchdog would keep the stream (and through it its router)
+	// reachable for up to StreamStallTimeout after the end.
+	if s.watchdog != nil {
+		s.watchdog.Stop()
+		s.armed = false
+	}
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
