@@ -158,6 +158,10 @@ func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 	if direct && !s.writing && len(s.queue) == 0 {
 		s.writing = true
 		s.mu.Unlock()
+		var done [][]byte
+		if recycle {
+			done = append(done, bufs...) // write reslices the pieces of bufs
+		}
 		err := s.write(bufs)
 		s.mu.Lock()
 		s.writing = false
@@ -168,6 +172,9 @@ func (s *Stream) enqueueFrame(direct, recycle bool, bufs ...[]byte) error {
 			err = fmt.Errorf("stream %s: write: %w", s.name, err)
 			s.close(err)
 			return err
+		}
+		for _, b := range done {
+			s.r.frames.put(b)
 		}
 		if pending {
 			s.kick()
