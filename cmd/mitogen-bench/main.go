@@ -48,6 +48,7 @@ func main() {
 	persistReps := flag.Int("persist-reps", 11, "repetitions of the persistent master's row (with -ssh; 0 skips it)")
 	flag.IntVar(&reps, "reps", 5, "repetitions of each measurement (medians are reported)")
 	only := flag.String("only", "", "comma-separated rows to measure: start,rtt,echo,stream (default all)")
+	flag.StringVar(&remoteTmp, "remote-tmp", "", "with -ssh: a directory the ssh user may write, for agent caches (default: fresh ones, for root)")
 	flag.BoolVar(&jsonOut, "json", false, "print rows as JSON lines (for -table)")
 	table := flag.String("table", "", "merge JSON-line files into one table: NAME=FILE,NAME=FILE (e.g. quiet=q.jsonl,loaded=l.jsonl)")
 	flag.Parse()
@@ -86,9 +87,11 @@ func main() {
 }
 
 var (
-	reps     = 5
-	jsonOut  bool
-	onlyRows map[string]bool // nil: all
+	reps    = 5
+	jsonOut bool
+	// remoteTmp is where the ssh rows' agent caches go (-remote-tmp).
+	remoteTmp string
+	onlyRows  map[string]bool // nil: all
 )
 
 func want(key string) bool { return onlyRows == nil || onlyRows[key] }
@@ -237,9 +240,14 @@ func run(anchorScript string, calls, streamMiB int) error {
 func pythonAnchor(script string, n int, args ...string) (map[string]float64, error) {
 	runs := map[string][]float64{}
 	for i := 0; i < max(n, 1); i++ {
-		out, err := exec.Command("/usr/bin/python3", append([]string{script}, args...)...).Output()
+		cmd := exec.Command("/usr/bin/python3", append([]string{script}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "mitogen-bench: Python mitogen anchor failed (%v); its columns stay empty\n", err)
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			fmt.Fprintf(os.Stderr, "mitogen-bench: Python mitogen anchor failed (%v); its columns stay empty:\n%s\n",
+				err, strings.Join(lines[max(0, len(lines)-6):], "\n"))
 			return map[string]float64{}, nil
 		}
 		var fig map[string]float64
@@ -274,11 +282,18 @@ func runSSH(anchorScript, specText, identity string, calls int) error {
 	if err != nil {
 		return err
 	}
-	cache, err := os.MkdirTemp("", "mitogen-bench-cache-")
-	if err != nil {
-		return err
+	// The agent cache is a directory on the far side, made there by the
+	// ssh user: under -remote-tmp when given (a directory that user may
+	// write), else a fresh one here (the same machine, as root).
+	var cache string
+	if remoteTmp != "" {
+		cache = fmt.Sprintf("%s/agent-cache-%d", remoteTmp, time.Now().UnixNano())
+	} else {
+		if cache, err = os.MkdirTemp("", "mitogen-bench-cache-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(cache)
 	}
-	defer os.RemoveAll(cache)
 	opts := map[string]string{agent.OptIdentity: identity, agent.OptHostKeyChecking: "ignore", agent.OptCacheDir: cache}
 	start := func() (time.Duration, *core.Router, *core.Context, error) {
 		r := newMaster()
