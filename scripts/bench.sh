@@ -24,7 +24,9 @@ stop_busy() {
   [ ${#busy[@]} -gt 0 ] && kill "${busy[@]}" 2>/dev/null && wait "${busy[@]}" 2>/dev/null
   busy=()
 }
-trap 'stop_busy; rm -rf "$out"' EXIT
+# The rows are kept when the run does not finish (a long run on a busy
+# machine is worth its partial figures: merge them with -table).
+trap 'stop_busy; if [ "${done:-0}" = 1 ]; then rm -rf "$out"; else echo "bench: unfinished; rows so far in $out" >&2; fi' EXIT
 
 measure() { # measure NAME: every row into $out/NAME.rows
   local f="$out/$1.rows"
@@ -59,3 +61,4 @@ echo "Conditions: $(uname -m), $(nproc) CPUs, $(date -u +%Y-%m-%d). \"loaded\": 
 sed 's/^bench: /- /' "$out/conditions"
 echo
 ./bin/mitogen-bench -table "$(IFS=,; echo "${spec[*]}")"
+done=1
