@@ -13,10 +13,17 @@ import (
 //     between goroutines on different Ps costs a cross-CPU wake-up, which
 //     on a 2-core VM more than doubled the no-op round trip (50 µs vs 17 µs)
 //     and halved stream throughput. Parallelism comes from having one
-//     process per context.
-//   - GOGC=400 with a 32 MiB soft memory limit: relays allocate a buffer per
-//     chunk and keep little alive; collecting less often doubled 1 MiB echo
-//     throughput, while the limit keeps the heap small when it matters.
+//     process per context. Measured again for issue 11 (512 MiB through
+//     `cat` in a local context, ratio to the raw pipe, medians of 5, 2 CPUs
+//     at load average 10-15 from other work): GOMAXPROCS=1 0.48 quiet and
+//     0.29 with two busy loops beside it; GOMAXPROCS=2 0.44 and 0.21. More
+//     Ps do not help a relay hold up when the CPUs are shared.
+//   - GOGC=400 with a 32 MiB soft memory limit: collecting less often
+//     doubled 1 MiB echo throughput, while the limit keeps the heap small
+//     when it matters. Byte streams reuse their frame buffers (see
+//     core.ByteWriter.ReadFrom), so a long stream keeps the heap flat; a
+//     128 MiB limit measured 0.57 quiet and 0.21 loaded on the run above,
+//     within the noise, and would let a master's RSS swell.
 //
 // Binaries call it first thing in main; the library never does.
 func TuneRuntime() {

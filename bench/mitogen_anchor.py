@@ -28,9 +28,11 @@ def main():
     try:
         t0 = time.perf_counter()
         if len(sys.argv) > 2:
-            # ssh mode: HOST PORT IDENTITY
+            # ssh mode: HOST PORT IDENTITY [USER]
             ctx = router.ssh(hostname=sys.argv[2], port=int(sys.argv[3]),
-                             username="root", identity_file=sys.argv[4],
+                             username=sys.argv[5] if len(sys.argv) > 5 else "root",
+                             identity_file=sys.argv[4],
+                             python_path="/usr/bin/python3",
                              check_host_keys="ignore")
         else:
             ctx = router.local()

@@ -32,17 +32,27 @@ type ByteReader struct {
 	window int64
 	ctx    context.Context
 
-	mu      sync.Mutex // one consumer at a time
-	cur     []byte
-	unacked int64 // credit consumed but not yet returned
+	mu       sync.Mutex // one consumer at a time
+	cur      []byte
+	curFrame []byte // the pooled frame cur is a slice of; recycled once cur is consumed
+	unacked  int64  // credit consumed but not yet returned
 
 	qmu      sync.Mutex // shared with deliver
-	q        [][]byte   // chunks received, not yet consumed
+	q        []chunk    // chunks received, not yet consumed
 	head     int
 	credit   int32 // the writer's credit handle (reply_to of its chunks)
 	received int64 // credit the writer used: chunk costs received
 	granted  int64 // credit granted: the window plus every Credit sent
 	end      error // io.EOF or why the stream failed, after the queue
+}
+
+// chunk is a received chunk's bytes and, when they came off a stream in a
+// buffer of the router's frame pool, that buffer: it goes back to the pool
+// once the bytes are consumed, so a steady stream allocates (almost)
+// nothing and the heap does not swell (fresh buffers cost page faults and
+// zeroing, most of a relay's CPU time on a busy machine).
+type chunk struct {
+	data, frame []byte
 }
 
 // NewByteReader creates a reader that receives from writer (a context ID):
@@ -62,7 +72,7 @@ func (br *ByteReader) End() *mitogen.StreamEnd {
 
 // deliver receives a message for the data handle, on the goroutine of the
 // stream it arrived on. It never blocks on the consumer.
-func (br *ByteReader) deliver(m *wire.Message, _ *Stream) {
+func (br *ByteReader) deliver(m *wire.Message, in *Stream) {
 	if m.Src != br.writer || m.Auth != br.writer {
 		refuse(br.r, m, fmt.Sprintf("only context %d writes to this byte stream", br.writer))
 		return
@@ -113,13 +123,22 @@ func (br *ByteReader) deliver(m *wire.Message, _ *Stream) {
 		clear(br.q[n:])
 		br.q, br.head = br.q[:n], 0
 	}
-	data := m.Data
-	if cap(m.Frame) >= 2*len(data)+256 {
+	c := chunk{data: m.Data}
+	if in != nil {
+		// Read off a stream: the frame is this reader's alone now (the
+		// router keeps nothing of a message it delivered).
+		c.frame = m.Frame
+	}
+	if cap(m.Frame) >= 2*len(c.data)+256 {
 		// A small chunk in a large frame buffer: keep a copy, so that
 		// the memory a window of tiny chunks pins stays near the window.
-		data = append([]byte(nil), data...)
+		c.data = append([]byte(nil), c.data...)
+		if c.frame != nil {
+			br.r.frames.put(c.frame)
+			c.frame = nil
+		}
 	}
-	br.q = append(br.q, data)
+	br.q = append(br.q, c)
 	br.qmu.Unlock()
 	wake(br.notify)
 }
@@ -140,36 +159,52 @@ func refuse(r *Router, m *wire.Message, why string) {
 		Message: fmt.Sprintf("context %d refused %s from context %d: %s", r.id, handleText(m.Handle), m.Src, why)})
 }
 
-// next returns the next chunk, io.EOF at the end, or an error.
-func (br *ByteReader) next() ([]byte, error) {
+// next makes the next chunk current (cur, curFrame), or returns io.EOF at
+// the end, or an error. The chunk before must have been consumed.
+func (br *ByteReader) next() error {
+	br.release()
 	for {
 		br.qmu.Lock()
 		if br.head < len(br.q) {
-			data := br.q[br.head]
-			br.q[br.head] = nil
+			c := br.q[br.head]
+			br.q[br.head] = chunk{}
 			br.head++
 			br.qmu.Unlock()
 			br.unacked += ChunkOverhead
-			if len(data) == 0 {
+			if len(c.data) == 0 {
+				if c.frame != nil {
+					br.r.frames.put(c.frame)
+				}
 				continue // never sent by a conforming writer; costs only its overhead
 			}
-			return data, nil
+			br.cur, br.curFrame = c.data, c.frame
+			return nil
 		}
 		end := br.end
 		br.qmu.Unlock()
 		if end != nil {
-			return nil, end
+			return end
 		}
 		if err := br.rc.failed(); err != nil {
-			return nil, fmt.Errorf("byte stream from context %d: %w", br.writer, err)
+			return fmt.Errorf("byte stream from context %d: %w", br.writer, err)
 		}
 		// About to wait: whatever was consumed goes back to the writer.
 		br.flushCredit()
 		select {
 		case <-br.notify:
 		case <-br.ctx.Done():
-			return nil, fmt.Errorf("byte stream from context %d: %w", br.writer, br.ctx.Err())
+			return fmt.Errorf("byte stream from context %d: %w", br.writer, br.ctx.Err())
 		}
+	}
+}
+
+// release gives the current chunk's frame back to the router's pool once
+// the chunk is consumed (nothing refers to it any more: Read copied out of
+// it, and an io.Writer keeps nothing of what it was given).
+func (br *ByteReader) release() {
+	if len(br.cur) == 0 && br.curFrame != nil {
+		br.r.frames.put(br.curFrame)
+		br.cur, br.curFrame = nil, nil
 	}
 }
 
@@ -204,15 +239,14 @@ func (br *ByteReader) Read(p []byte) (int, error) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
 	if len(br.cur) == 0 {
-		chunk, err := br.next()
-		if err != nil {
+		if err := br.next(); err != nil {
 			return 0, err
 		}
-		br.cur = chunk
 	}
 	n := copy(p, br.cur)
 	br.cur = br.cur[n:]
 	br.consumed(n)
+	br.release()
 	return n, nil
 }
 
@@ -225,16 +259,21 @@ func (br *ByteReader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for {
 		if len(br.cur) == 0 {
-			chunk, err := br.next()
+			err := br.next()
 			if err == io.EOF {
 				return total, nil
 			}
 			if err != nil {
 				return total, err
 			}
-			br.cur = chunk
 		}
 		n, err := w.Write(br.cur)
+		if n < 0 || n > len(br.cur) {
+			n = 0 // a broken io.Writer: count nothing rather than panic
+			if err == nil {
+				err = io.ErrShortWrite
+			}
+		}
 		total += int64(n)
 		br.cur = br.cur[n:]
 		br.consumed(n)
@@ -258,6 +297,7 @@ func (br *ByteReader) Close() error {
 	credit := br.credit
 	br.q, br.head = nil, 0
 	br.qmu.Unlock()
+	// cur is the consumer's (a Read may be running): left to the collector.
 	br.rc.Close()
 	if !ended && credit != 0 {
 		br.r.SendDead(br.writer, credit, &DeadError{Reason: mitogen.DeadReason_SENDER_CLOSED,
@@ -485,8 +525,14 @@ func (bw *ByteWriter) Write(p []byte) (int, error) {
 }
 
 // ReadFrom implements io.ReaderFrom: it reads straight into the buffer of
-// the frame that will carry the bytes, so they are never copied again. An
-// error reading src fails the stream (the reader sees it too).
+// the frame that will carry the bytes, so they are never copied again
+// (but for a short read, see below). An error reading src fails the stream
+// (the reader sees it too).
+//
+// Frame buffers come from the router's frame pool and go back to it once
+// written to the next stream, so a long stream allocates (almost) nothing:
+// fresh buffers cost zeroing and page faults, which on a busy machine were
+// most of a relay's CPU time and cut its throughput several times over.
 func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 	bw.mu.Lock()
 	defer bw.mu.Unlock()
@@ -495,9 +541,12 @@ func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 	var total int64
 	head, tail := wire.DataOffset, len(wire.Trailer)
-	// Frames are carved from a slab, so that a short read (a pipe gives
-	// 64 KiB at a time) costs only the bytes it used.
-	var slab []byte
+	var buf []byte // a pooled buffer the next read goes into
+	defer func() {
+		if buf != nil {
+			bw.r.frames.put(buf)
+		}
+	}()
 	for {
 		// Wait for credit before reading, so that a slow reader stops us
 		// reading the source at all; then read no more than it covers.
@@ -506,20 +555,36 @@ func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 			return total, err
 		}
 		size := bw.chunkFor(avail)
-		if len(slab) < head+size+tail {
-			slab = make([]byte, max(4*(head+bw.r.cfg.MaxChunk+tail), 4<<20))
+		if cap(buf) < head+size+tail {
+			if buf != nil {
+				bw.r.frames.put(buf)
+			}
+			buf = bw.r.frames.get(head + size + tail)
 		}
-		n, err := src.Read(slab[head : head+size])
+		buf = buf[:cap(buf)]
+		n, err := src.Read(buf[head : head+size])
+		if n < 0 || n > size {
+			n, err = 0, fmt.Errorf("invalid count %d from Read", n) // a broken io.Reader
+		}
 		if n > 0 {
-			buf := slab[: head+n+tail : head+n+tail]
-			slab = slab[head+n+tail:]
+			frame := buf
+			if c := class(head + n + tail); c >= 0 && c < class(cap(buf)) {
+				// A short read (a pipe gives what it holds): its bytes move
+				// to a buffer of their size, so that the frames in flight pin
+				// memory near the window, and buf takes the next read.
+				frame = bw.r.frames.get(head + n + tail)
+				copy(frame[head:], buf[head:head+n])
+			} else {
+				buf = nil
+			}
+			frame = frame[:head+n+tail]
 			m := &wire.Message{Dst: bw.dst, Src: bw.r.id, Auth: bw.r.id, Handle: bw.handle, ReplyTo: bw.credit.handle}
-			m.Data = buf[head : head+n]
-			wire.AppendHeader(buf[:0], m)
-			copy(buf[head+n:], wire.Trailer)
-			m.Frame = buf
+			m.Data = frame[head : head+n]
+			wire.AppendHeader(frame[:0], m)
+			copy(frame[head+n:], wire.Trailer)
+			m.Frame = frame
 			bw.spend(n)
-			bw.r.route(m, nil)
+			bw.r.sendPooled(m)
 			total += int64(n)
 		}
 		if err == io.EOF {
@@ -528,6 +593,24 @@ func (bw *ByteWriter) ReadFrom(src io.Reader) (int64, error) {
 		if err != nil {
 			return total, bw.fail(fmt.Errorf("byte stream to context %d: reading its source: %w", bw.dst, err), true)
 		}
+	}
+}
+
+// sendPooled sends m built here, whose Frame came from the frame pool: when
+// m leaves through a stream, the frame goes back to the pool once written.
+// Anything else (a reader in this context, no route) goes through route,
+// which keeps the frame out of the pool.
+func (r *Router) sendPooled(m *wire.Message) {
+	r.mu.Lock()
+	var out *Stream
+	if m.Dst != r.id && !r.closed {
+		out = r.streamForLocked(m.Dst)
+	}
+	r.mu.Unlock()
+	if out == nil || out.enqueueFrame(true, true, m.Frame) != nil {
+		// On failure the frame was neither queued nor recycled: route
+		// bounces m as it would any message for a closed stream.
+		r.route(m, nil)
 	}
 }
 

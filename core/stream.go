@@ -188,6 +188,10 @@ func (s *Stream) push(direct bool, bufs [][]byte, recycleAll bool, pooled []byte
 	if direct && !s.writing && len(s.queue) == 0 {
 		s.writing = true
 		s.mu.Unlock()
+		var done [][]byte
+		if recycle {
+			done = append(done, bufs...) // write reslices the pieces of bufs
+		}
 		err := s.write(bufs)
 		if pooled != nil {
 			s.r.frames.put(pooled)
@@ -201,6 +205,9 @@ func (s *Stream) push(direct bool, bufs [][]byte, recycleAll bool, pooled []byte
 			err = fmt.Errorf("stream %s: write: %w", s.name, err)
 			s.close(err)
 			return err
+		}
+		for _, b := range done {
+			s.r.frames.put(b)
 		}
 		if pending {
 			s.kick()

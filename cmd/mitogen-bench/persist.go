@@ -33,8 +33,12 @@ func persistRow(mitogenBin, specText, identity string, reps int) (row, error) {
 		return nil
 	}
 	defer mitogen("master", "--stop")
+	cacheDir := tmp + "/cache"
+	if remoteTmp != "" {
+		cacheDir = fmt.Sprintf("%s/persist-cache-%d", remoteTmp, time.Now().UnixNano())
+	}
 	execArgs := []string{"exec", "--via", specText, "--identity", identity, "--host-key-checking", "ignore",
-		"--agent-cache-dir", tmp + "/cache", "--", "true"}
+		"--agent-cache-dir", cacheDir, "--", "true"}
 	if err := mitogen(execArgs...); err != nil { // the first: starts the master, which logs in
 		return row{}, err
 	}
