@@ -189,7 +189,7 @@ func (s *Stream) push(direct bool, bufs [][]byte, recycleAll bool, pooled []byte
 		s.writing = true
 		s.mu.Unlock()
 		var done [][]byte
-		if recycle {
+		if recycleAll {
 			done = append(done, bufs...) // write reslices the pieces of bufs
 		}
 		err := s.write(bufs)
