@@ -20,6 +20,10 @@
 //     the process (process.StartProcess serves it there).
 //  6. The relay runs until the process has exited and every byte of its
 //     output is out; our ssh exits with its status.
+//
+// When the destination runs on this machine, the command takes our ssh's
+// own stdin and stdout (FD HANDOFF, handoff.go) and no byte of the session
+// is relayed; control and the exit status go as in step 6.
 package fakessh
 
 import (

@@ -165,10 +165,9 @@ func SSHMain(args []string) int {
 	}
 	if offer != nil {
 		defer offer.Close()
-	} else {
-		pipesize.Grow(os.Stdin)
-		pipesize.Grow(os.Stdout)
 	}
+	pipesize.Grow(os.Stdin)
+	pipesize.Grow(os.Stdout)
 	stdio := process.Stdio{Stdin: handedStdin{r: os.Stdin, handed: &handed}, Stdout: os.Stdout, Stderr: os.Stderr}
 	if inv.NoStdin {
 		stdio.Stdin = nil
