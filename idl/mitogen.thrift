@@ -562,7 +562,7 @@ struct ProcessSpec {
    * for a fakessh ssh on the master's own machine that offered its
    * descriptors. Absent: the process gets pipes and its stdio is relayed.
    */
-  9: FdHandoff handoff
+  9: optional FdHandoff handoff
 }
 
 /**
@@ -999,7 +999,7 @@ struct StartSlaveRequest {
    * The ssh's offer of its own descriptors (FD HANDOFF at FdHandoff):
    * socket, token, fds. The master ignores spec.handoff.
    */
-  5: FdHandoff offer
+  5: optional FdHandoff offer
 }
 
 /**

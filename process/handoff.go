@@ -301,8 +301,8 @@ func peerPid(c *net.UnixConn) (int32, error) {
 // there is one and it succeeds, else on pipes (s.start). It returns the
 // fds the process took directly.
 func (s *slave) startMaybeHandoff(cmd *exec.Cmd, h *mitogen.FdHandoff) (int32, error) {
-	if h == nil {
-		return 0, s.start(cmd)
+	if h == nil || (h.Socket == "" && len(h.Token) == 0 && h.Fds == 0) {
+		return 0, s.start(cmd) // absent (a peer may send an empty struct for it)
 	}
 	files, err := receiveHandoff(h)
 	if err != nil {

@@ -1354,8 +1354,10 @@ func (p *ProcessSpec) BLength() int {
 	off += 4
 
 	// p.Handoff ID:9 thrift.STRUCT
-	off += 3
-	off += p.Handoff.BLength()
+	if p.Handoff != nil {
+		off += 3
+		off += p.Handoff.BLength()
+	}
 	return off + 1
 }
 
@@ -1422,8 +1424,10 @@ func (p *ProcessSpec) FastAppend(b []byte) []byte {
 	b = x.AppendI32(b, int32(p.PeerId))
 
 	// p.Handoff
-	b = append(b, 12, 0, 9)
-	b = p.Handoff.FastAppend(b)
+	if p.Handoff != nil {
+		b = append(b, 12, 0, 9)
+		b = p.Handoff.FastAppend(b)
+	}
 
 	return append(b, 0)
 }
@@ -3079,8 +3083,10 @@ func (p *StartSlaveRequest) BLength() int {
 	off += p.Spec.BLength()
 
 	// p.Offer ID:5 thrift.STRUCT
-	off += 3
-	off += p.Offer.BLength()
+	if p.Offer != nil {
+		off += 3
+		off += p.Offer.BLength()
+	}
 	return off + 1
 }
 
@@ -3119,8 +3125,10 @@ func (p *StartSlaveRequest) FastAppend(b []byte) []byte {
 	b = p.Spec.FastAppend(b)
 
 	// p.Offer
-	b = append(b, 12, 0, 5)
-	b = p.Offer.FastAppend(b)
+	if p.Offer != nil {
+		b = append(b, 12, 0, 5)
+		b = p.Offer.FastAppend(b)
+	}
 
 	return append(b, 0)
 }

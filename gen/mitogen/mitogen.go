@@ -1063,7 +1063,7 @@ type ProcessSpec struct {
 	 * for a fakessh ssh on the master's own machine that offered its
 	 * descriptors. Absent: the process gets pipes and its stdio is relayed.
 	 */
-	Handoff *FdHandoff `thrift:"handoff,9" json:"handoff"`
+	Handoff *FdHandoff `thrift:"handoff,9,optional" json:"handoff,omitempty"`
 }
 
 func NewProcessSpec() *ProcessSpec {
@@ -2003,7 +2003,7 @@ type StartSlaveRequest struct {
 	 * The ssh's offer of its own descriptors (FD HANDOFF at FdHandoff):
 	 * socket, token, fds. The master ignores spec.handoff.
 	 */
-	Offer *FdHandoff `thrift:"offer,5" json:"offer"`
+	Offer *FdHandoff `thrift:"offer,5,optional" json:"offer,omitempty"`
 }
 
 func NewStartSlaveRequest() *StartSlaveRequest {
