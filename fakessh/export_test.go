@@ -30,3 +30,6 @@ func Hog(n int) int {
 	}
 	return 0
 }
+
+// WantPty is wantPty, for tests.
+var WantPty = wantPty

@@ -25,10 +25,10 @@ import (
 const EnvHandoff = "MITOGEN_FAKESSH_HANDOFF"
 
 // offerStdio makes our ssh's offer when the invocation allows one: no
-// terminal asked for (-t), stdin read (no -n), stdin and stdout FIFOs or
-// sockets. nil: relay.
-func offerStdio(inv *sshargs.Invocation) *process.Offer {
-	if os.Getenv(EnvHandoff) == "0" || inv.TTY > 0 || inv.NoStdin {
+// pty session, stdin read (no -n), stdin and stdout FIFOs or sockets.
+// nil: relay.
+func offerStdio(inv *sshargs.Invocation, pty bool) *process.Offer {
+	if os.Getenv(EnvHandoff) == "0" || pty || inv.NoStdin {
 		return nil
 	}
 	o, err := process.NewOffer(os.Stdin, os.Stdout, os.Stderr)

@@ -223,6 +223,15 @@ type run struct {
 // Run runs argv and returns its exit status (a signal gives 128+N, as a
 // shell reports it). Everything it created is removed when it returns, and
 // the program, its ssh processes and their remote commands are gone.
+//
+// When ctx ends, the program's process group gets SIGTERM, or the signal
+// of a SignalError cause (context.WithCancelCause), and SIGKILL after
+// Config.KillGrace; for a SignalError Run returns 128+N and no error.
+//
+// If the run holds the foreground of its controlling terminal (stdin,
+// stdout or stderr), the program gets it as a shell gives it to a job,
+// job-control stops and continues are passed both ways, and the terminal
+// (foreground group and modes) is restored when Run returns.
 func (rn *Runner) Run(ctx context.Context, argv []string) (int, error) {
 	if len(argv) == 0 {
 		return 255, errors.New("fakessh: no program to run")
@@ -328,6 +337,17 @@ func (rn *Runner) RunProgram(ctx context.Context, dir string, sessionEnv []strin
 	cmd.Dir = rn.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = rn.Stdin, rn.Stdout, rn.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The program's group gets the terminal, if the run holds one (job.go),
+	// before the program runs; the run takes it back on every way out.
+	term := controllingTerminal(rn.Stdin, rn.Stdout, rn.Stderr)
+	if term.lendAtStart() {
+		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, term.fd
+	}
+	if term != nil {
+		defer term.takeBack(false)
+	}
+	jobs := newJobControl(term)
+	defer jobs.stop()
 	// Resolve the program on the PATH it will see, so that "ssh" is ours.
 	if p, err := lookPathIn(argv[0], cmd.Env); err == nil {
 		cmd.Path, cmd.Err = p, nil
@@ -339,10 +359,20 @@ func (rn *Runner) RunProgram(ctx context.Context, dir string, sessionEnv []strin
 	// program unreaped, so that the group's ID stays its own (not reused
 	// by a stranger's group) for every signal below (package pgroup).
 	group := pgroup.Watch(cmd)
+	jobs.watch(group)
+	var signalled *SignalError
 	select {
 	case <-group.Exited():
 	case <-ctx.Done():
-		_ = group.Signal(syscall.SIGTERM)
+		// The run's own signal goes on to the program (SIGTERM when the
+		// run was cancelled otherwise); a stopped program is continued to
+		// take it.
+		sig := syscall.SIGTERM
+		if errors.As(context.Cause(ctx), &signalled) {
+			sig = signalled.Signal
+		}
+		_ = group.Signal(sig)
+		_ = group.Signal(syscall.SIGCONT)
 		select {
 		case <-group.Exited():
 		case <-time.After(rn.Config.withDefaults().KillGrace):
@@ -350,9 +380,13 @@ func (rn *Runner) RunProgram(ctx context.Context, dir string, sessionEnv []strin
 			<-group.Exited()
 		}
 	}
+	jobs.stop() // before the reap: no waitid for stops of a reaped PID
 	// Whatever the program left behind in its process group goes too.
 	_ = group.Signal(syscall.SIGKILL)
 	werr := group.Reap()
+	if signalled != nil {
+		return 128 + int(signalled.Signal), nil
+	}
 	if werr == nil {
 		return 0, nil
 	}
@@ -771,7 +805,10 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	spec.PeerId = caller
 	spec.Argv = nil // a fakessh ssh runs commands the way sshd does, never raw argv
 	spec.Env = AcceptEnv(spec.Env)
-	spec.Handoff = st.handoffFor(caller, req.Offer) // never the ssh's own
+	spec.Handoff = nil // never the ssh's own
+	if spec.Pty == nil {
+		spec.Handoff = st.handoffFor(caller, req.Offer)
+	}
 	st.Router.Logger().Debug("fakessh start_slave", "host", req.Host, "dest", dest.String(), "caller", caller,
 		"command", spec.Command, "subsystem", spec.Subsystem, "login", spec.Login)
 	started, err := dest.Agent().StartProcess(callCtx, &spec)

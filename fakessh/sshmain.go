@@ -88,7 +88,8 @@ func SSHMain(args []string) int {
 	defer r.Close()
 
 	// A signal ends the relay (and so the remote command, the way sshd ends
-	// a session); ssh then says "Killed by signal N." unless -q.
+	// a session); ssh then exits 255, saying "Killed by signal N." only
+	// with -v (OpenSSH's VERBOSE level).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 1)
@@ -103,12 +104,13 @@ func SSHMain(args []string) int {
 		case <-ctx.Done():
 		}
 	}()
-	// killed reports the signal that ended the session, as ssh does.
+	// killed reports the signal that ended the session, as ssh does: at
+	// its VERBOSE level only.
 	killed := func() int {
 		sig := <-caught
 		caught <- sig
-		if !inv.Quiet {
-			fmt.Fprintf(os.Stderr, "Killed by signal %d.\n", sig.(syscall.Signal))
+		if !inv.Quiet && inv.Verbose > 0 {
+			fmt.Fprintf(os.Stderr, "Killed by signal %d.\r\n", sig.(syscall.Signal))
 		}
 		return 255
 	}
@@ -140,8 +142,14 @@ func SSHMain(args []string) int {
 	}
 	defer fwd.close()
 	spec := specFor(inv, os.Environ())
-	// FD HANDOFF: a destination on this machine may take our stdio itself.
-	offer := offerStdio(inv)
+	stdinTTY := !inv.NoStdin && isTerminal(int(os.Stdin.Fd()))
+	pty, warn := wantPty(inv, stdinTTY)
+	if warn && !inv.Quiet {
+		fmt.Fprint(os.Stderr, noPtyLine)
+	}
+	// FD HANDOFF: a destination on this machine may take our stdio itself
+	// (never for a pty session).
+	offer := offerStdio(inv, pty)
 	var handed atomic.Int32
 	start := func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
@@ -172,27 +180,72 @@ func SSHMain(args []string) int {
 	if inv.NoStdin {
 		stdio.Stdin = nil
 	}
+	if pty {
+		// A pty on the far side (ssh -t): its size now and as it changes,
+		// and the local terminal, if any, in raw mode for the session.
+		spec.Pty = &mitogen.PtyRequest{Term: os.Getenv("TERM"), Size: windowSize(int(os.Stdin.Fd()))}
+		if stdinTTY {
+			restore, err := rawMode(int(os.Stdin.Fd()))
+			if err == nil {
+				defer restore()
+			}
+			sizes, stop := watchWindow(int(os.Stdin.Fd()))
+			defer stop()
+			stdio.WindowChanges = sizes
+		}
+	}
+	status, ran := relay(ctx, r, start, spec, stdio, inv, caught)
+	if pty && ran && !inv.Quiet {
+		// OpenSSH's closing line of a pty session (its INFO level).
+		fmt.Fprintf(os.Stderr, "Connection to %s closed.\r\n", inv.Host)
+	}
+	return status
+}
+
+// relay runs the session and returns ssh's exit status, and whether the
+// session ran to its end (EXIT, or ssh's own signal). ssh's own lines on
+// stderr are OpenSSH's: none with -q (LogLevel QUIET silences even its
+// errors); "Killed by signal N." and a remote command's death by a signal
+// only with -v (OpenSSH logs the first at VERBOSE and says nothing of the
+// second, exiting 255).
+func relay(ctx context.Context, r *core.Router, start process.Starter, spec *mitogen.ProcessSpec, stdio process.Stdio, inv *sshargs.Invocation, caught <-chan os.Signal) (int, bool) {
+	say := func(format string, args ...any) {
+		if !inv.Quiet {
+			fmt.Fprintf(os.Stderr, format, args...)
+		}
+	}
 	res, err := process.Relay(ctx, r, process.AnyDestination, start, spec, stdio)
 	if err != nil {
-		if len(caught) > 0 {
-			return killed()
+		select {
+		case sig := <-caught:
+			if inv.Verbose > 0 {
+				say("Killed by signal %d.\r\n", sig.(syscall.Signal))
+			}
+			return 255, true
+		default:
 		}
 		var ce *mitogen.CallError
 		if errors.As(err, &ce) && ce.Code == "EACCES" {
 			// The master refused the ssh user, as sshd would: its
 			// message is ssh's ("root@h: Permission denied (...).").
-			fmt.Fprintln(os.Stderr, ce.Message)
+			say("%s\n", ce.Message)
 		} else if res.Note != "" {
-			fmt.Fprintf(os.Stderr, "ssh: %s\n", res.Note)
+			say("ssh: %s\n", res.Note)
 		} else {
-			fmt.Fprintf(os.Stderr, "ssh: %s: %v\n", inv.Host, err)
+			say("ssh: %s: %v\n", inv.Host, err)
 		}
-		return 255
+		return 255, false
 	}
-	if res.Note != "" && !inv.Quiet {
-		fmt.Fprintf(os.Stderr, "ssh: %s: %s\n", inv.Host, res.Note)
+	switch {
+	case res.Note == "":
+	case res.Signal != "":
+		if inv.Verbose > 0 {
+			say("ssh: %s: %s\n", inv.Host, res.Note)
+		}
+	default:
+		say("ssh: %s: %s\n", inv.Host, res.Note)
 	}
-	return res.Status
+	return res.Status, true
 }
 
 // dialPatience bounds how long our ssh retries a master that is busy

@@ -496,6 +496,27 @@ struct StreamEnd {
   3: i64 window
 }
 
+/*
+ * CONNECTIONS FOR USER SERVICES (package kitexconn). A context may serve
+ * named listeners of two-way connections, each a pair of byte streams, for
+ * a user's RPC framework (Kitex's client and server run over them as over
+ * TCP). A listener called NAME is the CALL_FUNCTION service "Kitex/NAME"
+ * with one method, as if declared
+ *
+ *   StreamEnd dial(1: StreamEnd reader)
+ *
+ * The caller sends its own reader end (context_id equal to the call's
+ * auth_id, a dynamic handle, window >= MIN_STREAM_WINDOW; else the call
+ * fails and nothing is kept). The listener creates its own reader (taking
+ * data only from the caller) and a writer connected to the caller's
+ * reader, and replies with its reader end; the caller then connects its
+ * writer to that end. From then on each direction is an ordinary byte
+ * stream (BYTE STREAMS): a normal end is the connection's half-close, a
+ * failure ends both. A listener holds at most 256 connections and 64
+ * waiting to be accepted; a closed or full listener answers INTERNAL_ERROR
+ * and keeps nothing. Any other method of the service is UNKNOWN_METHOD.
+ */
+
 /**
  * A command to run under a context, the "slave" of fakessh and the target of
  * `mitogen exec`. Exactly one of argv, command, subsystem or login is used.
@@ -503,10 +524,11 @@ struct StreamEnd {
  * ENDINGS. The process runs in its own process group. It ends the way a
  * command under sshd ends when its session goes away, whenever its client
  * (peer_id) disconnects, breaks the Control protocol (a bad START, or
- * anything but SIGNAL after START), or never sends START (60 s): its stdin
- * is closed (EOF) and its process group gets SIGHUP; if any member of the
- * group is still alive one step later it gets SIGTERM, and one step after
- * that SIGKILL. The step is 2 s. When the context running the process shuts
+ * anything but SIGNAL or WINDOW_CHANGE after START), or never sends START
+ * (60 s): its stdin is closed (EOF; for a process on a pty, the pty's
+ * master is closed: the pty hangs up) and its process group gets SIGHUP;
+ * if any member of the group is still alive one step later it gets
+ * SIGTERM, and one step after that SIGKILL. The step is 2 s. When the context running the process shuts
  * down, the same happens with a 1 s step, and the context does not exit
  * until the process has been reaped (two steps fit in the 3 s a parent
  * grants a shutting-down child). No EXIT is sent after such an ending.
@@ -533,6 +555,12 @@ struct StreamEnd {
  * own environment plus env. Every process keeps the agent's umask, which
  * is the one its transport gave (the bootstrap's 077 is only for the
  * agent's cache).
+ *
+ * SESSION. As under sshd, the process leads a new session (setsid), so
+ * its process group ID and session ID are its PID. Without a pty it has no
+ * controlling terminal (it does not inherit the agent's). With one (pty),
+ * the pty's slave is its controlling terminal and its stdin, stdout and
+ * stderr (see PtyRequest).
  */
 struct ProcessSpec {
   /** Run argv[0] with these arguments, found on PATH. */
@@ -557,12 +585,58 @@ struct ProcessSpec {
    * The process's outputs and its EXIT go only to this context (see START).
    */
   8: i32 peer_id
+  /** Run the process on a new pseudo-terminal (ssh -t); absent: on pipes. */
+  9: optional PtyRequest pty
   /**
    * Zero-relay stdio (see FD HANDOFF at FdHandoff): set only by the master,
    * for a fakessh ssh on the master's own machine that offered its
    * descriptors. Absent: the process gets pipes and its stdio is relayed.
    */
-  9: optional FdHandoff handoff
+  10: optional FdHandoff handoff
+}
+
+/**
+ * A window size, as TIOCSWINSZ takes it. Each field must be 0-65535
+ * (0: unknown); a value outside that is refused (start_process fails with
+ * code "EINVAL"; a WINDOW_CHANGE carrying it is a protocol error).
+ */
+struct WindowSize {
+  1: i32 rows
+  2: i32 cols
+  3: i32 width_px
+  4: i32 height_px
+}
+
+/**
+ * ssh's pty-req: the process runs on a new pseudo-terminal.
+ *
+ * The process side opens a pty, sets its window size (size; absent: 0x0),
+ * and starts the process as the leader of a new session whose controlling
+ * terminal is the pty's slave, which is also its stdin, stdout and stderr.
+ * TERM is set to term (not set when term is empty) and SSH_TTY to the
+ * slave's path (/dev/pts/N). term must be at most 64 bytes, each a
+ * printable ASCII character other than space (0x21-0x7e); anything else
+ * fails start_process with code "EINVAL".
+ *
+ * On the wire nothing else changes: everything the process writes (stdout
+ * and stderr alike, after the pty's output processing, so "\n" arrives as
+ * "\r\n") comes on the stdout stream; the stderr stream carries no data
+ * and ends (Dead{SENDER_CLOSED}) at once after START. Stdin bytes are
+ * written to the pty's master, so the line discipline applies (echo, ^C is
+ * SIGINT to the pty's foreground group). The end of stdin (SENDER_CLOSED)
+ * is not passed on (a pty has no end of input: a client that wants one
+ * sends the EOF character, ^D), as under sshd. The output ends when no
+ * process holds the slave open any more. In an ending (ENDINGS) the
+ * master is closed instead of stdin (the pty hangs up: the kernel signals
+ * SIGHUP to the pty's foreground group too), then SIGHUP, SIGTERM and
+ * SIGKILL go to the process group as ever. Window changes: see
+ * ControlKind.WINDOW_CHANGE.
+ */
+struct PtyRequest {
+  /** The terminal type, e.g. "xterm-256color"; becomes TERM. */
+  1: string term
+  /** The initial window size. */
+  2: optional WindowSize size
 }
 
 /**
@@ -576,7 +650,8 @@ struct ProcessSpec {
  * the extension (handed_off 0): handoff is an optimisation, never needed.
  *
  * 1. Offer (ssh -> master, StartSlaveRequest.offer). The ssh offers only
- *    when it allocates no terminal (no -t), reads stdin (no -n), and its
+ *    for a session without a pty (ProcessSpec.pty absent; the process side
+ *    never uses a handoff with a pty), reads stdin (no -n), and its
  *    stdin and stdout are each a FIFO or a socket (never a terminal or a
  *    file: a terminal given to another user's process could be injected
  *    into). It sets fds: 1 stdin | 2 stdout, plus 4 when its stderr is a
@@ -700,6 +775,17 @@ enum ControlKind {
   EXIT = 2
   /** Client -> process: send a signal (signal field). */
   SIGNAL = 3
+  /**
+   * Client -> process: the client's terminal changed size (ssh's
+   * window-change); window carries the new size. Accepted where SIGNAL is
+   * (after START, before EXIT), sent with reply_to 0. For a process on a
+   * pty the process side sets the pty's size (TIOCSWINSZ), and the kernel
+   * signals SIGWINCH to the pty's foreground process group; for a process
+   * without a pty it is ignored. A WINDOW_CHANGE without window, or with a
+   * field outside 0-65535, is a protocol error (the process is ended, see
+   * ENDINGS).
+   */
+  WINDOW_CHANGE = 4
 }
 
 /** Payload of messages to a control handle. */
@@ -735,6 +821,8 @@ struct Control {
   8: string note
   /** SIGNAL: signal number to deliver. */
   9: i32 signal_number
+  /** WINDOW_CHANGE: the new window size. */
+  10: optional WindowSize window
 }
 
 /** An error a service method returns. */

@@ -28,6 +28,11 @@ type Stdio struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// WindowChanges, if not nil, carries the new sizes of the client's
+	// terminal, each sent to the process as a WINDOW_CHANGE (for a
+	// process on a pty, ProcessSpec.pty). Relay stops reading it when it
+	// returns.
+	WindowChanges <-chan mitogen.WindowSize
 }
 
 // Result is how a relayed process ended, as its EXIT says.
@@ -180,7 +185,27 @@ func (c *client) start(ctx context.Context, start Starter, spec *mitogen.Process
 	go func() { outs.Wait(); close(c.outputsEnded) }()
 	c.ctl = make(chan ctlEvent, 1)
 	go c.readControl()
+	if stdio.WindowChanges != nil {
+		go c.windowChanges(stdio.WindowChanges)
+	}
 	return nil
+}
+
+// windowChanges sends each new window size as a WINDOW_CHANGE, until the
+// relay is over.
+func (c *client) windowChanges(sizes <-chan mitogen.WindowSize) {
+	for {
+		select {
+		case w, ok := <-sizes:
+			if !ok {
+				return
+			}
+			c.r.Send(&wire.Message{Dst: c.dest, Handle: c.started.ControlHandle,
+				Data: marshal(&mitogen.Control{Kind: mitogen.ControlKind_WINDOW_CHANGE, Window: &w})})
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 // readControl turns the control handle's messages into events, in order,

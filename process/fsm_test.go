@@ -143,6 +143,21 @@ func TestSlaveProtocolErrors(t *testing.T) {
 			rc.start()
 			rc.send(&mitogen.Control{Kind: mitogen.ControlKind_SIGNAL, SignalNumber: 999})
 		},
+		"WINDOW_CHANGE before START": func(rc *rawClient) {
+			rc.send(&mitogen.Control{Kind: mitogen.ControlKind_WINDOW_CHANGE, Window: &mitogen.WindowSize{Rows: 24, Cols: 80}})
+		},
+		"WINDOW_CHANGE without window": func(rc *rawClient) {
+			rc.start()
+			rc.send(&mitogen.Control{Kind: mitogen.ControlKind_WINDOW_CHANGE})
+		},
+		"WINDOW_CHANGE rows 65536": func(rc *rawClient) {
+			rc.start()
+			rc.send(&mitogen.Control{Kind: mitogen.ControlKind_WINDOW_CHANGE, Window: &mitogen.WindowSize{Rows: 65536, Cols: 80}})
+		},
+		"WINDOW_CHANGE cols -1": func(rc *rawClient) {
+			rc.start()
+			rc.send(&mitogen.Control{Kind: mitogen.ControlKind_WINDOW_CHANGE, Window: &mitogen.WindowSize{Rows: 24, Cols: -1}})
+		},
 	}
 	for name, send := range cases {
 		t.Run(name, func(t *testing.T) {

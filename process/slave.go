@@ -97,6 +97,7 @@ type slave struct {
 	stdinW  io.WriteCloser
 	stdoutR io.ReadCloser
 	stderrR io.ReadCloser
+	pty     *os.File // the pty's master, for a process on a pty
 	origin  string
 	log     *slog.Logger
 	ctx     context.Context
@@ -149,11 +150,16 @@ func (c Config) StartProcessThen(ctx context.Context, r *core.Router, spec *mito
 		ended: make(chan struct{}), ctl: make(chan ctlEvent, 1), then: then}
 	s.ctx, s.cancel = context.WithCancel(r.Lifetime())
 	cmd, err := buildCommand(spec)
+	if err == nil {
+		err = checkPty(spec.Pty)
+	}
 	if err == nil && s.ctx.Err() != nil {
 		err = fmt.Errorf("context %d is shutting down", r.ID())
 	}
 	var handedOff int32
-	if err == nil {
+	if err == nil && spec.Pty != nil {
+		err = s.startPty(cmd, spec.Pty) // a terminal session: never a handoff
+	} else if err == nil {
 		handedOff, err = s.startMaybeHandoff(cmd, spec.Handoff)
 	}
 	if err != nil {
@@ -264,8 +270,10 @@ func buildCommand(spec *mitogen.ProcessSpec) (*exec.Cmd, error) {
 			cmd.Env = append(cmd.Env, k+"="+spec.Env[k])
 		}
 	}
-	// Its own process group, so that it and its children can be killed together.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A session of its own, as under sshd: its own process group, so that
+	// it and its children can be killed together, and no controlling
+	// terminal but the pty it may be given (idl: ProcessSpec SESSION).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd, nil
 }
 
@@ -453,6 +461,13 @@ func (s *slave) end(why string) {
 	log := s.log
 	log.Debug("ending the process", "why", why)
 	s.closeStdin()
+	if s.pty != nil {
+		// The pty hangs up, as when sshd closes a session: the kernel
+		// signals SIGHUP to the pty's session and foreground group (a job
+		// of an interactive shell has a group of its own), and whatever
+		// still holds it open reads EOF.
+		s.pty.Close()
+	}
 	s.signalGroup(syscall.SIGHUP)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		step := s.cfg.HangupGrace
@@ -479,9 +494,22 @@ func (s *slave) onShutdown() {
 	select {
 	case <-s.ended:
 	case <-t.C:
+		// The ending's own SIGKILL has not come yet (a loaded machine):
+		// send it, and give the kernel a bounded moment to let the run
+		// reap the group, so that the context does not exit before it.
 		s.signalGroup(syscall.SIGKILL)
+		reap := time.NewTimer(killReapWait)
+		defer reap.Stop()
+		select {
+		case <-s.ended:
+		case <-reap.C:
+		}
 	}
 }
+
+// killReapWait bounds how long the shutdown hook waits, after its SIGKILL,
+// for the process to be reaped.
+const killReapWait = 2 * time.Second
 
 // checkStart applies the START rule (idl: ControlKind.START): every end
 // it names belongs to the client itself and is a dynamic handle there, so
@@ -592,6 +620,16 @@ func (s *slave) running() SlaveState {
 				return s.finish("control ended: " + ev.gone.Error())
 			case ev.err != nil:
 				return s.protocolError(SlaveRunning, "Control", ev.err)
+			case ev.c.Kind == mitogen.ControlKind_WINDOW_CHANGE:
+				if err := checkWindow(ev.c.Window, true); err != nil {
+					return s.protocolError(SlaveRunning, "Control WINDOW_CHANGE", err)
+				}
+				if s.pty != nil {
+					if err := setWindow(s.pty, ev.c.Window); err != nil {
+						s.log.Debug("setting the pty's window size", "err", err)
+					}
+				}
+				continue
 			case ev.c.Kind != mitogen.ControlKind_SIGNAL:
 				return s.protocolError(SlaveRunning, "Control "+ev.c.Kind.String(), nil)
 			case ev.c.SignalNumber <= 0 || ev.c.SignalNumber > 64:
@@ -670,6 +708,7 @@ func (s *slave) begin(c *mitogen.Control) error {
 			_, _ = io.Copy(io.Discard, r) // keep the process from blocking on a full pipe
 		}
 		w.Close()
+		r.Close()
 	}
 	go pump(stdout, s.stdoutR)
 	go pump(stderr, s.stderrR)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
@@ -45,6 +47,9 @@ func cmdRun(args []string) int {
 Runs PROGRAM with mitogen's ssh first on its PATH: every ssh it starts runs
 its command in a context instead (the --host context for that host name,
 else the --via one), with no new connection. Exits with PROGRAM's status.
+At a terminal PROGRAM gets it as a shell gives it to a job (^C, ^Z, window
+size; ssh -t gives a remote pty). SIGHUP, SIGINT and SIGTERM are passed on
+to PROGRAM; after clean-up the exit status is then 128+N, as a shell says.
 
 With --on, PROGRAM runs in the context at the end of that chain, and its
 ssh commands are served by the master's other contexts: only the --host
@@ -60,19 +65,57 @@ Examples:
 	if done {
 		return code
 	}
-	ctx, cancel := signalContext()
-	defer cancel()
+	ctx, stop := runSignalContext()
+	defer stop()
+	status := runProgram(ctx, &cf, on, hosts, argv)
+	// Killed by SIGHUP, SIGINT or SIGTERM (at any step): the status a
+	// shell reports for that signal, once everything is cleaned up.
+	var se *fakessh.SignalError
+	if errors.As(context.Cause(ctx), &se) {
+		return 128 + int(se.Signal)
+	}
+	return status
+}
+
+// runSignalContext is cancelled, with a *fakessh.SignalError cause, by
+// SIGHUP (the terminal closed), SIGINT or SIGTERM.
+func runSignalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(&fakessh.SignalError{Signal: s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// runProgram connects the contexts and runs argv under fakessh (through the
+// persistent master when it serves these chains); the master and its
+// contexts are shut down when it returns.
+func runProgram(ctx context.Context, cf *commonFlags, on specList, hosts hostMap, argv []string) int {
 	var hostChains [][]transport.Spec
 	for _, specs := range hosts {
 		hostChains = append(hostChains, specs)
 	}
 	if len(on) == 0 && cf.persistent(hostChains...) {
-		return runPersistent(ctx, &cf, hosts, argv)
+		return runPersistent(ctx, cf, hosts, argv)
 	}
 	rn := &fakessh.Runner{Hosts: map[string]*core.Context{}, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	if len(on) == 0 {
 		r, chain, err := cf.master(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return 255 // a signal ended the set-up: nothing to say
+			}
 			return fail(os.Stderr, "%v", err)
 		}
 		defer r.Close()
@@ -83,12 +126,18 @@ Examples:
 		rn.Router = r
 		c, err := cf.dial(ctx, r, on)
 		if err != nil {
+			if ctx.Err() != nil {
+				return 255
+			}
 			return fail(os.Stderr, "--on: %v", err)
 		}
 		rn.On = c[len(c)-1]
 		if len(cf.via) > 0 {
 			c, err := cf.dial(ctx, r, cf.via)
 			if err != nil {
+				if ctx.Err() != nil {
+					return 255
+				}
 				return fail(os.Stderr, "--via: %v", err)
 			}
 			rn.Default = c[len(c)-1]
@@ -97,12 +146,15 @@ Examples:
 	for name, hops := range hosts {
 		c, err := cf.dial(ctx, rn.Router, hops)
 		if err != nil {
+			if ctx.Err() != nil {
+				return 255
+			}
 			return fail(os.Stderr, "--host %s: %v", name, err)
 		}
 		rn.Hosts[name] = c[len(c)-1]
 	}
 	status, err := rn.Run(ctx, argv)
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "mitogen run: %v\n", err)
 	}
 	return status

@@ -1353,7 +1353,13 @@ func (p *ProcessSpec) BLength() int {
 	off += 3
 	off += 4
 
-	// p.Handoff ID:9 thrift.STRUCT
+	// p.Pty ID:9 thrift.STRUCT
+	if p.Pty != nil {
+		off += 3
+		off += p.Pty.BLength()
+	}
+
+	// p.Handoff ID:10 thrift.STRUCT
 	if p.Handoff != nil {
 		off += 3
 		off += p.Handoff.BLength()
@@ -1423,9 +1429,15 @@ func (p *ProcessSpec) FastAppend(b []byte) []byte {
 	b = append(b, 8, 0, 8)
 	b = x.AppendI32(b, int32(p.PeerId))
 
+	// p.Pty
+	if p.Pty != nil {
+		b = append(b, 12, 0, 9)
+		b = p.Pty.FastAppend(b)
+	}
+
 	// p.Handoff
 	if p.Handoff != nil {
-		b = append(b, 12, 0, 9)
+		b = append(b, 12, 0, 10)
 		b = p.Handoff.FastAppend(b)
 	}
 
@@ -1528,7 +1540,14 @@ func (p *ProcessSpec) FastRead(b []byte) (off int, err error) {
 			if err != nil {
 				goto ReadFieldError
 			}
-		case 0x90c: // p.Handoff ID:9 thrift.STRUCT
+		case 0x90c: // p.Pty ID:9 thrift.STRUCT
+			p.Pty = NewPtyRequest()
+			l, err = p.Pty.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0xa0c: // p.Handoff ID:10 thrift.STRUCT
 			p.Handoff = NewFdHandoff()
 			l, err = p.Handoff.FastRead(b[off:])
 			off += l
@@ -1549,6 +1568,218 @@ ReadFieldBeginError:
 ReadFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_ProcessSpec[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *WindowSize) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Rows ID:1 thrift.I32
+	off += 3
+	off += 4
+
+	// p.Cols ID:2 thrift.I32
+	off += 3
+	off += 4
+
+	// p.WidthPx ID:3 thrift.I32
+	off += 3
+	off += 4
+
+	// p.HeightPx ID:4 thrift.I32
+	off += 3
+	off += 4
+	return off + 1
+}
+
+func (p *WindowSize) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *WindowSize) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *WindowSize) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Rows
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.Rows))
+
+	// p.Cols
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.Cols))
+
+	// p.WidthPx
+	b = append(b, 8, 0, 3)
+	b = x.AppendI32(b, int32(p.WidthPx))
+
+	// p.HeightPx
+	b = append(b, 8, 0, 4)
+	b = x.AppendI32(b, int32(p.HeightPx))
+
+	return append(b, 0)
+}
+
+func (p *WindowSize) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x108: // p.Rows ID:1 thrift.I32
+			p.Rows, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x208: // p.Cols ID:2 thrift.I32
+			p.Cols, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x308: // p.WidthPx ID:3 thrift.I32
+			p.WidthPx, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x408: // p.HeightPx ID:4 thrift.I32
+			p.HeightPx, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_WindowSize[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+func (p *PtyRequest) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Term ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Term)
+
+	// p.Size ID:2 thrift.STRUCT
+	if p.Size != nil {
+		off += 3
+		off += p.Size.BLength()
+	}
+	return off + 1
+}
+
+func (p *PtyRequest) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *PtyRequest) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *PtyRequest) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Term
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Term)))
+	b = append(b, p.Term...)
+
+	// p.Size
+	if p.Size != nil {
+		b = append(b, 12, 0, 2)
+		b = p.Size.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+func (p *PtyRequest) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Term ID:1 thrift.STRING
+			p.Term, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20c: // p.Size ID:2 thrift.STRUCT
+			p.Size = NewWindowSize()
+			l, err = p.Size.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_PtyRequest[fid]), err)
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
@@ -1847,6 +2078,12 @@ func (p *Control) BLength() int {
 	// p.SignalNumber ID:9 thrift.I32
 	off += 3
 	off += 4
+
+	// p.Window ID:10 thrift.STRUCT
+	if p.Window != nil {
+		off += 3
+		off += p.Window.BLength()
+	}
 	return off + 1
 }
 
@@ -1903,6 +2140,12 @@ func (p *Control) FastAppend(b []byte) []byte {
 	// p.SignalNumber
 	b = append(b, 8, 0, 9)
 	b = x.AppendI32(b, int32(p.SignalNumber))
+
+	// p.Window
+	if p.Window != nil {
+		b = append(b, 12, 0, 10)
+		b = p.Window.FastAppend(b)
+	}
 
 	return append(b, 0)
 }
@@ -1977,6 +2220,13 @@ func (p *Control) FastRead(b []byte) (off int, err error) {
 			}
 		case 0x908: // p.SignalNumber ID:9 thrift.I32
 			p.SignalNumber, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0xa0c: // p.Window ID:10 thrift.STRUCT
+			p.Window = NewWindowSize()
+			l, err = p.Window.FastRead(b[off:])
 			off += l
 			if err != nil {
 				goto ReadFieldError

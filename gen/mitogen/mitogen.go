@@ -345,6 +345,17 @@ const (
 	ControlKind_EXIT ControlKind = 2
 	/** Client -> process: send a signal (signal field). */
 	ControlKind_SIGNAL ControlKind = 3
+	/**
+	 * Client -> process: the client's terminal changed size (ssh's
+	 * window-change); window carries the new size. Accepted where SIGNAL is
+	 * (after START, before EXIT), sent with reply_to 0. For a process on a
+	 * pty the process side sets the pty's size (TIOCSWINSZ), and the kernel
+	 * signals SIGWINCH to the pty's foreground process group; for a process
+	 * without a pty it is ignored. A WINDOW_CHANGE without window, or with a
+	 * field outside 0-65535, is a protocol error (the process is ended, see
+	 * ENDINGS).
+	 */
+	ControlKind_WINDOW_CHANGE ControlKind = 4
 )
 
 func (p ControlKind) String() string {
@@ -355,6 +366,8 @@ func (p ControlKind) String() string {
 		return "EXIT"
 	case ControlKind_SIGNAL:
 		return "SIGNAL"
+	case ControlKind_WINDOW_CHANGE:
+		return "WINDOW_CHANGE"
 	}
 	return "<UNSET>"
 }
@@ -367,6 +380,8 @@ func ControlKindFromString(s string) (ControlKind, error) {
 		return ControlKind_EXIT, nil
 	case "SIGNAL":
 		return ControlKind_SIGNAL, nil
+	case "WINDOW_CHANGE":
+		return ControlKind_WINDOW_CHANGE, nil
 	}
 	return ControlKind(0), fmt.Errorf("not a valid ControlKind string")
 }
@@ -997,6 +1012,26 @@ var fieldIDToName_StreamEnd = map[int16]string{
 	3: "window",
 }
 
+/*
+ * CONNECTIONS FOR USER SERVICES (package kitexconn). A context may serve
+ * named listeners of two-way connections, each a pair of byte streams, for
+ * a user's RPC framework (Kitex's client and server run over them as over
+ * TCP). A listener called NAME is the CALL_FUNCTION service "Kitex/NAME"
+ * with one method, as if declared
+ *
+ *   StreamEnd dial(1: StreamEnd reader)
+ *
+ * The caller sends its own reader end (context_id equal to the call's
+ * auth_id, a dynamic handle, window >= MIN_STREAM_WINDOW; else the call
+ * fails and nothing is kept). The listener creates its own reader (taking
+ * data only from the caller) and a writer connected to the caller's
+ * reader, and replies with its reader end; the caller then connects its
+ * writer to that end. From then on each direction is an ordinary byte
+ * stream (BYTE STREAMS): a normal end is the connection's half-close, a
+ * failure ends both. A listener holds at most 256 connections and 64
+ * waiting to be accepted; a closed or full listener answers INTERNAL_ERROR
+ * and keeps nothing. Any other method of the service is UNKNOWN_METHOD.
+ */
 /**
  * A command to run under a context, the "slave" of fakessh and the target of
  * `mitogen exec`. Exactly one of argv, command, subsystem or login is used.
@@ -1004,10 +1039,11 @@ var fieldIDToName_StreamEnd = map[int16]string{
  * ENDINGS. The process runs in its own process group. It ends the way a
  * command under sshd ends when its session goes away, whenever its client
  * (peer_id) disconnects, breaks the Control protocol (a bad START, or
- * anything but SIGNAL after START), or never sends START (60 s): its stdin
- * is closed (EOF) and its process group gets SIGHUP; if any member of the
- * group is still alive one step later it gets SIGTERM, and one step after
- * that SIGKILL. The step is 2 s. When the context running the process shuts
+ * anything but SIGNAL or WINDOW_CHANGE after START), or never sends START
+ * (60 s): its stdin is closed (EOF; for a process on a pty, the pty's
+ * master is closed: the pty hangs up) and its process group gets SIGHUP;
+ * if any member of the group is still alive one step later it gets
+ * SIGTERM, and one step after that SIGKILL. The step is 2 s. When the context running the process shuts
  * down, the same happens with a 1 s step, and the context does not exit
  * until the process has been reaped (two steps fit in the 3 s a parent
  * grants a shutting-down child). No EXIT is sent after such an ending.
@@ -1034,6 +1070,12 @@ var fieldIDToName_StreamEnd = map[int16]string{
  * own environment plus env. Every process keeps the agent's umask, which
  * is the one its transport gave (the bootstrap's 077 is only for the
  * agent's cache).
+ *
+ * SESSION. As under sshd, the process leads a new session (setsid), so
+ * its process group ID and session ID are its PID. Without a pty it has no
+ * controlling terminal (it does not inherit the agent's). With one (pty),
+ * the pty's slave is its controlling terminal and its stdin, stdout and
+ * stderr (see PtyRequest).
  */
 type ProcessSpec struct {
 	/** Run argv[0] with these arguments, found on PATH. */
@@ -1058,12 +1100,14 @@ type ProcessSpec struct {
 	 * The process's outputs and its EXIT go only to this context (see START).
 	 */
 	PeerId int32 `thrift:"peer_id,8" json:"peer_id"`
+	/** Run the process on a new pseudo-terminal (ssh -t); absent: on pipes. */
+	Pty *PtyRequest `thrift:"pty,9,optional" json:"pty,omitempty"`
 	/**
 	 * Zero-relay stdio (see FD HANDOFF at FdHandoff): set only by the master,
 	 * for a fakessh ssh on the master's own machine that offered its
 	 * descriptors. Absent: the process gets pipes and its stdio is relayed.
 	 */
-	Handoff *FdHandoff `thrift:"handoff,9,optional" json:"handoff,omitempty"`
+	Handoff *FdHandoff `thrift:"handoff,10,optional" json:"handoff,omitempty"`
 }
 
 func NewProcessSpec() *ProcessSpec {
@@ -1105,6 +1149,15 @@ func (p *ProcessSpec) GetPeerId() (v int32) {
 	return p.PeerId
 }
 
+var ProcessSpec_Pty_DEFAULT *PtyRequest
+
+func (p *ProcessSpec) GetPty() (v *PtyRequest) {
+	if !p.IsSetPty() {
+		return ProcessSpec_Pty_DEFAULT
+	}
+	return p.Pty
+}
+
 var ProcessSpec_Handoff_DEFAULT *FdHandoff
 
 func (p *ProcessSpec) GetHandoff() (v *FdHandoff) {
@@ -1112,6 +1165,10 @@ func (p *ProcessSpec) GetHandoff() (v *FdHandoff) {
 		return ProcessSpec_Handoff_DEFAULT
 	}
 	return p.Handoff
+}
+
+func (p *ProcessSpec) IsSetPty() bool {
+	return p.Pty != nil
 }
 
 func (p *ProcessSpec) IsSetHandoff() bool {
@@ -1126,15 +1183,133 @@ func (p *ProcessSpec) String() string {
 }
 
 var fieldIDToName_ProcessSpec = map[int16]string{
-	1: "argv",
-	2: "command",
-	3: "subsystem",
-	4: "login",
-	5: "env",
-	6: "dir",
-	7: "origin",
-	8: "peer_id",
-	9: "handoff",
+	1:  "argv",
+	2:  "command",
+	3:  "subsystem",
+	4:  "login",
+	5:  "env",
+	6:  "dir",
+	7:  "origin",
+	8:  "peer_id",
+	9:  "pty",
+	10: "handoff",
+}
+
+/**
+ * A window size, as TIOCSWINSZ takes it. Each field must be 0-65535
+ * (0: unknown); a value outside that is refused (start_process fails with
+ * code "EINVAL"; a WINDOW_CHANGE carrying it is a protocol error).
+ */
+type WindowSize struct {
+	Rows     int32 `thrift:"rows,1" json:"rows"`
+	Cols     int32 `thrift:"cols,2" json:"cols"`
+	WidthPx  int32 `thrift:"width_px,3" json:"width_px"`
+	HeightPx int32 `thrift:"height_px,4" json:"height_px"`
+}
+
+func NewWindowSize() *WindowSize {
+	return &WindowSize{}
+}
+
+func (p *WindowSize) InitDefault() {
+}
+
+func (p *WindowSize) GetRows() (v int32) {
+	return p.Rows
+}
+
+func (p *WindowSize) GetCols() (v int32) {
+	return p.Cols
+}
+
+func (p *WindowSize) GetWidthPx() (v int32) {
+	return p.WidthPx
+}
+
+func (p *WindowSize) GetHeightPx() (v int32) {
+	return p.HeightPx
+}
+
+func (p *WindowSize) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("WindowSize(%+v)", *p)
+}
+
+var fieldIDToName_WindowSize = map[int16]string{
+	1: "rows",
+	2: "cols",
+	3: "width_px",
+	4: "height_px",
+}
+
+/**
+ * ssh's pty-req: the process runs on a new pseudo-terminal.
+ *
+ * The process side opens a pty, sets its window size (size; absent: 0x0),
+ * and starts the process as the leader of a new session whose controlling
+ * terminal is the pty's slave, which is also its stdin, stdout and stderr.
+ * TERM is set to term (not set when term is empty) and SSH_TTY to the
+ * slave's path (/dev/pts/N). term must be at most 64 bytes, each a
+ * printable ASCII character other than space (0x21-0x7e); anything else
+ * fails start_process with code "EINVAL".
+ *
+ * On the wire nothing else changes: everything the process writes (stdout
+ * and stderr alike, after the pty's output processing, so "\n" arrives as
+ * "\r\n") comes on the stdout stream; the stderr stream carries no data
+ * and ends (Dead{SENDER_CLOSED}) at once after START. Stdin bytes are
+ * written to the pty's master, so the line discipline applies (echo, ^C is
+ * SIGINT to the pty's foreground group). The end of stdin (SENDER_CLOSED)
+ * is not passed on (a pty has no end of input: a client that wants one
+ * sends the EOF character, ^D), as under sshd. The output ends when no
+ * process holds the slave open any more. In an ending (ENDINGS) the
+ * master is closed instead of stdin (the pty hangs up: the kernel signals
+ * SIGHUP to the pty's foreground group too), then SIGHUP, SIGTERM and
+ * SIGKILL go to the process group as ever. Window changes: see
+ * ControlKind.WINDOW_CHANGE.
+ */
+type PtyRequest struct {
+	/** The terminal type, e.g. "xterm-256color"; becomes TERM. */
+	Term string `thrift:"term,1" json:"term"`
+	/** The initial window size. */
+	Size *WindowSize `thrift:"size,2,optional" json:"size,omitempty"`
+}
+
+func NewPtyRequest() *PtyRequest {
+	return &PtyRequest{}
+}
+
+func (p *PtyRequest) InitDefault() {
+}
+
+func (p *PtyRequest) GetTerm() (v string) {
+	return p.Term
+}
+
+var PtyRequest_Size_DEFAULT *WindowSize
+
+func (p *PtyRequest) GetSize() (v *WindowSize) {
+	if !p.IsSetSize() {
+		return PtyRequest_Size_DEFAULT
+	}
+	return p.Size
+}
+
+func (p *PtyRequest) IsSetSize() bool {
+	return p.Size != nil
+}
+
+func (p *PtyRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PtyRequest(%+v)", *p)
+}
+
+var fieldIDToName_PtyRequest = map[int16]string{
+	1: "term",
+	2: "size",
 }
 
 /**
@@ -1148,7 +1323,8 @@ var fieldIDToName_ProcessSpec = map[int16]string{
  * the extension (handed_off 0): handoff is an optimisation, never needed.
  *
  * 1. Offer (ssh -> master, StartSlaveRequest.offer). The ssh offers only
- *    when it allocates no terminal (no -t), reads stdin (no -n), and its
+ *    for a session without a pty (ProcessSpec.pty absent; the process side
+ *    never uses a handoff with a pty), reads stdin (no -n), and its
  *    stdin and stdout are each a FIFO or a socket (never a terminal or a
  *    file: a terminal given to another user's process could be injected
  *    into). It sets fds: 1 stdin | 2 stdout, plus 4 when its stderr is a
@@ -1358,6 +1534,8 @@ type Control struct {
 	Note string `thrift:"note,8" json:"note"`
 	/** SIGNAL: signal number to deliver. */
 	SignalNumber int32 `thrift:"signal_number,9" json:"signal_number"`
+	/** WINDOW_CHANGE: the new window size. */
+	Window *WindowSize `thrift:"window,10,optional" json:"window,omitempty"`
 }
 
 func NewControl() *Control {
@@ -1418,6 +1596,15 @@ func (p *Control) GetSignalNumber() (v int32) {
 	return p.SignalNumber
 }
 
+var Control_Window_DEFAULT *WindowSize
+
+func (p *Control) GetWindow() (v *WindowSize) {
+	if !p.IsSetWindow() {
+		return Control_Window_DEFAULT
+	}
+	return p.Window
+}
+
 func (p *Control) IsSetStdout() bool {
 	return p.Stdout != nil
 }
@@ -1430,6 +1617,10 @@ func (p *Control) IsSetStdinCredit() bool {
 	return p.StdinCredit != nil
 }
 
+func (p *Control) IsSetWindow() bool {
+	return p.Window != nil
+}
+
 func (p *Control) String() string {
 	if p == nil {
 		return "<nil>"
@@ -1438,15 +1629,16 @@ func (p *Control) String() string {
 }
 
 var fieldIDToName_Control = map[int16]string{
-	1: "kind",
-	2: "stdout",
-	3: "stderr",
-	4: "stdin_credit",
-	5: "control_handle",
-	6: "exit_status",
-	7: "signal",
-	8: "note",
-	9: "signal_number",
+	1:  "kind",
+	2:  "stdout",
+	3:  "stderr",
+	4:  "stdin_credit",
+	5:  "control_handle",
+	6:  "exit_status",
+	7:  "signal",
+	8:  "note",
+	9:  "signal_number",
+	10: "window",
 }
 
 /** Spec for a context started under another: see Agent.connect. */

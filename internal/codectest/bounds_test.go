@@ -25,7 +25,7 @@ var allTypes = []thrift.FastCodec{
 	&mitogen.AllocateIDRequest{}, &mitogen.AllocateIDReply{}, &mitogen.LogAttr{}, &mitogen.LogRecord{},
 	&mitogen.Credit{}, &mitogen.StreamEnd{}, &mitogen.ProcessSpec{}, &mitogen.ProcessStarted{},
 	&mitogen.Control{}, &mitogen.ConnectRequest{}, &mitogen.ConnectReply{}, &mitogen.StartSlaveRequest{},
-	&mitogen.CallError{}, &mitogen.IDGrant{},
+	&mitogen.CallError{}, &mitogen.IDGrant{}, &mitogen.WindowSize{}, &mitogen.PtyRequest{},
 	&mitogen.AgentPingArgs{}, &mitogen.AgentPingResult{}, &mitogen.AgentEchoArgs{}, &mitogen.AgentEchoResult{},
 	&mitogen.AgentConnectArgs{}, &mitogen.AgentConnectResult{},
 	&mitogen.AgentStartProcessArgs{}, &mitogen.AgentStartProcessResult{},
