@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == hostileSSHMode && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
 		os.Exit(hostileSSH())
 	}
+	if len(os.Args) > 1 && os.Args[1] == hostileHandoffMode && os.Getenv("MITOGEN_TEST_AGENT") == "1" {
+		os.Exit(hostileHandoff())
+	}
 	os.Setenv("MITOGEN_TEST_AGENT", "1")
 	// Remote commands run as sshd runs them, through the user's shell
 	// with its login files (bash reads ~/.bashrc under sshd): the local

@@ -20,6 +20,10 @@
 //     the process (process.StartProcess serves it there).
 //  6. The relay runs until the process has exited and every byte of its
 //     output is out; our ssh exits with its status.
+//
+// When the destination runs on this machine, the command takes our ssh's
+// own stdin and stdout (FD HANDOFF, handoff.go) and no byte of the session
+// is relayed; control and the exit status go as in step 6.
 package fakessh
 
 import (
@@ -211,6 +215,9 @@ type run struct {
 	// reserved counts admissions past the secret still waiting for an ID
 	// (they count against MaxSessions).
 	reserved int
+	// pids holds each member's process ID as the run's socket reported it
+	// (SO_PEERCRED), for FD HANDOFF (handoff.go).
+	pids map[int32]int32
 }
 
 // Run runs argv and returns its exit status (a signal gives 128+N, as a
@@ -729,12 +736,17 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, rel
 	st.count++
 	n := st.count
 	st.members[id] = true
+	if st.pids == nil {
+		st.pids = map[int32]int32{}
+	}
+	st.pids[id] = cred.Pid
 	st.mu.Unlock()
 	// The member is forgotten when its stream ends (or the run does), so
 	// that the cap counts live sessions and the map stays bounded.
 	defer func() {
 		st.mu.Lock()
 		delete(st.members, id)
+		delete(st.pids, id)
 		st.mu.Unlock()
 	}()
 	_, _, err = st.Router.StartChild(bootCtx, conn, id, fmt.Sprintf("fakessh.%d(pid %d)", n, cred.Pid), core.Leaf())
@@ -793,6 +805,10 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	spec.PeerId = caller
 	spec.Argv = nil // a fakessh ssh runs commands the way sshd does, never raw argv
 	spec.Env = AcceptEnv(spec.Env)
+	spec.Handoff = nil // never the ssh's own
+	if spec.Pty == nil {
+		spec.Handoff = st.handoffFor(caller, req.Offer)
+	}
 	st.Router.Logger().Debug("fakessh start_slave", "host", req.Host, "dest", dest.String(), "caller", caller,
 		"command", spec.Command, "subsystem", spec.Subsystem, "login", spec.Login)
 	started, err := dest.Agent().StartProcess(callCtx, &spec)
@@ -804,6 +820,10 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
 	}
 	if err := process.CheckStarted(started, dest.ID()); err != nil {
+		st.Router.Logger().Error("fakessh start_slave: bad reply", "dest", dest.String(), "err", err)
+		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
+	}
+	if err := checkHandedOff(started, spec.Handoff); err != nil {
 		st.Router.Logger().Error("fakessh start_slave: bad reply", "dest", dest.String(), "err", err)
 		return nil, &mitogen.CallError{Message: fmt.Sprintf("starting on %s: %v", dest, err)}
 	}

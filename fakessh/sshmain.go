@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -146,17 +147,36 @@ func SSHMain(args []string) int {
 	if warn && !inv.Quiet {
 		fmt.Fprint(os.Stderr, noPtyLine)
 	}
+	// FD HANDOFF: a destination on this machine may take our stdio itself
+	// (never for a pty session).
+	offer := offerStdio(inv, pty)
+	var handed atomic.Int32
 	start := func(ctx context.Context, spec *mitogen.ProcessSpec) (*mitogen.ProcessStarted, error) {
 		fc := &mitogen.FakeSSHClient{Caller: handleCaller{r: r, handle: int32(handle)}}
-		started, err := fc.StartSlave(ctx, &mitogen.StartSlaveRequest{Host: inv.Host, User: inv.User, Port: int32(inv.Port), Spec: spec})
+		req := &mitogen.StartSlaveRequest{Host: inv.Host, User: inv.User, Port: int32(inv.Port), Spec: spec}
+		if offer != nil {
+			req.Offer = offer.Handoff()
+		}
+		started, err := fc.StartSlave(ctx, req)
+		if offer != nil {
+			h, herr := offer.Settle(started)
+			if err == nil && herr != nil {
+				return nil, herr
+			}
+			handed.Store(h)
+			dropHanded(h)
+		}
 		if err == nil {
 			ready()
 		}
 		return started, err
 	}
+	if offer != nil {
+		defer offer.Close()
+	}
 	pipesize.Grow(os.Stdin)
 	pipesize.Grow(os.Stdout)
-	stdio := process.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	stdio := process.Stdio{Stdin: handedStdin{r: os.Stdin, handed: &handed}, Stdout: os.Stdout, Stderr: os.Stderr}
 	if inv.NoStdin {
 		stdio.Stdin = nil
 	}

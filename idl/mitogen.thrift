@@ -587,6 +587,12 @@ struct ProcessSpec {
   8: i32 peer_id
   /** Run the process on a new pseudo-terminal (ssh -t); absent: on pipes. */
   9: optional PtyRequest pty
+  /**
+   * Zero-relay stdio (see FD HANDOFF at FdHandoff): set only by the master,
+   * for a fakessh ssh on the master's own machine that offered its
+   * descriptors. Absent: the process gets pipes and its stdio is relayed.
+   */
+  10: optional FdHandoff handoff
 }
 
 /**
@@ -634,6 +640,81 @@ struct PtyRequest {
 }
 
 /**
+ * FD HANDOFF. An extension that lets a process started for a fakessh ssh
+ * on the same machine use the ssh's own stdin/stdout (and stderr) instead
+ * of pipes relayed through the ssh, the master and the destination: the
+ * descriptors move once, by SCM_RIGHTS over a unix socket, and no byte of
+ * the session crosses a stream afterwards. Control (START, SIGNAL, EXIT)
+ * and the ENDINGS stay as they are. Whenever any step below fails or does
+ * not apply, the process gets pipes and everything is relayed as without
+ * the extension (handed_off 0): handoff is an optimisation, never needed.
+ *
+ * 1. Offer (ssh -> master, StartSlaveRequest.offer). The ssh offers only
+ *    for a session without a pty (ProcessSpec.pty absent; the process side
+ *    never uses a handoff with a pty), reads stdin (no -n), and its
+ *    stdin and stdout are each a FIFO or a socket (never a terminal or a
+ *    file: a terminal given to another user's process could be injected
+ *    into). It sets fds: 1 stdin | 2 stdout, plus 4 when its stderr is a
+ *    FIFO or socket too (else stderr is relayed). It binds a listening
+ *    AF_UNIX stream socket in the abstract namespace under the name
+ *    socket ("mitogen-fd-" and 32 hex digits, chosen at random) and picks
+ *    a random token (32 bytes). peer_pid and boot_id are not used in the
+ *    offer (0 and "").
+ * 2. Decision (master). The master forwards an offer only for a run on its
+ *    own machine (the ssh joined through the run's unix socket; its pid is
+ *    the SO_PEERCRED pid of that connection) and never takes a handoff from
+ *    ProcessSpec as the ssh sent it (it clears spec.handoff, then sets it
+ *    from the offer: socket, token, fds, peer_pid = the ssh's pid, boot_id
+ *    = the master's /proc/sys/kernel/random/boot_id). A malformed offer is
+ *    dropped (the process is relayed).
+ * 3. Proof and transfer (process side, in start_process, before the
+ *    process starts). The process side uses the handoff only when boot_id
+ *    equals its own and the fields are well formed (socket 1-100 bytes
+ *    with the prefix above, token 16-64 bytes, fds 3 or 7). It connects to
+ *    the abstract socket and requires the listener's SO_PEERCRED pid to be
+ *    peer_pid (else it sends nothing); then it writes the token, and reads
+ *    one byte 'F' with exactly popcount(fds) descriptors in one SCM_RIGHTS
+ *    message (stdin, stdout, stderr order), within 5 s. Each must be a
+ *    FIFO or a socket. Anything else: every descriptor received is closed
+ *    and the process is relayed. The ssh sends its descriptors only on a
+ *    connection that presented the token (compared in constant time), at
+ *    most once, and drops (closes) connections that do not, each within
+ *    5 s; it stops listening when start_slave returns.
+ * 4. Reply. ProcessStarted.handed_off is the fds the process got directly.
+ *    The master refuses (as a bad reply) a handed_off it did not ask for or
+ *    with bits outside the handoff's fds; the ssh refuses one it did not
+ *    send. The client still sends START with all its ends (same rules);
+ *    for a handed-off stdin it ends its stdin stream at once (EOF), and
+ *    the process side ignores that stream; a handed-off output's stream is
+ *    ended at once by the process side (Dead{SENDER_CLOSED}, no bytes).
+ *    EXIT is then sent when the leader exited and the relayed outputs (if
+ *    any) ended: a member of the group still holding a handed-off output
+ *    keeps the program's pipe open (as a local command would), not the
+ *    session. On an ending the process side cannot close a handed-off
+ *    stdin (the program holds it); SIGHUP, SIGTERM, SIGKILL apply as ever.
+ *
+ * What it grants. Only descriptors the ssh chose, of types that carry only
+ * what the relay would have carried, reach only a process on the ssh's own
+ * machine (the abstract socket lives in the ssh's network namespace, the
+ * kernel vouches for the listener's pid), and only a process the master
+ * started for that ssh's session (the token travels ssh -> master ->
+ * destination over streams only). A destination on another machine cannot
+ * connect at all; the rendezvous it learns grants nothing there.
+ */
+struct FdHandoff {
+  /** Abstract unix socket name (without the leading NUL byte). */
+  1: string socket
+  /** The secret the connecting side writes first. */
+  2: binary token
+  /** Which stdio: 1 stdin, 2 stdout, 4 stderr (3 or 7). */
+  3: i32 fds
+  /** The ssh's process ID as the master's kernel reports it (master sets). */
+  4: i32 peer_pid
+  /** The master's boot ID (master sets). */
+  5: string boot_id
+}
+
+/**
  * Reply of Process.start: the handles of the started process.
  *
  * Validation (by whoever asked, before anything is sent to the handles):
@@ -652,6 +733,11 @@ struct ProcessStarted {
   /** The process's stdin data handle (a byte-stream reader end). */
   2: StreamEnd stdin
   3: i32 pid
+  /**
+   * The stdio the process got directly from the ssh (FD HANDOFF): bits
+   * 1 stdin, 2 stdout, 4 stderr; 0 (the default): all relayed.
+   */
+  4: i32 handed_off
 }
 
 /** What a Control message says. */
@@ -997,6 +1083,11 @@ struct StartSlaveRequest {
    * Debian's sshd_config accepts: AcceptEnv LANG LC_*).
    */
   4: ProcessSpec spec
+  /**
+   * The ssh's offer of its own descriptors (FD HANDOFF at FdHandoff):
+   * socket, token, fds. The master ignores spec.handoff.
+   */
+  5: optional FdHandoff offer
 }
 
 /**

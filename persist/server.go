@@ -495,6 +495,7 @@ func (st *server) StartProcess(ctx context.Context, pc *mitogen.PersistChain, sp
 	}
 	sp := *spec
 	sp.PeerId = caller
+	sp.Handoff = nil // FD HANDOFF: only fakessh's master sets it, from an ssh's offer
 	var started *mitogen.ProcessStarted
 	err := st.use(ctx, pc, func(dest *core.Context) error {
 		callCtx, cancel := context.WithTimeout(ctx, startTimeout)

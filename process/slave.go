@@ -156,10 +156,11 @@ func (c Config) StartProcessThen(ctx context.Context, r *core.Router, spec *mito
 	if err == nil && s.ctx.Err() != nil {
 		err = fmt.Errorf("context %d is shutting down", r.ID())
 	}
+	var handedOff int32
 	if err == nil && spec.Pty != nil {
-		err = s.startPty(cmd, spec.Pty)
+		err = s.startPty(cmd, spec.Pty) // a terminal session: never a handoff
 	} else if err == nil {
-		err = s.start(cmd)
+		handedOff, err = s.startMaybeHandoff(cmd, spec.Handoff)
 	}
 	if err != nil {
 		s.cancel()
@@ -175,7 +176,7 @@ func (c Config) StartProcessThen(ctx context.Context, r *core.Router, spec *mito
 	s.stdin = r.NewByteReader(s.ctx, peer)
 	go s.readControl()
 	go s.run()
-	return &mitogen.ProcessStarted{ControlHandle: s.control.Handle(), Stdin: s.stdin.End(), Pid: int32(cmd.Process.Pid)}, nil
+	return &mitogen.ProcessStarted{ControlHandle: s.control.Handle(), Stdin: s.stdin.End(), Pid: int32(cmd.Process.Pid), HandedOff: handedOff}, nil
 }
 
 // readControl turns the control handle's messages into events, in order,

@@ -1358,6 +1358,12 @@ func (p *ProcessSpec) BLength() int {
 		off += 3
 		off += p.Pty.BLength()
 	}
+
+	// p.Handoff ID:10 thrift.STRUCT
+	if p.Handoff != nil {
+		off += 3
+		off += p.Handoff.BLength()
+	}
 	return off + 1
 }
 
@@ -1427,6 +1433,12 @@ func (p *ProcessSpec) FastAppend(b []byte) []byte {
 	if p.Pty != nil {
 		b = append(b, 12, 0, 9)
 		b = p.Pty.FastAppend(b)
+	}
+
+	// p.Handoff
+	if p.Handoff != nil {
+		b = append(b, 12, 0, 10)
+		b = p.Handoff.FastAppend(b)
 	}
 
 	return append(b, 0)
@@ -1531,6 +1543,13 @@ func (p *ProcessSpec) FastRead(b []byte) (off int, err error) {
 		case 0x90c: // p.Pty ID:9 thrift.STRUCT
 			p.Pty = NewPtyRequest()
 			l, err = p.Pty.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0xa0c: // p.Handoff ID:10 thrift.STRUCT
+			p.Handoff = NewFdHandoff()
+			l, err = p.Handoff.FastRead(b[off:])
 			off += l
 			if err != nil {
 				goto ReadFieldError
@@ -1766,6 +1785,140 @@ SkipFieldError:
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
 }
 
+func (p *FdHandoff) BLength() int {
+	if p == nil {
+		return 1
+	}
+	off := 0
+
+	// p.Socket ID:1 thrift.STRING
+	off += 3
+	off += 4 + len(p.Socket)
+
+	// p.Token ID:2 thrift.STRING
+	off += 3
+	off += 4 + len(p.Token)
+
+	// p.Fds ID:3 thrift.I32
+	off += 3
+	off += 4
+
+	// p.PeerPid ID:4 thrift.I32
+	off += 3
+	off += 4
+
+	// p.BootId ID:5 thrift.STRING
+	off += 3
+	off += 4 + len(p.BootId)
+	return off + 1
+}
+
+func (p *FdHandoff) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
+
+func (p *FdHandoff) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
+	if n = len(p.FastAppend(b[:0])); n > len(b) {
+		panic("buffer overflow. concurrency issue?")
+	}
+	return
+}
+
+func (p *FdHandoff) FastAppend(b []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Socket
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Socket)))
+	b = append(b, p.Socket...)
+
+	// p.Token
+	b = append(b, 11, 0, 2)
+	b = x.AppendI32(b, int32(len(p.Token)))
+	b = append(b, p.Token...)
+
+	// p.Fds
+	b = append(b, 8, 0, 3)
+	b = x.AppendI32(b, int32(p.Fds))
+
+	// p.PeerPid
+	b = append(b, 8, 0, 4)
+	b = x.AppendI32(b, int32(p.PeerPid))
+
+	// p.BootId
+	b = append(b, 11, 0, 5)
+	b = x.AppendI32(b, int32(len(p.BootId)))
+	b = append(b, p.BootId...)
+
+	return append(b, 0)
+}
+
+func (p *FdHandoff) FastRead(b []byte) (off int, err error) {
+	var ftyp thrift.TType
+	var fid int16
+	var l int
+	x := thrift.BinaryProtocol{}
+	for {
+		ftyp, fid, l, err = x.ReadFieldBegin(b[off:])
+		off += l
+		if err != nil {
+			goto ReadFieldBeginError
+		}
+		if ftyp == thrift.STOP {
+			break
+		}
+		switch uint32(fid)<<8 | uint32(ftyp) {
+		case 0x10b: // p.Socket ID:1 thrift.STRING
+			p.Socket, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x20b: // p.Token ID:2 thrift.STRING
+			p.Token, l, err = x.ReadBinary(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x308: // p.Fds ID:3 thrift.I32
+			p.Fds, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x408: // p.PeerPid ID:4 thrift.I32
+			p.PeerPid, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x50b: // p.BootId ID:5 thrift.STRING
+			p.BootId, l, err = x.ReadString(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		default:
+			l, err = x.Skip(b[off:], ftyp)
+			off += l
+			if err != nil {
+				goto SkipFieldError
+			}
+		}
+	}
+	return
+ReadFieldBeginError:
+	return off, thrift.PrependError(fmt.Sprintf("%T read field begin error: ", p), err)
+ReadFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T read field %d '%s' error: ", p, fid, fieldIDToName_FdHandoff[fid]), err)
+SkipFieldError:
+	return off, thrift.PrependError(
+		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
 func (p *ProcessStarted) BLength() int {
 	if p == nil {
 		return 1
@@ -1781,6 +1934,10 @@ func (p *ProcessStarted) BLength() int {
 	off += p.Stdin.BLength()
 
 	// p.Pid ID:3 thrift.I32
+	off += 3
+	off += 4
+
+	// p.HandedOff ID:4 thrift.I32
 	off += 3
 	off += 4
 	return off + 1
@@ -1813,6 +1970,10 @@ func (p *ProcessStarted) FastAppend(b []byte) []byte {
 	// p.Pid
 	b = append(b, 8, 0, 3)
 	b = x.AppendI32(b, int32(p.Pid))
+
+	// p.HandedOff
+	b = append(b, 8, 0, 4)
+	b = x.AppendI32(b, int32(p.HandedOff))
 
 	return append(b, 0)
 }
@@ -1847,6 +2008,12 @@ func (p *ProcessStarted) FastRead(b []byte) (off int, err error) {
 			}
 		case 0x308: // p.Pid ID:3 thrift.I32
 			p.Pid, l, err = x.ReadI32(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x408: // p.HandedOff ID:4 thrift.I32
+			p.HandedOff, l, err = x.ReadI32(b[off:])
 			off += l
 			if err != nil {
 				goto ReadFieldError
@@ -3164,6 +3331,12 @@ func (p *StartSlaveRequest) BLength() int {
 	// p.Spec ID:4 thrift.STRUCT
 	off += 3
 	off += p.Spec.BLength()
+
+	// p.Offer ID:5 thrift.STRUCT
+	if p.Offer != nil {
+		off += 3
+		off += p.Offer.BLength()
+	}
 	return off + 1
 }
 
@@ -3200,6 +3373,12 @@ func (p *StartSlaveRequest) FastAppend(b []byte) []byte {
 	// p.Spec
 	b = append(b, 12, 0, 4)
 	b = p.Spec.FastAppend(b)
+
+	// p.Offer
+	if p.Offer != nil {
+		b = append(b, 12, 0, 5)
+		b = p.Offer.FastAppend(b)
+	}
 
 	return append(b, 0)
 }
@@ -3240,6 +3419,13 @@ func (p *StartSlaveRequest) FastRead(b []byte) (off int, err error) {
 		case 0x40c: // p.Spec ID:4 thrift.STRUCT
 			p.Spec = NewProcessSpec()
 			l, err = p.Spec.FastRead(b[off:])
+			off += l
+			if err != nil {
+				goto ReadFieldError
+			}
+		case 0x50c: // p.Offer ID:5 thrift.STRUCT
+			p.Offer = NewFdHandoff()
+			l, err = p.Offer.FastRead(b[off:])
 			off += l
 			if err != nil {
 				goto ReadFieldError

@@ -1102,6 +1102,12 @@ type ProcessSpec struct {
 	PeerId int32 `thrift:"peer_id,8" json:"peer_id"`
 	/** Run the process on a new pseudo-terminal (ssh -t); absent: on pipes. */
 	Pty *PtyRequest `thrift:"pty,9,optional" json:"pty,omitempty"`
+	/**
+	 * Zero-relay stdio (see FD HANDOFF at FdHandoff): set only by the master,
+	 * for a fakessh ssh on the master's own machine that offered its
+	 * descriptors. Absent: the process gets pipes and its stdio is relayed.
+	 */
+	Handoff *FdHandoff `thrift:"handoff,10,optional" json:"handoff,omitempty"`
 }
 
 func NewProcessSpec() *ProcessSpec {
@@ -1152,8 +1158,21 @@ func (p *ProcessSpec) GetPty() (v *PtyRequest) {
 	return p.Pty
 }
 
+var ProcessSpec_Handoff_DEFAULT *FdHandoff
+
+func (p *ProcessSpec) GetHandoff() (v *FdHandoff) {
+	if !p.IsSetHandoff() {
+		return ProcessSpec_Handoff_DEFAULT
+	}
+	return p.Handoff
+}
+
 func (p *ProcessSpec) IsSetPty() bool {
 	return p.Pty != nil
+}
+
+func (p *ProcessSpec) IsSetHandoff() bool {
+	return p.Handoff != nil
 }
 
 func (p *ProcessSpec) String() string {
@@ -1164,15 +1183,16 @@ func (p *ProcessSpec) String() string {
 }
 
 var fieldIDToName_ProcessSpec = map[int16]string{
-	1: "argv",
-	2: "command",
-	3: "subsystem",
-	4: "login",
-	5: "env",
-	6: "dir",
-	7: "origin",
-	8: "peer_id",
-	9: "pty",
+	1:  "argv",
+	2:  "command",
+	3:  "subsystem",
+	4:  "login",
+	5:  "env",
+	6:  "dir",
+	7:  "origin",
+	8:  "peer_id",
+	9:  "pty",
+	10: "handoff",
 }
 
 /**
@@ -1293,6 +1313,123 @@ var fieldIDToName_PtyRequest = map[int16]string{
 }
 
 /**
+ * FD HANDOFF. An extension that lets a process started for a fakessh ssh
+ * on the same machine use the ssh's own stdin/stdout (and stderr) instead
+ * of pipes relayed through the ssh, the master and the destination: the
+ * descriptors move once, by SCM_RIGHTS over a unix socket, and no byte of
+ * the session crosses a stream afterwards. Control (START, SIGNAL, EXIT)
+ * and the ENDINGS stay as they are. Whenever any step below fails or does
+ * not apply, the process gets pipes and everything is relayed as without
+ * the extension (handed_off 0): handoff is an optimisation, never needed.
+ *
+ * 1. Offer (ssh -> master, StartSlaveRequest.offer). The ssh offers only
+ *    for a session without a pty (ProcessSpec.pty absent; the process side
+ *    never uses a handoff with a pty), reads stdin (no -n), and its
+ *    stdin and stdout are each a FIFO or a socket (never a terminal or a
+ *    file: a terminal given to another user's process could be injected
+ *    into). It sets fds: 1 stdin | 2 stdout, plus 4 when its stderr is a
+ *    FIFO or socket too (else stderr is relayed). It binds a listening
+ *    AF_UNIX stream socket in the abstract namespace under the name
+ *    socket ("mitogen-fd-" and 32 hex digits, chosen at random) and picks
+ *    a random token (32 bytes). peer_pid and boot_id are not used in the
+ *    offer (0 and "").
+ * 2. Decision (master). The master forwards an offer only for a run on its
+ *    own machine (the ssh joined through the run's unix socket; its pid is
+ *    the SO_PEERCRED pid of that connection) and never takes a handoff from
+ *    ProcessSpec as the ssh sent it (it clears spec.handoff, then sets it
+ *    from the offer: socket, token, fds, peer_pid = the ssh's pid, boot_id
+ *    = the master's /proc/sys/kernel/random/boot_id). A malformed offer is
+ *    dropped (the process is relayed).
+ * 3. Proof and transfer (process side, in start_process, before the
+ *    process starts). The process side uses the handoff only when boot_id
+ *    equals its own and the fields are well formed (socket 1-100 bytes
+ *    with the prefix above, token 16-64 bytes, fds 3 or 7). It connects to
+ *    the abstract socket and requires the listener's SO_PEERCRED pid to be
+ *    peer_pid (else it sends nothing); then it writes the token, and reads
+ *    one byte 'F' with exactly popcount(fds) descriptors in one SCM_RIGHTS
+ *    message (stdin, stdout, stderr order), within 5 s. Each must be a
+ *    FIFO or a socket. Anything else: every descriptor received is closed
+ *    and the process is relayed. The ssh sends its descriptors only on a
+ *    connection that presented the token (compared in constant time), at
+ *    most once, and drops (closes) connections that do not, each within
+ *    5 s; it stops listening when start_slave returns.
+ * 4. Reply. ProcessStarted.handed_off is the fds the process got directly.
+ *    The master refuses (as a bad reply) a handed_off it did not ask for or
+ *    with bits outside the handoff's fds; the ssh refuses one it did not
+ *    send. The client still sends START with all its ends (same rules);
+ *    for a handed-off stdin it ends its stdin stream at once (EOF), and
+ *    the process side ignores that stream; a handed-off output's stream is
+ *    ended at once by the process side (Dead{SENDER_CLOSED}, no bytes).
+ *    EXIT is then sent when the leader exited and the relayed outputs (if
+ *    any) ended: a member of the group still holding a handed-off output
+ *    keeps the program's pipe open (as a local command would), not the
+ *    session. On an ending the process side cannot close a handed-off
+ *    stdin (the program holds it); SIGHUP, SIGTERM, SIGKILL apply as ever.
+ *
+ * What it grants. Only descriptors the ssh chose, of types that carry only
+ * what the relay would have carried, reach only a process on the ssh's own
+ * machine (the abstract socket lives in the ssh's network namespace, the
+ * kernel vouches for the listener's pid), and only a process the master
+ * started for that ssh's session (the token travels ssh -> master ->
+ * destination over streams only). A destination on another machine cannot
+ * connect at all; the rendezvous it learns grants nothing there.
+ */
+type FdHandoff struct {
+	/** Abstract unix socket name (without the leading NUL byte). */
+	Socket string `thrift:"socket,1" json:"socket"`
+	/** The secret the connecting side writes first. */
+	Token []byte `thrift:"token,2" json:"token"`
+	/** Which stdio: 1 stdin, 2 stdout, 4 stderr (3 or 7). */
+	Fds int32 `thrift:"fds,3" json:"fds"`
+	/** The ssh's process ID as the master's kernel reports it (master sets). */
+	PeerPid int32 `thrift:"peer_pid,4" json:"peer_pid"`
+	/** The master's boot ID (master sets). */
+	BootId string `thrift:"boot_id,5" json:"boot_id"`
+}
+
+func NewFdHandoff() *FdHandoff {
+	return &FdHandoff{}
+}
+
+func (p *FdHandoff) InitDefault() {
+}
+
+func (p *FdHandoff) GetSocket() (v string) {
+	return p.Socket
+}
+
+func (p *FdHandoff) GetToken() (v []byte) {
+	return p.Token
+}
+
+func (p *FdHandoff) GetFds() (v int32) {
+	return p.Fds
+}
+
+func (p *FdHandoff) GetPeerPid() (v int32) {
+	return p.PeerPid
+}
+
+func (p *FdHandoff) GetBootId() (v string) {
+	return p.BootId
+}
+
+func (p *FdHandoff) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("FdHandoff(%+v)", *p)
+}
+
+var fieldIDToName_FdHandoff = map[int16]string{
+	1: "socket",
+	2: "token",
+	3: "fds",
+	4: "peer_pid",
+	5: "boot_id",
+}
+
+/**
  * Reply of Process.start: the handles of the started process.
  *
  * Validation (by whoever asked, before anything is sent to the handles):
@@ -1311,6 +1448,11 @@ type ProcessStarted struct {
 	/** The process's stdin data handle (a byte-stream reader end). */
 	Stdin *StreamEnd `thrift:"stdin,2" json:"stdin"`
 	Pid   int32      `thrift:"pid,3" json:"pid"`
+	/**
+	 * The stdio the process got directly from the ssh (FD HANDOFF): bits
+	 * 1 stdin, 2 stdout, 4 stderr; 0 (the default): all relayed.
+	 */
+	HandedOff int32 `thrift:"handed_off,4" json:"handed_off"`
 }
 
 func NewProcessStarted() *ProcessStarted {
@@ -1337,6 +1479,10 @@ func (p *ProcessStarted) GetPid() (v int32) {
 	return p.Pid
 }
 
+func (p *ProcessStarted) GetHandedOff() (v int32) {
+	return p.HandedOff
+}
+
 func (p *ProcessStarted) IsSetStdin() bool {
 	return p.Stdin != nil
 }
@@ -1352,6 +1498,7 @@ var fieldIDToName_ProcessStarted = map[int16]string{
 	1: "control_handle",
 	2: "stdin",
 	3: "pid",
+	4: "handed_off",
 }
 
 /** Payload of messages to a control handle. */
@@ -2044,6 +2191,11 @@ type StartSlaveRequest struct {
 	 * Debian's sshd_config accepts: AcceptEnv LANG LC_*).
 	 */
 	Spec *ProcessSpec `thrift:"spec,4" json:"spec"`
+	/**
+	 * The ssh's offer of its own descriptors (FD HANDOFF at FdHandoff):
+	 * socket, token, fds. The master ignores spec.handoff.
+	 */
+	Offer *FdHandoff `thrift:"offer,5,optional" json:"offer,omitempty"`
 }
 
 func NewStartSlaveRequest() *StartSlaveRequest {
@@ -2074,8 +2226,21 @@ func (p *StartSlaveRequest) GetSpec() (v *ProcessSpec) {
 	return p.Spec
 }
 
+var StartSlaveRequest_Offer_DEFAULT *FdHandoff
+
+func (p *StartSlaveRequest) GetOffer() (v *FdHandoff) {
+	if !p.IsSetOffer() {
+		return StartSlaveRequest_Offer_DEFAULT
+	}
+	return p.Offer
+}
+
 func (p *StartSlaveRequest) IsSetSpec() bool {
 	return p.Spec != nil
+}
+
+func (p *StartSlaveRequest) IsSetOffer() bool {
+	return p.Offer != nil
 }
 
 func (p *StartSlaveRequest) String() string {
@@ -2090,6 +2255,7 @@ var fieldIDToName_StartSlaveRequest = map[int16]string{
 	2: "user",
 	3: "port",
 	4: "spec",
+	5: "offer",
 }
 
 /**

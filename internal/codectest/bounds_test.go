@@ -46,6 +46,7 @@ var allTypes = []thrift.FastCodec{
 	&mitogen.DestinationReply{}, &mitogen.FakeDialRequest{}, &mitogen.FakeListenRequest{},
 	&mitogen.FakeSSHDestinationArgs{}, &mitogen.FakeSSHDestinationResult{},
 	&mitogen.FakeSSHDialArgs{}, &mitogen.FakeSSHDialResult{}, &mitogen.FakeSSHListenArgs{}, &mitogen.FakeSSHListenResult{},
+	&mitogen.FdHandoff{},
 }
 
 func TestAllTypesListed(t *testing.T) {

@@ -1,0 +1,119 @@
+package conformance
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seed-a176d0ab/mitogen-go/internal/testhosts"
+)
+
+// runCLIEnv runs the CLI with extra environment, stdin from a pipe and
+// stdout to the given file; it returns the status and stderr.
+func runCLIEnv(t *testing.T, env []string, stdout *os.File, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(mitogenBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader("")
+	cmd.Stdout = stdout
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, errb.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), errb.String()
+	}
+	t.Fatalf("mitogen %q: %v", args, err)
+	return 0, ""
+}
+
+// FD HANDOFF, end to end through the CLI, to a local and a sudo
+// destination: the remote command's stdout is the program's own pipe (no
+// byte relayed), exit status and stderr are exact, and rsync --whole-file
+// of a large file arrives byte-identical with the remote rsync reading the
+// rsync client's own socket (a relayed command reads a pipe, which is what
+// MITOGEN_FAKESSH_HANDOFF=0 shows).
+func TestFakeSSHHandoff(t *testing.T) {
+	testhosts.Require(t, "rsync")
+	vias := []string{"local"}
+	if os.Getuid() == 0 {
+		testhosts.SudoUser(t, sudoUser, sudoPassword, true)
+		vias = append(vias, "sudo:"+sudoUser)
+	} else if os.Getenv("MITOGEN_CI") != "" {
+		t.Fatal("CI must run this test as root (the sudo destination)")
+	}
+	src := t.TempDir()
+	os.Chmod(src, 0o755)
+	data := make([]byte, 96<<20+13)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(src, "big.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, via := range vias {
+		t.Run(via, func(t *testing.T) {
+			// The program's stdout: a pipe whose inode we know.
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st unix.Stat_t
+			unix.Fstat(int(w.Fd()), &st)
+			outc := make(chan string, 1)
+			go func() {
+				var b bytes.Buffer
+				b.ReadFrom(r)
+				r.Close()
+				outc <- b.String()
+			}()
+			status, errs := runCLIEnv(t, nil, w, "run", "--via", via, "--", "ssh", "h",
+				"readlink /proc/self/fd/1; echo err >&2; exit 44")
+			w.Close()
+			out := <-outc
+			if want := fmt.Sprintf("pipe:[%d]\n", st.Ino); status != 44 || out != want || errs != "err\n" {
+				t.Fatalf("status %d, stdout %q, stderr %q; want 44, %q (the program's own pipe), \"err\\n\"", status, out, errs, want)
+			}
+
+			remote, err := os.MkdirTemp("/tmp", "mitogen-handoff-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(remote) })
+			if strings.HasPrefix(via, "sudo:") {
+				u, _ := exec.Command("id", "-u", sudoUser).Output()
+				uid, _ := strconv.Atoi(strings.TrimSpace(string(u)))
+				os.Chown(remote, uid, uid)
+			}
+			rsync := func(env []string, name string) string {
+				t.Helper()
+				status, errs := runCLIEnv(t, env, nil, "run", "--via", via, "--", "rsync", "--whole-file",
+					"--rsync-path", "readlink /proc/self/fd/0 >&2; rsync", filepath.Join(src, "big.bin"), "h:"+remote+"/"+name)
+				if status != 0 {
+					t.Fatalf("rsync: status %d, stderr %q", status, errs)
+				}
+				got, err := os.ReadFile(filepath.Join(remote, name))
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("rsync copy differs (%d of %d bytes, %v)", len(got), len(data), err)
+				}
+				return errs
+			}
+			if errs := rsync(nil, "a"); !strings.HasPrefix(errs, "socket:[") {
+				t.Fatalf("the remote rsync's stdin is %q; want the rsync client's socket (handed off)", errs)
+			}
+			if errs := rsync([]string{"MITOGEN_FAKESSH_HANDOFF=0"}, "b"); !strings.HasPrefix(errs, "pipe:[") {
+				t.Fatalf("relayed: the remote rsync's stdin is %q; want a pipe", errs)
+			}
+		})
+	}
+}
