@@ -385,7 +385,7 @@ func (s *Stream) watch() {
 	idle := time.Since(time.Unix(0, s.progress.Load()))
 	if left := s.r.cfg.StreamStallTimeout - idle; left > 0 {
 		s.mu.Lock()
-		if !s.armed {
+		if !s.armed && !s.closed {
 			s.armed = true
 			s.watchdog.Reset(left)
 		}

@@ -588,3 +588,42 @@ func TestAgentShutdownEndsProcesses(t *testing.T) {
 		t.Fatalf("the process saw %q; want HUP and TERM before SIGKILL", b)
 	}
 }
+
+// An ssh that left the program's process group (setsid) is still ended
+// with the run: its context is disconnected, and so its remote command
+// goes. Before, the run forgot its members before disconnecting them and
+// the remote command outlived the run.
+func TestDetachedSSHEndsWithRun(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("setsid not installed")
+	}
+	_, dest := chain(t, 1)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	remote := "echo $$ > " + pidFile + "; exec sleep 300"
+	rn := &fakessh.Runner{Router: dest.Router(), Default: dest, Exe: os.Args[0]}
+	script := `setsid -f ssh h "$1" </dev/null >/dev/null 2>&1; while [ ! -s "$2" ]; do sleep 0.05; done`
+	st, err := rn.Run(ctxT(t, 60*time.Second), []string{"sh", "-c", script, "sh", remote, pidFile})
+	if err != nil || st != 0 {
+		t.Fatalf("run: status %d, %v", st, err)
+	}
+	var pid int
+	b, _ := os.ReadFile(pidFile)
+	fmt.Sscan(string(b), &pid)
+	if pid == 0 {
+		t.Fatal("remote command never started")
+	}
+	defer func() {
+		for _, p := range processesWith("ssh", "h", remote) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+	}()
+	for i := 0; i < 1000; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("remote command %d outlived the run", pid)
+}

@@ -763,6 +763,11 @@ func (st *run) admit(ctx context.Context, conn *net.UnixConn, secret string, rel
 		select {
 		case <-stream.Done():
 		case <-ctx.Done():
+			// The run is over: its ssh contexts go with it (the member is
+			// forgotten on return, so disconnectAll would not see it), and
+			// with them their remote commands, even for an ssh that left
+			// the program's process group.
+			st.Router.CloseStream(stream, "fakessh run ended")
 		}
 	}
 	return nil
