@@ -699,7 +699,14 @@ struct PtyRequest {
  * kernel vouches for the listener's pid), and only a process the master
  * started for that ssh's session (the token travels ssh -> master ->
  * destination over streams only). A destination on another machine cannot
- * connect at all; the rendezvous it learns grants nothing there.
+ * connect at all. Limit: the master forwards the offer to whatever
+ * destination the host names, so a compromised far destination learns
+ * the socket name and token; a process it controls on the ssh's machine
+ * (any local account: abstract sockets have no permissions) could then
+ * present the token before the session starts and take the descriptors
+ * the ssh offered — no more than the relay would have shown that
+ * destination, but to a local process. A master that can tell which of
+ * its contexts are on its own machine should forward offers to those only.
  */
 struct FdHandoff {
   /** Abstract unix socket name (without the leading NUL byte). */
