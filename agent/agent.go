@@ -379,6 +379,9 @@ func (d *Dialer) DialFrom(ctx context.Context, r *core.Router, from *core.Contex
 			}
 			c = r.Context(id, name)
 		}
+		if methods.SameMachine(spec.Kind) && (via == nil || r.OnThisMachine(via.ID())) {
+			r.SetOnThisMachine(id)
+		}
 		chain = append(chain, c)
 		via = c
 	}

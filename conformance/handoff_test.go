@@ -117,3 +117,43 @@ func TestFakeSSHHandoff(t *testing.T) {
 		})
 	}
 }
+
+// FD HANDOFF never goes past a hop that leaves the machine: through an ssh
+// hop (here to an sshd on loopback, so the far side shares this kernel and
+// boot ID and would take the descriptors if it saw the offer) the master
+// keeps the offer to itself and the session is relayed. A compromised far
+// host must not learn the socket and token. The same ssh destination one
+// sudo hop further is still relayed: a same-machine hop from a context
+// elsewhere is elsewhere.
+func TestFakeSSHHandoffStopsAtSSH(t *testing.T) {
+	testhosts.Require(t)
+	k := testhosts.NewKeys(t)
+	s := testhosts.Start(t, k, "127.0.0.1", "")
+	ssh := []string{"--identity", k.UserKey, "--ssh-option", "UserKnownHostsFile=" + k.KnownHosts}
+	for _, via := range [][]string{{"--via", s.Spec("root")}, {"--via", s.Spec("root"), "--via", "sudo:root"}} {
+		t.Run(strings.Join(via, " "), func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st unix.Stat_t
+			unix.Fstat(int(w.Fd()), &st)
+			outc := make(chan string, 1)
+			go func() {
+				var b bytes.Buffer
+				b.ReadFrom(r)
+				r.Close()
+				outc <- b.String()
+			}()
+			args := append(append([]string{"run"}, via...), ssh...)
+			args = append(args, "--", "ssh", "h", "readlink /proc/self/fd/1; exit 45")
+			status, errs := runCLIEnv(t, nil, w, args...)
+			w.Close()
+			out := <-outc
+			own := fmt.Sprintf("pipe:[%d]\n", st.Ino)
+			if status != 45 || !strings.HasPrefix(out, "pipe:[") || out == own {
+				t.Fatalf("status %d, stdout %q (the program's own pipe is %q), stderr %q; want 45 and another pipe (relayed)", status, out, own, errs)
+			}
+		})
+	}
+}

@@ -40,6 +40,7 @@ type Router struct {
 	nextHandle int32
 	watchers   map[int32]map[*Receiver]struct{} // context -> receivers waiting on it
 	gone       map[int32]string                 // contexts known to be dead, and why
+	sameHost   map[int32]struct{}               // live contexts started on this machine (SetOnThisMachine)
 	closing    bool                             // Shutdown has begun
 	closed     bool                             // streams are being cut; nothing more is routed
 	nextID     int32                            // master only: next context ID to allocate
@@ -71,6 +72,7 @@ func newRouter(id int32, parents []int32, cfg Config) *Router {
 		nextHandle: mitogen.FIRST_DYNAMIC_HANDLE,
 		watchers:   make(map[int32]map[*Receiver]struct{}),
 		gone:       make(map[int32]string),
+		sameHost:   make(map[int32]struct{}),
 		grants:     make(map[*Stream]*grantSet),
 		calls:      make(chan struct{}, cfg.MaxConcurrentCalls),
 		jobs:       make(chan func()),
@@ -481,6 +483,7 @@ func (r *Router) contextGoneIf(id int32, why string, from *Stream, announce bool
 	}
 	r.gone[id] = why
 	delete(r.routes, id)
+	delete(r.sameHost, id)
 	waiters := r.watchers[id]
 	delete(r.watchers, id)
 	var targets []int32
@@ -511,6 +514,34 @@ func (r *Router) contextGoneIf(id int32, why string, from *Stream, announce bool
 		r.Send(&wire.Message{Dst: t, Handle: mitogen.DEL_ROUTE, Data: marshal(&mitogen.RouteUpdate{TargetId: id, Reason: why})})
 	}
 	return ""
+}
+
+// SetOnThisMachine records that context id runs on this machine, in this
+// network namespace: the dialer that started it says so, for hops that
+// stay here (transport.Method.SameMachine) from contexts that are here.
+// The record goes when the context is known to be gone; nothing is
+// recorded for a context already gone. Only this router's own word counts:
+// nothing a peer sends sets it.
+func (r *Router) SetOnThisMachine(id int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, gone := r.gone[id]; gone || id == r.id || r.closing {
+		return
+	}
+	r.sameHost[id] = struct{}{}
+}
+
+// OnThisMachine reports whether context id was recorded by
+// SetOnThisMachine and is not known to be gone. This context itself is
+// always on this machine.
+func (r *Router) OnThisMachine(id int32) bool {
+	if id == r.ID() {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.sameHost[id]
+	return ok
 }
 
 // Shutdown stops the router: every pending waiter fails with

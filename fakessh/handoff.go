@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh/sshargs"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 	"github.com/seed-a176d0ab/mitogen-go/process"
@@ -71,11 +72,17 @@ func dropHanded(handed int32) {
 }
 
 // handoffFor is the master's decision on an ssh's offer (FD HANDOFF step
-// 2): for a run on this machine, a well-formed offer becomes the spec's
-// handoff, with the ssh's pid as this kernel reported it at admission and
-// this machine's boot ID. nil: relay.
-func (st *run) handoffFor(caller int32, offer *mitogen.FdHandoff) *mitogen.FdHandoff {
+// 2): for a run on this machine and a destination this master started on
+// this machine (core.Router.OnThisMachine: hops that stay here, from here),
+// a well-formed offer becomes the spec's handoff, with the ssh's pid as
+// this kernel reported it at admission and this machine's boot ID. A
+// destination elsewhere never sees the offer (it could pass the token to
+// a local accomplice). nil: relay.
+func (st *run) handoffFor(caller int32, dest *core.Context, offer *mitogen.FdHandoff) *mitogen.FdHandoff {
 	if offer == nil || st.On != nil || process.CheckHandoff(offer) != nil {
+		return nil
+	}
+	if dest == nil || !st.Router.OnThisMachine(dest.ID()) {
 		return nil
 	}
 	st.mu.Lock()

@@ -18,24 +18,31 @@ func TestHandoffDecision(t *testing.T) {
 		t.Skipf("no boot id: %v", err)
 	}
 	offer := &mitogen.FdHandoff{Socket: "mitogen-fd-0123456789abcdef", Token: bytes.Repeat([]byte{1}, 32), Fds: 3, PeerPid: 1, BootId: "claimed"}
-	st := &run{Runner: &Runner{}, pids: map[int32]int32{5: 4242}}
-	h := st.handoffFor(5, offer)
+	r := core.NewMaster(core.Config{})
+	defer r.Close()
+	r.SetOnThisMachine(7)
+	here, far := r.Context(7, "local"), r.Context(8, "ssh:far")
+	st := &run{Runner: &Runner{Router: r}, pids: map[int32]int32{5: 4242}}
+	h := st.handoffFor(5, here, offer)
 	if h == nil || h.PeerPid != 4242 || h.BootId != boot || h.Socket != offer.Socket || !bytes.Equal(h.Token, offer.Token) || h.Fds != 3 {
 		t.Fatalf("handoff %v; want the offer with pid 4242 and this boot id", h)
 	}
-	if h := st.handoffFor(6, offer); h != nil {
+	if h := st.handoffFor(5, far, offer); h != nil {
+		t.Errorf("a destination not known to be on this machine got a handoff: %v", h)
+	}
+	if h := st.handoffFor(6, here, offer); h != nil {
 		t.Errorf("a caller with no recorded pid got a handoff: %v", h)
 	}
 	bad := *offer
 	bad.Fds = 2
-	if h := st.handoffFor(5, &bad); h != nil {
+	if h := st.handoffFor(5, here, &bad); h != nil {
 		t.Errorf("a malformed offer got a handoff: %v", h)
 	}
-	on := &run{Runner: &Runner{On: &core.Context{}}, pids: map[int32]int32{5: 4242}}
-	if h := on.handoffFor(5, offer); h != nil {
+	on := &run{Runner: &Runner{Router: r, On: &core.Context{}}, pids: map[int32]int32{5: 4242}}
+	if h := on.handoffFor(5, here, offer); h != nil {
 		t.Errorf("a run on a context got a handoff: %v", h)
 	}
-	if h := st.handoffFor(5, nil); h != nil {
+	if h := st.handoffFor(5, here, nil); h != nil {
 		t.Errorf("no offer got a handoff: %v", h)
 	}
 }

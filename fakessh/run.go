@@ -812,7 +812,7 @@ func (st *run) StartSlave(ctx context.Context, req *mitogen.StartSlaveRequest) (
 	spec.Env = AcceptEnv(spec.Env)
 	spec.Handoff = nil // never the ssh's own
 	if spec.Pty == nil {
-		spec.Handoff = st.handoffFor(caller, req.Offer)
+		spec.Handoff = st.handoffFor(caller, dest, req.Offer)
 	}
 	st.Router.Logger().Debug("fakessh start_slave", "host", req.Host, "dest", dest.String(), "caller", caller,
 		"command", spec.Command, "subsystem", spec.Subsystem, "login", spec.Login)

@@ -662,8 +662,14 @@ struct PtyRequest {
  *    offer (0 and "").
  * 2. Decision (master). The master forwards an offer only for a run on its
  *    own machine (the ssh joined through the run's unix socket; its pid is
- *    the SO_PEERCRED pid of that connection) and never takes a handoff from
- *    ProcessSpec as the ssh sent it (it clears spec.handoff, then sets it
+ *    the SO_PEERCRED pid of that connection), only to a destination it
+ *    knows to be on its own machine: one it started itself through hops
+ *    that stay on the machine of the context starting them (local, sudo,
+ *    su, doas), every hop of the chain from the master so. Behind any ssh,
+ *    container or setns hop the offer is not sent (nothing a context says
+ *    about itself, its boot ID included, makes it local). It never takes
+ *    a handoff from ProcessSpec as the ssh sent it (it clears
+ *    spec.handoff, then sets it
  *    from the offer: socket, token, fds, peer_pid = the ssh's pid, boot_id
  *    = the master's /proc/sys/kernel/random/boot_id). A malformed offer is
  *    dropped (the process is relayed).
@@ -699,14 +705,10 @@ struct PtyRequest {
  * kernel vouches for the listener's pid), and only a process the master
  * started for that ssh's session (the token travels ssh -> master ->
  * destination over streams only). A destination on another machine cannot
- * connect at all. Limit: the master forwards the offer to whatever
- * destination the host names, so a compromised far destination learns
- * the socket name and token; a process it controls on the ssh's machine
- * (any local account: abstract sockets have no permissions) could then
- * present the token before the session starts and take the descriptors
- * the ssh offered — no more than the relay would have shown that
- * destination, but to a local process. A master that can tell which of
- * its contexts are on its own machine should forward offers to those only.
+ * connect at all, and a destination elsewhere never sees the socket name
+ * or the token: the master sends the offer only to destinations it started
+ * on its own machine (step 2), so a compromised far host learns nothing it
+ * could pass to a local accomplice.
  */
 struct FdHandoff {
   /** Abstract unix socket name (without the leading NUL byte). */

@@ -12,9 +12,10 @@ import (
 // LocalMethod is "local": an agent re-executed from this binary on this
 // machine, as the same user, over a socketpair (see fd.Local).
 var LocalMethod = Method{
-	Kind:    KindLocal,
-	Syntax:  "local",
-	Summary: "this machine, as the same user (the binary re-executed over a socketpair)",
+	Kind:        KindLocal,
+	Syntax:      "local",
+	Summary:     "this machine, as the same user (the binary re-executed over a socketpair)",
+	SameMachine: true,
 	Parse: func(arg string) (Spec, error) {
 		if arg != "" {
 			return Spec{}, errors.New("local takes no argument")

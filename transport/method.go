@@ -34,6 +34,12 @@ type Method struct {
 	// returned (decoded and validated), or nil when the method takes none.
 	// agent is the agent binary to install on the far side.
 	New func(spec Spec, opts any, agent *bootstrap.Agent) (Transport, error)
+	// SameMachine says that the context a hop of this method starts runs
+	// on the machine of the context that starts it, in its network
+	// namespace (local, sudo, su, doas). The master hands a fakessh ssh's
+	// descriptors (idl: FD HANDOFF) only to contexts reached from it by
+	// such hops alone; false (ssh, containers, setns) is always safe.
+	SameMachine bool
 }
 
 // Registry holds connection methods by kind. Its zero value is empty and
@@ -130,6 +136,15 @@ func (r *Registry) Method(k Kind) (*Method, error) {
 		return nil, fmt.Errorf("unknown connection method %q: want one of %s", k, strings.Join(known, ", "))
 	}
 	return m, nil
+}
+
+// SameMachine reports whether hops of kind k stay on the machine of the
+// context that starts them (Method.SameMachine); false for an unknown kind.
+func (r *Registry) SameMachine(k Kind) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m := r.methods[k]
+	return m != nil && m.SameMachine
 }
 
 // ParseSpec parses one hop, "kind[:arg]", with the registered methods.

@@ -31,11 +31,12 @@ type Options struct {
 // Method is the "doas" connection method; the package registers it into
 // transport.Default.
 var Method = transport.Method{
-	Kind:       transport.KindDoas,
-	Syntax:     "doas[:user]",
-	Summary:    "another user on the same host, with doas(1) as /etc/doas.conf allows (default root)",
-	Parse:      transport.ParseUser(transport.KindDoas),
-	NewOptions: func() any { return new(Options) },
+	Kind:        transport.KindDoas,
+	Syntax:      "doas[:user]",
+	Summary:     "another user on the same host, with doas(1) as /etc/doas.conf allows (default root)",
+	SameMachine: true,
+	Parse:       transport.ParseUser(transport.KindDoas),
+	NewOptions:  func() any { return new(Options) },
 	New: func(spec transport.Spec, opts any, agent *bootstrap.Agent) (transport.Transport, error) {
 		return &Transport{User: spec.User, Opts: *opts.(*Options), Agent: agent}, nil
 	},

@@ -33,11 +33,12 @@ type Options struct {
 // Method is the "su" connection method; the package registers it into
 // transport.Default.
 var Method = transport.Method{
-	Kind:       transport.KindSu,
-	Syntax:     "su[:user]",
-	Summary:    "another user on the same host, with su(1) and that user's password (default root)",
-	Parse:      transport.ParseUser(transport.KindSu),
-	NewOptions: func() any { return new(Options) },
+	Kind:        transport.KindSu,
+	Syntax:      "su[:user]",
+	Summary:     "another user on the same host, with su(1) and that user's password (default root)",
+	SameMachine: true,
+	Parse:       transport.ParseUser(transport.KindSu),
+	NewOptions:  func() any { return new(Options) },
 	New: func(spec transport.Spec, opts any, agent *bootstrap.Agent) (transport.Transport, error) {
 		return &Transport{User: spec.User, Opts: *opts.(*Options), Agent: agent}, nil
 	},

@@ -37,11 +37,12 @@ type Options struct {
 // Method is the "sudo" connection method; the package registers it into
 // transport.Default.
 var Method = transport.Method{
-	Kind:       transport.KindSudo,
-	Syntax:     "sudo[:user]",
-	Summary:    "another user on the same host, with sudo(8) (default root)",
-	Parse:      transport.ParseUser(transport.KindSudo),
-	NewOptions: func() any { return new(Options) },
+	Kind:        transport.KindSudo,
+	Syntax:      "sudo[:user]",
+	Summary:     "another user on the same host, with sudo(8) (default root)",
+	SameMachine: true,
+	Parse:       transport.ParseUser(transport.KindSudo),
+	NewOptions:  func() any { return new(Options) },
 	New: func(spec transport.Spec, opts any, agent *bootstrap.Agent) (transport.Transport, error) {
 		return &Transport{User: spec.User, Opts: *opts.(*Options), Agent: agent}, nil
 	},
