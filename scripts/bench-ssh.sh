@@ -5,7 +5,9 @@
 #   fakessh: rsync --whole-file of SIZE_MIB through fakessh vs a local-exec
 #   shell (the limit: no network) vs OpenSSH, fresh and through a
 #   ControlMaster; the latency of `ssh host true` through fakessh vs a
-#   ControlMaster and a fresh connection.
+#   ControlMaster and a fresh connection; TRIPS request/response round trips
+#   of a program driving `ssh host cat` (bench/roundtrips.py) through
+#   fakessh (descriptors handed off, and relayed) vs a ControlMaster.
 #   ssh contexts: start (agent not cached / cached) and round trip beside
 #   Python mitogen over the same sshd; rsync via fakessh over an ssh context
 #   vs plain rsync over ssh; the persistent master's row.
@@ -22,6 +24,7 @@ cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-1024}
 REPS=${REPS:-3}
 LOOPS=${LOOPS:-50}
+TRIPS=${TRIPS:-20000}
 BU=${BENCH_USER:-mitogenbench}
 
 if [ "$(id -u)" != 0 ] || [ ! -x /usr/sbin/sshd ]; then
@@ -85,6 +88,7 @@ for _ in $(seq 50); do "${AS[@]}" ssh $SSHOPTS "$H" true 2>/dev/null && break; s
 printf '#!/bin/sh\n# a "remote shell" that runs the command here\nshift\nexec "$@"\n' > "$w/bin/lexec"
 printf '#!/bin/sh\nexec ssh -S %s "$@"\n' "$u/cm" > "$w/bin/cmssh"
 printf '#!/bin/sh\nexec ssh %s "$@"\n' "$SSHOPTS" > "$w/bin/freshssh"
+install -m 755 bench/roundtrips.py "$w/bin/roundtrips.py"
 chmod 755 "$w/bin/lexec" "$w/bin/cmssh" "$w/bin/freshssh"
 
 now() { date +%s%N; }
@@ -114,6 +118,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.4g", a/b}'; }
 
 R=(rsync -a --whole-file)
 declare -a t_local t_fake t_fresh t_cm r_local r_fresh r_cm l_fake l_cm l_fresh q_cm q_fresh
+declare -a p_fake p_relay p_cm k_fake k_relay
 for i in $(seq "$REPS"); do
   a=$(rsync_time "${R[@]}" -e "$w/bin/lexec" "$u/src/" "x:$u/dst/")
   f=$(rsync_time "$MITOGEN" run --via local -- "${R[@]}" "$u/src/" "x:$u/dst/")
@@ -124,6 +129,12 @@ for i in $(seq "$REPS"); do
   lf=$(lat fake "$LOOPS") lc=$(lat "$w/bin/cmssh" "$LOOPS") lr=$(lat "$w/bin/freshssh" 10)
   l_fake+=("$lf") l_cm+=("$lc") l_fresh+=("$lr")
   q_cm+=("$(div "$lf" "$lc")") q_fresh+=("$(div "$lf" "$lr")")
+  # seconds for TRIPS round trips, the ssh's start-up excluded (roundtrips.py)
+  pf=$("${AS[@]}" "$MITOGEN" run --via local -- python3 "$w/bin/roundtrips.py" "$TRIPS" ssh "$H")
+  pr=$("${AS[@]}" MITOGEN_FAKESSH_HANDOFF=0 "$MITOGEN" run --via local -- python3 "$w/bin/roundtrips.py" "$TRIPS" ssh "$H")
+  pc=$("${AS[@]}" python3 "$w/bin/roundtrips.py" "$TRIPS" "$w/bin/cmssh" "$H")
+  p_fake+=("$pf") p_relay+=("$pr") p_cm+=("$pc")
+  k_fake+=("$(div "$pf" "$pc")") k_relay+=("$(div "$pr" "$pc")")
 done
 who="same user ($BU) and login files"
 row() { echo "| $1 | $2 | $3 | $4 | $5× | $6 |"; }
@@ -132,6 +143,8 @@ row "rsync --whole-file ${SIZE_MIB} MiB via fakessh (--via local)" "$(med "${t_f
 row "rsync --whole-file ${SIZE_MIB} MiB via fakessh (--via local)" "$(med "${t_fake[@]}") s" "OpenSSH via ControlMaster, $who" "$(med "${t_cm[@]}") s" "$(med "${r_cm[@]}")" "< 1×"
 row "\`ssh host true\` via fakessh" "$(med "${l_fake[@]}") ms" "OpenSSH via ControlMaster, $who" "$(med "${l_cm[@]}") ms" "$(med "${q_cm[@]}")" "≤ 0.25×"
 row "\`ssh host true\` via fakessh" "$(med "${l_fake[@]}") ms" "OpenSSH, fresh connection, $who" "$(med "${l_fresh[@]}") ms" "$(med "${q_fresh[@]}")" ""
+row "$TRIPS request/response round trips through \`ssh host cat\` via fakessh (--via local)" "$(med "${p_fake[@]}") s" "OpenSSH via ControlMaster, $who" "$(med "${p_cm[@]}") s" "$(med "${k_fake[@]}")" "≤ 1×"
+row "$TRIPS round trips via fakessh, relayed (MITOGEN_FAKESSH_HANDOFF=0)" "$(med "${p_relay[@]}") s" "OpenSSH via ControlMaster, $who" "$(med "${p_cm[@]}") s" "$(med "${k_relay[@]}")" ""
 
 # ssh contexts beside Python mitogen over the same sshd and user (the
 # masters run as root; the remote side is the bench user's).
