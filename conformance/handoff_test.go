@@ -39,6 +39,31 @@ func runCLIEnv(t *testing.T, env []string, stdout *os.File, args ...string) (int
 	return 0, ""
 }
 
+// runWithStdoutPipe runs the CLI with its stdout a pipe whose inode it
+// knows: it returns the status, what came out, "pipe:[inode]\n" (what
+// readlink /proc/self/fd/1 prints for that very pipe) and stderr.
+func runWithStdoutPipe(t *testing.T, args ...string) (status int, out, own, errs string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(w.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	outc := make(chan string, 1)
+	go func() {
+		var b bytes.Buffer
+		b.ReadFrom(r)
+		r.Close()
+		outc <- b.String()
+	}()
+	status, errs = runCLIEnv(t, nil, w, args...)
+	w.Close()
+	return status, <-outc, fmt.Sprintf("pipe:[%d]\n", st.Ino), errs
+}
+
 // FD HANDOFF, end to end through the CLI, to a local and a sudo
 // destination: the remote command's stdout is the program's own pipe (no
 // byte relayed), exit status and stderr are exact, and rsync --whole-file
@@ -63,25 +88,9 @@ func TestFakeSSHHandoff(t *testing.T) {
 	}
 	for _, via := range vias {
 		t.Run(via, func(t *testing.T) {
-			// The program's stdout: a pipe whose inode we know.
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var st unix.Stat_t
-			unix.Fstat(int(w.Fd()), &st)
-			outc := make(chan string, 1)
-			go func() {
-				var b bytes.Buffer
-				b.ReadFrom(r)
-				r.Close()
-				outc <- b.String()
-			}()
-			status, errs := runCLIEnv(t, nil, w, "run", "--via", via, "--", "ssh", "h",
+			status, out, want, errs := runWithStdoutPipe(t, "run", "--via", via, "--", "ssh", "h",
 				"readlink /proc/self/fd/1; echo err >&2; exit 44")
-			w.Close()
-			out := <-outc
-			if want := fmt.Sprintf("pipe:[%d]\n", st.Ino); status != 44 || out != want || errs != "err\n" {
+			if status != 44 || out != want || errs != "err\n" {
 				t.Fatalf("status %d, stdout %q, stderr %q; want 44, %q (the program's own pipe), \"err\\n\"", status, out, errs, want)
 			}
 
@@ -132,25 +141,9 @@ func TestFakeSSHHandoffStopsAtSSH(t *testing.T) {
 	ssh := []string{"--identity", k.UserKey, "--ssh-option", "UserKnownHostsFile=" + k.KnownHosts}
 	for _, via := range [][]string{{"--via", s.Spec("root")}, {"--via", s.Spec("root"), "--via", "sudo:root"}} {
 		t.Run(strings.Join(via, " "), func(t *testing.T) {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var st unix.Stat_t
-			unix.Fstat(int(w.Fd()), &st)
-			outc := make(chan string, 1)
-			go func() {
-				var b bytes.Buffer
-				b.ReadFrom(r)
-				r.Close()
-				outc <- b.String()
-			}()
 			args := append(append([]string{"run"}, via...), ssh...)
 			args = append(args, "--", "ssh", "h", "readlink /proc/self/fd/1; exit 45")
-			status, errs := runCLIEnv(t, nil, w, args...)
-			w.Close()
-			out := <-outc
-			own := fmt.Sprintf("pipe:[%d]\n", st.Ino)
+			status, out, own, errs := runWithStdoutPipe(t, args...)
 			if status != 45 || !strings.HasPrefix(out, "pipe:[") || out == own {
 				t.Fatalf("status %d, stdout %q (the program's own pipe is %q), stderr %q; want 45 and another pipe (relayed)", status, out, own, errs)
 			}
