@@ -539,7 +539,14 @@ func processGone(pid int32) bool {
 	}
 	i := bytes.LastIndexByte(b, ')')
 	f := strings.Fields(string(b[i+1:]))
-	return len(f) > 0 && f[0] == "Z"
+	if len(f) == 0 || f[0] != "Z" {
+		return false
+	}
+	// A zombie leader may still have threads exiting, which hold the
+	// process's descriptors (a SIGKILLed master's listening socket) until
+	// the last one is gone.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	return err != nil || len(tasks) <= 1
 }
 
 // refused checks a START that must be refused: the process is ended and

@@ -121,6 +121,16 @@ func greet(sock string) (net.Conn, int32, error) {
 	line, err := readLine(conn, maxGreetLine)
 	if err != nil {
 		conn.Close()
+		if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) {
+			// The connection ended before a byte of the greeting: the
+			// master was dying as we connected (its listener closed with
+			// our connection still queued, or the connection closed
+			// before its greeting). A master that died is no master. A
+			// master that dies so on its start is reported all the same:
+			// Ensure dials the master it started once, and returns this
+			// error then.
+			return nil, 0, fmt.Errorf("%w (%s: the master ended as this client connected: %v)", ErrNoMaster, sock, err)
+		}
 		return nil, 0, fmt.Errorf("the persistent master at %s said nothing usable: %w", sock, err)
 	}
 	if why, ok := strings.CutPrefix(line, refusePrefix); ok {

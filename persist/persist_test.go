@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
@@ -373,6 +375,107 @@ func TestStaleSocketAndOneStart(t *testing.T) {
 	err = (&persist.Server{Dir: dir}).Serve(context.Background(), nil)
 	if !errors.Is(err, persist.ErrRunning) {
 		t.Errorf("a second master: %v; want ErrRunning", err)
+	}
+}
+
+// A master that dies as a client connects is no master: its listener
+// closes with the client's connection still queued (the client then
+// reads ECONNRESET), or it closes an accepted connection before its
+// greeting (EOF). Dial says ErrNoMaster, and Ensure starts a new master.
+// (A SIGKILLed master's socket outlives its main thread for a moment:
+// the stress run's TestPersistentMasterOverSSH met the reset so.)
+func TestDyingMasterIsNoMaster(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		die  func(l *net.UnixListener) error
+	}{
+		{"listener closed with the connection queued", func(l *net.UnixListener) error {
+			raw, err := l.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var perr error
+			err = raw.Control(func(fd uintptr) {
+				// A listener is readable once a connection waits in its
+				// backlog.
+				for {
+					_, perr = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+					if perr != unix.EINTR {
+						return
+					}
+				}
+			})
+			if err == nil {
+				err = perr
+			}
+			l.Close()
+			return err
+		}},
+		{"connection closed before the greeting", func(l *net.UnixListener) error {
+			conn, err := l.Accept()
+			l.Close()
+			if err != nil {
+				return err
+			}
+			return conn.Close()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := newDir(t)
+			if err := persist.PrepareDir(dir); err != nil {
+				t.Fatal(err)
+			}
+			dying := func() <-chan error {
+				l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, persist.SocketName), Net: "unix"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.SetUnlinkOnClose(false)
+				done := make(chan error, 1)
+				go func() { done <- c.die(l) }()
+				return done
+			}
+			done := dying()
+			if c, err := persist.Dial(dir, nil); !errors.Is(err, persist.ErrNoMaster) {
+				if c != nil {
+					c.Close()
+				}
+				t.Errorf("Dial to a master dying as it connects: %v; want ErrNoMaster", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(dir, persist.SocketName))
+			done = dying()
+			ctx, cancel := context.WithCancel(context.Background())
+			var served sync.WaitGroup
+			defer func() { cancel(); served.Wait() }()
+			starts := 0
+			start := func(context.Context) error {
+				starts++
+				if err := <-done; err != nil { // the dying one is gone
+					return err
+				}
+				ready := make(chan error, 1)
+				served.Add(1)
+				go func() {
+					defer served.Done()
+					(&persist.Server{Dir: dir}).Serve(ctx, func(err error) { ready <- err })
+				}()
+				return <-ready
+			}
+			cl, err := persist.Ensure(ctxT(t, time.Minute), dir, nil, start)
+			if err != nil {
+				t.Fatalf("Ensure with a master dying as it connects: %v; want a new master", err)
+			}
+			defer cl.Close()
+			if starts != 1 {
+				t.Errorf("%d masters started; want 1", starts)
+			}
+			if err := cl.Service().Ping(ctxT(t, time.Minute), localChain(t, 1)); err != nil {
+				t.Errorf("ping through the new master: %v", err)
+			}
+		})
 	}
 }
 
