@@ -16,6 +16,9 @@ import (
 
 // ServiceFunc serves the methods of one IDL service: it decodes args for
 // method, runs it and returns the result struct (gen: Dispatch<Service>).
+// args is valid only until fn returns: its buffer (the frame the call came
+// in) is then read into again, so what fn keeps it must copy, as the
+// generated decoders do.
 type ServiceFunc func(ctx context.Context, method string, args []byte) (thrift.FastCodec, error)
 
 // Serve makes this context answer CALL_FUNCTION requests for "service:*".
@@ -64,12 +67,18 @@ func (r *Router) runCall(m *wire.Message, method string, typ thrift.TMessageType
 		r.bounce(m, &DeadError{Reason: mitogen.DeadReason_OVERFLOW, Message: fmt.Sprintf("context %d is serving %d calls already", r.id, cap(r.calls))})
 		return
 	}
+	frame := m.Frame
 	req := *m
 	req.Frame = nil
 	r.runWorker(func() {
 		defer func() { <-r.calls }()
 		ctx := context.WithValue(r.ctx, callerKey{}, req.Auth)
 		res, err := fn(ctx, method, args)
+		if frame != nil {
+			// fn decoded what it keeps (copies): the frame's buffer can be
+			// read into again, so a stream of large calls allocates none.
+			r.frames.put(frame)
+		}
 		if err != nil {
 			code, text := int32(thrift.INTERNAL_ERROR), err.Error()
 			var ae *thrift.ApplicationException

@@ -9,8 +9,9 @@
 // well-known handle table, CALL_FUNCTION method names, typed clients and
 // server-side dispatchers for every service. It then bounds every container
 // decoder thriftgo generated (see bounds.go): no declared list, set or map
-// size is trusted beyond what the remaining payload can hold. Output is
-// deterministic.
+// size is trusted beyond what the remaining payload can hold; and it makes
+// FastWriteNocopy leave large binary fields to its NocopyWriter, as its
+// name promises (see nocopy.go). Output is deterministic.
 //
 // Every IDL file the given one includes is generated too, each into the Go
 // package its `namespace go` names, under -out; the generated code refers to
@@ -106,6 +107,9 @@ func run(c config) error {
 	}
 	for _, p := range dp.pkgs {
 		if err := boundDecoding(p.dir, p.ast, p.includes); err != nil {
+			return fmt.Errorf("%s: %w", p.ast.Filename, err)
+		}
+		if err := writeNocopy(p.dir); err != nil {
 			return fmt.Errorf("%s: %w", p.ast.Filename, err)
 		}
 	}

@@ -91,9 +91,14 @@ func generatePackage(cu *golang.CodeUtils, outPath string, ast *parser.Thrift) (
 	if err != nil {
 		return genPkg{}, nil, err
 	}
+	nocopy, err := generateNocopy(filepath.Base(ast.Filename), goPkg)
+	if err != nil {
+		return genPkg{}, nil, err
+	}
 	name := filepath.Join(gp.dir, "dispatch.go")
 	bname := filepath.Join(gp.dir, boundsFile)
-	return gp, []*plugin.Generated{{Name: &name, Content: content}, {Name: &bname, Content: bounds}}, nil
+	nname := filepath.Join(gp.dir, nocopyFile)
+	return gp, []*plugin.Generated{{Name: &name, Content: content}, {Name: &bname, Content: bounds}, {Name: &nname, Content: nocopy}}, nil
 }
 
 // gen holds the state of one dispatch.go generation.

@@ -45,7 +45,7 @@ func (p *Envelope) BLength() int {
 func (p *Envelope) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
 
 func (p *Envelope) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
-	if n = len(p.FastAppend(b[:0])); n > len(b) {
+	if n = len(p.fastAppendNocopy(b[:0:len(b)], w)); n > len(b) {
 		panic("buffer overflow. concurrency issue?")
 	}
 	return
@@ -1816,7 +1816,7 @@ func (p *FdHandoff) BLength() int {
 func (p *FdHandoff) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
 
 func (p *FdHandoff) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
-	if n = len(p.FastAppend(b[:0])); n > len(b) {
+	if n = len(p.fastAppendNocopy(b[:0:len(b)], w)); n > len(b) {
 		panic("buffer overflow. concurrency issue?")
 	}
 	return
@@ -4404,7 +4404,7 @@ func (p *AgentEchoArgs) BLength() int {
 func (p *AgentEchoArgs) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
 
 func (p *AgentEchoArgs) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
-	if n = len(p.FastAppend(b[:0])); n > len(b) {
+	if n = len(p.fastAppendNocopy(b[:0:len(b)], w)); n > len(b) {
 		panic("buffer overflow. concurrency issue?")
 	}
 	return
@@ -4482,7 +4482,7 @@ func (p *AgentEchoResult) BLength() int {
 func (p *AgentEchoResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
 
 func (p *AgentEchoResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
-	if n = len(p.FastAppend(b[:0])); n > len(b) {
+	if n = len(p.fastAppendNocopy(b[:0:len(b)], w)); n > len(b) {
 		panic("buffer overflow. concurrency issue?")
 	}
 	return
@@ -5316,7 +5316,7 @@ func (p *AgentReadFileResult) BLength() int {
 func (p *AgentReadFileResult) FastWrite(b []byte) int { return p.FastWriteNocopy(b, nil) }
 
 func (p *AgentReadFileResult) FastWriteNocopy(b []byte, w thrift.NocopyWriter) (n int) {
-	if n = len(p.FastAppend(b[:0])); n > len(b) {
+	if n = len(p.fastAppendNocopy(b[:0:len(b)], w)); n > len(b) {
 		panic("buffer overflow. concurrency issue?")
 	}
 	return
@@ -7435,4 +7435,137 @@ ReadFieldBeginError:
 SkipFieldError:
 	return off, thrift.PrependError(
 		fmt.Sprintf("%T skip field %d type %d error: ", p, fid, ftyp), err)
+}
+
+// fastAppendNocopy is FastAppend leaving large binary fields to w
+// (see appendNocopy).
+func (p *AgentEchoArgs) fastAppendNocopy(b []byte, w thrift.NocopyWriter) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Data
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Data)))
+	b = appendNocopy(b, w, p.Data)
+
+	return append(b, 0)
+}
+
+// fastAppendNocopy is FastAppend leaving large binary fields to w
+// (see appendNocopy).
+func (p *AgentEchoResult) fastAppendNocopy(b []byte, w thrift.NocopyWriter) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 11, 0, 0)
+		b = x.AppendI32(b, int32(len(p.Success)))
+		b = appendNocopy(b, w, p.Success)
+	}
+
+	return append(b, 0)
+}
+
+// fastAppendNocopy is FastAppend leaving large binary fields to w
+// (see appendNocopy).
+func (p *AgentReadFileResult) fastAppendNocopy(b []byte, w thrift.NocopyWriter) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Success
+	if p.Success != nil {
+		b = append(b, 11, 0, 0)
+		b = x.AppendI32(b, int32(len(p.Success)))
+		b = appendNocopy(b, w, p.Success)
+	}
+
+	// p.Err
+	if p.Err != nil {
+		b = append(b, 12, 0, 1)
+		b = p.Err.FastAppend(b)
+	}
+
+	return append(b, 0)
+}
+
+// fastAppendNocopy is FastAppend leaving large binary fields to w
+// (see appendNocopy).
+func (p *Envelope) fastAppendNocopy(b []byte, w thrift.NocopyWriter) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.DstId
+	b = append(b, 8, 0, 1)
+	b = x.AppendI32(b, int32(p.DstId))
+
+	// p.SrcId
+	b = append(b, 8, 0, 2)
+	b = x.AppendI32(b, int32(p.SrcId))
+
+	// p.AuthId
+	b = append(b, 8, 0, 3)
+	b = x.AppendI32(b, int32(p.AuthId))
+
+	// p.Handle
+	b = append(b, 8, 0, 4)
+	b = x.AppendI32(b, int32(p.Handle))
+
+	// p.ReplyTo
+	b = append(b, 8, 0, 5)
+	b = x.AppendI32(b, int32(p.ReplyTo))
+
+	// p.Data
+	b = append(b, 11, 0, 6)
+	b = x.AppendI32(b, int32(len(p.Data)))
+	b = appendNocopy(b, w, p.Data)
+
+	return append(b, 0)
+}
+
+// fastAppendNocopy is FastAppend leaving large binary fields to w
+// (see appendNocopy).
+func (p *FdHandoff) fastAppendNocopy(b []byte, w thrift.NocopyWriter) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	x := thrift.BinaryProtocol{}
+	_ = x
+
+	// p.Socket
+	b = append(b, 11, 0, 1)
+	b = x.AppendI32(b, int32(len(p.Socket)))
+	b = append(b, p.Socket...)
+
+	// p.Token
+	b = append(b, 11, 0, 2)
+	b = x.AppendI32(b, int32(len(p.Token)))
+	b = appendNocopy(b, w, p.Token)
+
+	// p.Fds
+	b = append(b, 8, 0, 3)
+	b = x.AppendI32(b, int32(p.Fds))
+
+	// p.PeerPid
+	b = append(b, 8, 0, 4)
+	b = x.AppendI32(b, int32(p.PeerPid))
+
+	// p.BootId
+	b = append(b, 11, 0, 5)
+	b = x.AppendI32(b, int32(len(p.BootId)))
+	b = append(b, p.BootId...)
+
+	return append(b, 0)
 }
