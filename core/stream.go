@@ -215,15 +215,17 @@ func (s *Stream) push(direct bool, bufs [][]byte, recycleAll bool, pooled []byte
 		return nil
 	}
 	if borrowed {
-		own := make([]byte, 0, n)
+		// Copied into a pool buffer, recycled once written like any
+		// pooled frame.
+		own := s.r.frames.get(n)[:0]
 		for _, b := range bufs {
 			own = append(own, b...)
 		}
 		bufs = [][]byte{own}
 		if pooled != nil {
 			s.r.frames.put(pooled)
-			pooled = nil
 		}
+		pooled = own
 	}
 	s.queue = append(s.queue, bufs...)
 	if recycleAll {

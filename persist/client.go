@@ -122,7 +122,8 @@ func greet(sock string) (net.Conn, int32, error) {
 	if err != nil {
 		conn.Close()
 		if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) {
-			// The connection ended before a byte of the greeting: the
+			// The connection ended before the greeting was whole (a live
+			// master always writes a whole line before it closes): the
 			// master was dying as we connected (its listener closed with
 			// our connection still queued, or the connection closed
 			// before its greeting). A master that died is no master. A

@@ -174,7 +174,7 @@ func TestUserIDL(t *testing.T) {
 	if err := run(config{idl: idl, out: filepath.Join(mod, "gen"), module: "example.com/catalog"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"usersvc/dispatch.go", "usersvc/bounds.go", "usercommon/common.go", "usercommon/dispatch.go", "usercommon/bounds.go"} {
+	for _, f := range []string{"usersvc/dispatch.go", "usersvc/bounds.go", "usersvc/nocopy.go", "usercommon/common.go", "usercommon/dispatch.go", "usercommon/bounds.go", "usercommon/nocopy.go"} {
 		if _, err := os.Stat(filepath.Join(mod, "gen", f)); err != nil {
 			t.Errorf("not generated: %v", err)
 		}
