@@ -224,6 +224,19 @@ func TestMalformedFrameEndsStreamNamingPeer(t *testing.T) {
 	m, sink := testMaster(t)
 	conn := rawChild(t, m, 8)
 	pending := m.Context(8, "").Go(ctxT(t), mitogen.AgentPingMethod, &mitogen.AgentPingArgs{}, &mitogen.AgentPingResult{})
+	// The call is on its way (pending on the stream) before the stream
+	// breaks: a call made after the context is gone fails otherwise (no
+	// route), which is not what this test is about.
+	conn.SetReadDeadline(time.Now().Add(time.Minute))
+	for {
+		f, err := wire.ReadFrame(conn, 1<<20)
+		if err != nil {
+			t.Fatalf("waiting for the call to reach the child: %v", err)
+		}
+		if f.Handle == mitogen.CALL_FUNCTION {
+			break
+		}
+	}
 	conn.Write([]byte{0, 0, 0, 3, 0x42, 0x42, 0x42})
 	err := <-pending
 	if !errors.Is(err, core.ErrDisconnected) {
