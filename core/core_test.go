@@ -250,7 +250,7 @@ func TestMalformedFrameEndsStreamNamingPeer(t *testing.T) {
 func TestKilledContextFailsEveryWaiter(t *testing.T) {
 	m, _ := testMaster(t)
 	child, c, conn := startChild(t, m, m.AllocateID())
-	_, _, _ = startChild(t, child, grantTo(t, m, child))
+	grandchild, _, _ := startChild(t, child, grantTo(t, m, child))
 	waitRoute(t, m, 2)
 	// Calls pending on the child and on the grandchild behind it.
 	var pend []<-chan error
@@ -264,8 +264,14 @@ func TestKilledContextFailsEveryWaiter(t *testing.T) {
 	if _, err := rc.Get(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let the calls reach the agents
-	conn.Close()                      // the child's end of the stream dies
+	// The calls are being served (a call made after the stream died would
+	// fail with no route instead).
+	for wait := time.Now().Add(time.Minute); child.ServingCalls() < 2 || grandchild.ServingCalls() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(wait) {
+			t.Fatalf("calls served after a minute: %d by the child, %d by the grandchild; want 2 and 1", child.ServingCalls(), grandchild.ServingCalls())
+		}
+	}
+	conn.Close() // the child's end of the stream dies
 	deadline := time.After(5 * time.Second)
 	for i, p := range pend {
 		select {

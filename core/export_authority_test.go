@@ -21,3 +21,6 @@ func (r *Router) QueuedFor(dst int32) int {
 	defer s.mu.Unlock()
 	return s.queued
 }
+
+// ServingCalls reports how many calls this context is serving. For tests.
+func (r *Router) ServingCalls() int { return len(r.calls) }
