@@ -71,8 +71,8 @@ func (c *Client) Stop(ctx context.Context) error {
 // Dial connects to the master in dir. It fails with an error wrapping
 // ErrNoMaster when none answers there (no socket, a socket nobody listens
 // on: a master that died, or a master that ends as this client connects);
-// it refuses a directory CheckDir refuses. logger receives the client router's log (nil: warnings to
-// stderr).
+// it refuses a directory CheckDir refuses. logger receives the client
+// router's log (nil: warnings to stderr).
 func Dial(dir string, logger *slog.Logger) (*Client, error) {
 	if err := CheckDir(dir); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
