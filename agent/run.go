@@ -54,6 +54,7 @@ func RunWith(rc RunConfig) int {
 		return 1
 	}
 	cfg := core.DefaultConfig()
+	ApplyEnv(&cfg)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if ts == nil {
 		ts = (&Registry{}).Transport

@@ -1,9 +1,13 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"time"
+
+	"github.com/seed-a176d0ab/mitogen-go/core"
 )
 
 // TuneRuntime sets the Go runtime up for a mitogen process (master or
@@ -35,5 +39,31 @@ func TuneRuntime() {
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(32 << 20)
+	}
+}
+
+// EnvReadSpin is the environment variable that overrides
+// core.Config.ReadSpin in the processes that call ApplyEnv (agents, the
+// mitogen CLI and mitogen-bench): a Go duration ("20us"), or "off" (or
+// "0") for no polling. Agents inherit it from their master's environment
+// where the method passes the environment on (local, sudo).
+const EnvReadSpin = "MITOGEN_READ_SPIN"
+
+// ApplyEnv sets the fields of cfg that the environment overrides
+// (EnvReadSpin); a value that does not parse is ignored with a warning on
+// stderr.
+func ApplyEnv(cfg *core.Config) {
+	v := os.Getenv(EnvReadSpin)
+	switch v {
+	case "":
+	case "off", "0":
+		cfg.ReadSpin = -1
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fmt.Fprintf(os.Stderr, "mitogen: ignoring %s=%q (want a duration such as 50us, or off)\n", EnvReadSpin, v)
+			return
+		}
+		cfg.ReadSpin = d
 	}
 }

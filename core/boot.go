@@ -123,7 +123,7 @@ func BootWith(conn io.ReadWriteCloser, cfg Config, setup func(*Router) error) (*
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	sio := newStreamIO(conn)
+	sio := newStreamIO(conn, cfg.ReadSpin)
 	br := bufio.NewReaderSize(sio, streamReadBuffer)
 	m, err := wire.ReadFrame(br, cfg.MaxFrameSize)
 	if err != nil {

@@ -57,6 +57,15 @@ type Config struct {
 	// default. The process relay's own ending steps are sized to fit in
 	// the default, ChildShutdownGrace.
 	ShutdownGrace time.Duration
+	// ReadSpin is how long a stream's reader keeps polling its descriptor
+	// after a short read (a small message) found nothing more, before it
+	// sleeps until the descriptor is readable: a reply that comes within
+	// it is taken without a sleep and a wake-up, which on an idle or a
+	// virtual CPU cost more than the exchange itself. The reader yields
+	// between polls, so it delays no other goroutine; it costs up to
+	// ReadSpin of CPU after the last of a burst of small messages. Zero
+	// means DefaultReadSpin; a negative value never polls.
+	ReadSpin time.Duration
 	// Logger receives the router's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -74,10 +83,17 @@ const ChunkOverhead = mitogen.CHUNK_OVERHEAD
 // MIN_STREAM_WINDOW): one chunk of one byte.
 const MinStreamWindow = mitogen.MIN_STREAM_WINDOW
 
+// DefaultReadSpin is Config.ReadSpin's default. Measured with
+// mitogen-bench (no-op call round trip through a local context, 2-CPU VM,
+// medians of 5): 25-35 µs without polling, quiet or with two busy loops
+// beside it, 11 µs with 50 µs of polling in both; 1 MiB echo and a byte
+// stream through cat unchanged (their reads are long, so they do not poll).
+const DefaultReadSpin = 50 * time.Microsecond
+
 // DefaultConfig returns the defaults: 128 MiB frames (MAX_FRAME_SIZE), 16
 // MiB per stream queue cut after 30 s without progress, 4096 messages or 32 MiB per receiver, 256
 // concurrent calls, a 4 MiB byte-stream window in chunks of up to 512 KiB,
-// and ChildShutdownGrace for children to shut down.
+// ChildShutdownGrace for children to shut down, and DefaultReadSpin.
 func DefaultConfig() Config {
 	return Config{
 		MaxFrameSize:       mitogen.MAX_FRAME_SIZE,
@@ -89,6 +105,7 @@ func DefaultConfig() Config {
 		StreamWindow:       4 << 20,
 		MaxChunk:           512 << 10,
 		ShutdownGrace:      ChildShutdownGrace,
+		ReadSpin:           DefaultReadSpin,
 	}
 }
 
@@ -162,6 +179,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = d.ShutdownGrace
+	}
+	if c.ReadSpin == 0 {
+		c.ReadSpin = d.ReadSpin
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -4,7 +4,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -48,15 +50,29 @@ func (p plainIO) writev(bufs *net.Buffers, blocked func()) error {
 // and a run of short sleeps): two extra thread wake-ups per round trip in
 // each process, which on a busy machine cost more than the message itself.
 //
+// A read that finds nothing right after a short read (a small message: a
+// call, a reply, an acknowledgement) polls again for up to spin before it
+// waits through the poller: in a request/response exchange the answer
+// usually comes within that, and waiting for it awake saves putting the
+// thread to sleep and waking it (and, on an idle CPU, the CPU itself),
+// which costs more than the exchange. The goroutine yields between polls,
+// so nothing else waits for it. After a long read (bulk data, which comes
+// as fast as the peer can write it) it waits at once. See Config.ReadSpin.
+//
 // One goroutine reads and one writes at a time (the stream's reader, and
 // whoever holds Stream.writing), so each side keeps its state here.
 type fdIO struct {
 	r, w syscall.RawConn
 
-	rbuf   []byte
-	rn     int
-	rerr   error
-	readFn func(fd uintptr) bool
+	rbuf      []byte
+	rn        int
+	rerr      error
+	readFn    func(fd uintptr) bool
+	spin      time.Duration // 0: never
+	lastShort bool          // the last read returned less than spinShortRead
+	spinUntil time.Time     // zero: not spinning
+	spinScore int           // see poll; polling is off at 0
+	spinProbe int           // short reads since polling went off
 
 	wbufs   *net.Buffers
 	werr    error
@@ -69,7 +85,7 @@ type fdIO struct {
 // known to be read and written as they are qualify (a socket, an *os.File,
 // a SyscallConns): a wrapper that merely embeds one may add to its reads
 // (bytes it read ahead, say), which raw reads would skip.
-func newStreamIO(conn io.ReadWriter) streamIO {
+func newStreamIO(conn io.ReadWriter, spin time.Duration) streamIO {
 	var rc, wc syscall.RawConn
 	var err error
 	switch c := conn.(type) {
@@ -90,7 +106,7 @@ func newStreamIO(conn io.ReadWriter) streamIO {
 	if err != nil || rc == nil || wc == nil || !nonBlocking(rc) || !nonBlocking(wc) {
 		return plainIO{conn}
 	}
-	f := &fdIO{r: rc, w: wc}
+	f := &fdIO{r: rc, w: wc, spin: max(spin, 0), spinScore: spinScoreMax}
 	f.readFn = f.read
 	f.writeFn = f.write
 	return f
@@ -133,10 +149,17 @@ func (f *fdIO) read(fd uintptr) bool {
 			if k == 0 {
 				f.rerr = io.EOF
 			}
+			if !f.spinUntil.IsZero() {
+				f.spinScore, f.spinUntil = min(f.spinScore+1, spinScoreMax), time.Time{} // the poll paid
+			}
+			f.lastShort = k < spinShortRead
 			return true
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if f.poll() {
+				continue
+			}
 			return false
 		default:
 			f.rerr = e
@@ -144,6 +167,54 @@ func (f *fdIO) read(fd uintptr) bool {
 		}
 	}
 }
+
+// poll reports whether a read that found nothing should try again at once
+// (after yielding to the process's other goroutines), polling for up to
+// f.spin after a short read.
+//
+// Polling pays only when the peer runs meanwhile on another CPU. When it
+// shares this thread's CPU it cannot run until the poll ends, so every
+// poll ends with nothing and each exchange costs a whole poll on each side.
+// So polls are scored: one that finds data raises the score by one (up to
+// spinScoreMax), one that ends with nothing lowers it by spinMissCost, and
+// at zero polling stops; then every spinProbeEvery-th short read polls
+// again, to find out whether polling pays once more. A peer that misses a
+// poll now and then keeps it on; one that always misses costs one poll in
+// spinProbeEvery exchanges.
+func (f *fdIO) poll() bool {
+	if f.spin <= 0 || !f.lastShort {
+		return false
+	}
+	now := time.Now()
+	if f.spinUntil.IsZero() {
+		if f.spinScore == 0 {
+			if f.spinProbe++; f.spinProbe < spinProbeEvery {
+				f.lastShort = false
+				return false
+			}
+			f.spinProbe = 0
+		}
+		f.spinUntil = now.Add(f.spin)
+	}
+	if now.Before(f.spinUntil) {
+		runtime.Gosched()
+		return true
+	}
+	f.lastShort, f.spinUntil = false, time.Time{}
+	f.spinScore = max(f.spinScore-spinMissCost, 0)
+	return false
+}
+
+// The scoring of polls (see fdIO.poll).
+const (
+	spinScoreMax   = 8
+	spinMissCost   = 2
+	spinProbeEvery = 16
+)
+
+// spinShortRead is the size below which a read counts as short: it ended a
+// small message, after which fdIO polls for the answer (see fdIO).
+const spinShortRead = 16 << 10
 
 // maxIov bounds the buffers given to one writev (Linux's IOV_MAX is 1024).
 const maxIov = 1024

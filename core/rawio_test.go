@@ -45,14 +45,14 @@ func socketConns(t *testing.T, sndbuf int) (net.Conn, net.Conn) {
 // calls; anything else (an in-memory pipe) goes through Read and Write.
 func TestStreamIOChoice(t *testing.T) {
 	a, _ := socketConns(t, 0)
-	if _, ok := newStreamIO(a).(*fdIO); !ok {
-		t.Errorf("socket: got %T, want *fdIO", newStreamIO(a))
+	if _, ok := newStreamIO(a, 0).(*fdIO); !ok {
+		t.Errorf("socket: got %T, want *fdIO", newStreamIO(a, 0))
 	}
 	p, q := net.Pipe()
 	defer p.Close()
 	defer q.Close()
-	if _, ok := newStreamIO(p).(plainIO); !ok {
-		t.Errorf("net.Pipe: got %T, want plainIO", newStreamIO(p))
+	if _, ok := newStreamIO(p, 0).(plainIO); !ok {
+		t.Errorf("net.Pipe: got %T, want plainIO", newStreamIO(p, 0))
 	}
 	// A descriptor in blocking mode would stall a thread the runtime does
 	// not know is blocked: it is not read raw.
@@ -66,8 +66,8 @@ func TestStreamIOChoice(t *testing.T) {
 	if err := unix.SetNonblock(fds[0], false); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := newStreamIO(f).(plainIO); !ok {
-		t.Errorf("blocking descriptor: got %T, want plainIO", newStreamIO(f))
+	if _, ok := newStreamIO(f, 0).(plainIO); !ok {
+		t.Errorf("blocking descriptor: got %T, want plainIO", newStreamIO(f, 0))
 	}
 }
 
@@ -76,8 +76,8 @@ func TestStreamIOChoice(t *testing.T) {
 // and errors after close are reported.
 func TestFDIOPartialWritesAndEOF(t *testing.T) {
 	a, b := socketConns(t, 8<<10)
-	w := newStreamIO(a)
-	r := newStreamIO(b)
+	w := newStreamIO(a, 0)
+	r := newStreamIO(b, 0)
 	if _, ok := w.(*fdIO); !ok {
 		t.Fatalf("got %T", w)
 	}
@@ -294,5 +294,83 @@ func TestConcurrentCallResultsKeepTheirBytes(t *testing.T) {
 				t.Fatalf("call %d/%d: result changed after the call returned", g, i)
 			}
 		}
+	}
+}
+
+// A poll that finds data keeps polling on; polls that end with nothing
+// (a peer that cannot answer while this thread holds the CPU) switch it
+// off, after which only every spinProbeEvery-th short read polls, and a
+// probe that finds data switches it back on. A long read never polls.
+func TestReadPollScoring(t *testing.T) {
+	a, b := socketConns(t, 0)
+	f, ok := newStreamIO(a, time.Microsecond).(*fdIO)
+	if !ok {
+		t.Fatalf("socket: got %T, want *fdIO", newStreamIO(a, 0))
+	}
+	buf := make([]byte, 64<<10)
+	send := func(n int) {
+		t.Helper()
+		if _, err := b.Write(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		if k, err := f.Read(buf); err != nil || k != n {
+			t.Fatalf("read %d, %v; want %d", k, err, n)
+		}
+	}
+	// missed runs one poll to its end (nothing to read) and reports
+	// whether it polled at all.
+	missed := func() bool {
+		polled := false
+		for f.poll() {
+			polled = true
+		}
+		return polled
+	}
+
+	send(10) // short
+	if f.spinScore != spinScoreMax {
+		t.Fatalf("score %d at start, want %d", f.spinScore, spinScoreMax)
+	}
+	if !missed() {
+		t.Fatal("no poll after a short read")
+	}
+	if want := spinScoreMax - spinMissCost; f.spinScore != want {
+		t.Fatalf("score %d after a miss, want %d", f.spinScore, want)
+	}
+	// A poll that finds data raises the score.
+	send(10)
+	f.spinUntil = time.Now().Add(time.Hour) // as if polling when the data came
+	send(10)
+	if want := spinScoreMax - spinMissCost + 1; f.spinScore != want {
+		t.Fatalf("score %d after a hit, want %d", f.spinScore, want)
+	}
+	// Misses switch polling off.
+	for i := 0; f.spinScore > 0; i++ {
+		if i > spinScoreMax {
+			t.Fatalf("score %d after %d misses", f.spinScore, i)
+		}
+		send(10)
+		missed()
+	}
+	for i := 1; i < spinProbeEvery; i++ {
+		send(10)
+		if missed() {
+			t.Fatalf("polled on short read %d with polling off", i)
+		}
+	}
+	send(10)
+	if !missed() {
+		t.Fatalf("no probe on short read %d with polling off", spinProbeEvery)
+	}
+	// A long read never polls.
+	send(spinShortRead)
+	if f.poll() {
+		t.Fatal("polled after a long read")
+	}
+	// A stream that never polls.
+	g := newStreamIO(a, -1).(*fdIO)
+	g.lastShort = true
+	if g.poll() {
+		t.Fatal("polled with a negative ReadSpin")
 	}
 }

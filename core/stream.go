@@ -55,7 +55,7 @@ type Stream struct {
 // conn was read so far (newStreamIO(conn), and a reader over it).
 func newStream(r *Router, conn io.ReadWriteCloser, sio streamIO, br *bufio.Reader, remoteID int32, name string, isParent bool) *Stream {
 	if sio == nil {
-		sio = newStreamIO(conn)
+		sio = newStreamIO(conn, r.cfg.ReadSpin)
 	}
 	if br == nil {
 		br = bufio.NewReaderSize(sio, streamReadBuffer)

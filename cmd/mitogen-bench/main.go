@@ -359,6 +359,7 @@ func pingTimes(ctx context.Context, c *core.Context, n int) ([]time.Duration, er
 
 func newMaster() *core.Router {
 	cfg := core.DefaultConfig()
+	agent.ApplyEnv(&cfg)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return core.NewMaster(cfg)
 }

@@ -297,6 +297,7 @@ func (c *commonFlags) newMaster() *core.Router {
 		level = slog.LevelDebug
 	}
 	cfg := core.DefaultConfig()
+	agent.ApplyEnv(&cfg)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	return core.NewMaster(cfg)
 }
