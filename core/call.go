@@ -17,8 +17,11 @@ import (
 // ServiceFunc serves the methods of one IDL service: it decodes args for
 // method, runs it and returns the result struct (gen: Dispatch<Service>).
 // args is valid only until fn returns: its buffer (the frame the call came
-// in) is then read into again, so what fn keeps it must copy, as the
-// generated decoders do.
+// in) is read into again once the reply is written, so what fn keeps it
+// must copy, as the generated decoders do — except for arguments annotated
+// (mitogen.borrow = "true"), which they leave in the frame: a method may
+// use those only until it returns (and may return them in its result,
+// which is written before the frame is reused).
 type ServiceFunc func(ctx context.Context, method string, args []byte) (thrift.FastCodec, error)
 
 // Serve makes this context answer CALL_FUNCTION requests for "service:*".
@@ -73,12 +76,14 @@ func (r *Router) runCall(m *wire.Message, method string, typ thrift.TMessageType
 	r.runWorker(func() {
 		defer func() { <-r.calls }()
 		ctx := context.WithValue(r.ctx, callerKey{}, req.Auth)
-		res, err := fn(ctx, method, args)
 		if frame != nil {
-			// fn decoded what it keeps (copies): the frame's buffer can be
-			// read into again, so a stream of large calls allocates none.
-			r.frames.put(frame)
+			// Once the reply is written (borrowed arguments may be in it,
+			// and nothing else refers to the frame: fn copied what it
+			// keeps), the frame's buffer can be read into again, so a
+			// stream of large calls allocates none.
+			defer r.frames.put(frame)
 		}
+		res, err := fn(ctx, method, args)
 		if err != nil {
 			code, text := int32(thrift.INTERNAL_ERROR), err.Error()
 			var ae *thrift.ApplicationException

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -409,5 +410,40 @@ func TestShutdownWithUnresponsiveChildrenEnds(t *testing.T) {
 	case <-done:
 	case <-time.After(3*core.ChildShutdownGrace + 5*time.Second):
 		t.Fatal("Close hangs on children that ignore SHUTDOWN")
+	}
+}
+
+// Agent.echo's argument is borrowed (mitogen.borrow): decoded in place in
+// the frame the call came in, and replied from there. Many large echoes at
+// once, each of its own bytes, come back intact: no frame is read into
+// again before the reply taken from it is written.
+func TestConcurrentBorrowedEchoes(t *testing.T) {
+	m, _ := testMaster(t)
+	_, c, _ := startChild(t, m, 1)
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				data := bytes.Repeat([]byte{byte(g), byte(i)}, (16<<10)+(g*i*4099)%(512<<10))
+				got, err := c.Agent().Echo(ctx, data)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, data) {
+					errs <- fmt.Errorf("goroutine %d call %d: %d bytes came back different", g, i, len(data))
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -866,8 +866,12 @@ struct ConnectReply {
 service Agent {
   /** Does nothing; for measuring round trips. */
   void ping()
-  /** Returns its argument. */
-  binary echo(1: binary data)
+  /**
+   * Returns its argument. (The annotation is for mitogen-gen and changes
+   * nothing on the wire: the Go agent's handler reads a large argument
+   * where it arrived instead of copying it, and replies from there.)
+   */
+  binary echo(1: binary data (mitogen.borrow = "true"))
   /**
    * Starts a child context of this one over the given transport, with the
    * ID the master allocated, adds its route and announces it upward with

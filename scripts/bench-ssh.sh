@@ -89,6 +89,13 @@ printf '#!/bin/sh\n# a "remote shell" that runs the command here\nshift\nexec "$
 # roundtrips.py takes the ssh as one word (its start-up is not timed)
 printf '#!/bin/sh\nexec ssh -S %s "$@"\n' "$u/cm" > "$w/bin/cmssh"
 install -m 755 bench/roundtrips.py "$w/bin/roundtrips.py"
+# The floor under any fake ssh written in Go: an empty Go program (static,
+# as bin/mitogen is built), then the user's shell running the command as
+# sshd starts it (SSH_CLIENT set: Debian's bash then reads ~/.bashrc).
+mkdir "$w/emptygo"
+printf 'package main\n\nfunc main() {}\n' > "$w/emptygo/main.go"
+printf 'module emptygo\n\ngo 1.22\n' > "$w/emptygo/go.mod"
+(cd "$w/emptygo" && CGO_ENABLED=0 go build -o "$w/bin/emptygo" .)
 chmod 755 "$w/bin/lexec" "$w/bin/cmssh"
 
 now() { date +%s%N; }
@@ -113,12 +120,17 @@ lat() {
     "${AS[@]}" sh -c "$loop"
   fi | awk '{printf "%.3f", $1/1e6}'
 }
+# ms per run of the shell command $1 over $2 runs (as the bench user)
+latcmd() {
+  "${AS[@]}" sh -c "t0=\$(date +%s%N); for i in \$(seq $2); do $1; done; echo \$(( (\$(date +%s%N) - t0) / $2 ))" |
+    awk '{printf "%.3f", $1/1e6}'
+}
 med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{if(NR%2) printf "%.4g", v[(NR+1)/2]; else printf "%.4g", (v[NR/2]+v[NR/2+1])/2}'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.4g", a/b}'; }
 
 R=(rsync -a --whole-file)
 declare -a t_local t_fake t_fresh t_cm r_local r_fresh r_cm l_fake l_cm l_fresh q_cm q_fresh
-declare -a p_fake p_relay p_cm k_fake k_relay
+declare -a p_fake p_relay p_cm k_fake k_relay l_floorgo l_floorc q_floorgo q_floorc
 for i in $(seq "$REPS"); do
   a=$(rsync_time "${R[@]}" -e "$w/bin/lexec" "$u/src/" "x:$u/dst/")
   f=$(rsync_time "$MITOGEN" run --via local -- "${R[@]}" "$u/src/" "x:$u/dst/")
@@ -130,6 +142,10 @@ for i in $(seq "$REPS"); do
   # started per ssh would be charged to the anchor)
   lf=$(lat fake "$LOOPS") lc=$(lat "ssh -S $u/cm" "$LOOPS") lr=$(lat "ssh $SSHOPTS" 10)
   l_fake+=("$lf") l_cm+=("$lc") l_fresh+=("$lr")
+  fg=$(latcmd "$w/bin/emptygo; SSH_CLIENT='127.0.0.1 1 22' bash -c true" "$LOOPS")
+  fc=$(latcmd "/bin/true; SSH_CLIENT='127.0.0.1 1 22' bash -c true" "$LOOPS")
+  l_floorgo+=("$fg") l_floorc+=("$fc")
+  q_floorgo+=("$(div "$fg" "$lc")") q_floorc+=("$(div "$fc" "$lc")")
   q_cm+=("$(div "$lf" "$lc")") q_fresh+=("$(div "$lf" "$lr")")
   # seconds for TRIPS round trips, the ssh's start-up excluded (roundtrips.py)
   pf=$("${AS[@]}" "$MITOGEN" run --via local -- python3 "$w/bin/roundtrips.py" "$TRIPS" ssh "$H")
@@ -145,6 +161,8 @@ row "rsync --whole-file ${SIZE_MIB} MiB via fakessh (--via local)" "$(med "${t_f
 row "rsync --whole-file ${SIZE_MIB} MiB via fakessh (--via local)" "$(med "${t_fake[@]}") s" "OpenSSH via ControlMaster, $who" "$(med "${t_cm[@]}") s" "$(med "${r_cm[@]}")" "< 1×"
 row "\`ssh host true\` via fakessh" "$(med "${l_fake[@]}") ms" "OpenSSH via ControlMaster, $who" "$(med "${l_cm[@]}") ms" "$(med "${q_cm[@]}")" "≤ 0.25×"
 row "\`ssh host true\` via fakessh" "$(med "${l_fake[@]}") ms" "OpenSSH, fresh connection, $who" "$(med "${l_fresh[@]}") ms" "$(med "${q_fresh[@]}")" ""
+row "floor for a fake ssh in Go: an empty Go program, then the user's shell running \`true\`" "$(med "${l_floorgo[@]}") ms" "OpenSSH via ControlMaster, $who" "$(med "${l_cm[@]}") ms" "$(med "${q_floorgo[@]}")" ""
+row "floor for any fake ssh: \`/bin/true\`, then the user's shell running \`true\`" "$(med "${l_floorc[@]}") ms" "OpenSSH via ControlMaster, $who" "$(med "${l_cm[@]}") ms" "$(med "${q_floorc[@]}")" ""
 row "$TRIPS request/response round trips through \`ssh host cat\` via fakessh (--via local)" "$(med "${p_fake[@]}") s" "OpenSSH via ControlMaster, $who" "$(med "${p_cm[@]}") s" "$(med "${k_fake[@]}")" "≤ 1×"
 row "$TRIPS round trips via fakessh, relayed (MITOGEN_FAKESSH_HANDOFF=0)" "$(med "${p_relay[@]}") s" "OpenSSH via ControlMaster, $who" "$(med "${p_cm[@]}") s" "$(med "${k_relay[@]}")" ""
 

@@ -11,7 +11,9 @@
 // decoder thriftgo generated (see bounds.go): no declared list, set or map
 // size is trusted beyond what the remaining payload can hold; and it makes
 // FastWriteNocopy leave large binary fields to its NocopyWriter, as its
-// name promises (see nocopy.go). Output is deterministic.
+// name promises (see nocopy.go); and it decodes arguments annotated
+// (mitogen.borrow = "true") without a copy (see borrow.go). Output is
+// deterministic.
 //
 // Every IDL file the given one includes is generated too, each into the Go
 // package its `namespace go` names, under -out; the generated code refers to
@@ -110,6 +112,9 @@ func run(c config) error {
 			return fmt.Errorf("%s: %w", p.ast.Filename, err)
 		}
 		if err := writeNocopy(p.dir); err != nil {
+			return fmt.Errorf("%s: %w", p.ast.Filename, err)
+		}
+		if err := writeBorrow(p.dir, p.borrowed); err != nil {
 			return fmt.Errorf("%s: %w", p.ast.Filename, err)
 		}
 	}

@@ -49,6 +49,21 @@ func appendNocopy(b []byte, w thrift.NocopyWriter, v []byte) []byte {
 	_ = w.WriteDirect(v, cap(b)-len(b))
 	return b
 }
+
+// readBinaryBorrowed reads a binary field as thrift.Binary.ReadBinary does,
+// except that a value of nocopyMin bytes or more is the slice of b it lies
+// in (its capacity pinned to its length), not a copy. mitogen-gen reads
+// the arguments annotated (mitogen.borrow = "true") with it: their handler
+// may use them only until it returns.
+func readBinaryBorrowed(b []byte) ([]byte, int, error) {
+	if len(b) >= 4 {
+		n := int(int32(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])))
+		if n >= nocopyMin && n <= len(b)-4 {
+			return b[4 : 4+n : 4+n], 4 + n, nil
+		}
+	}
+	return thrift.Binary.ReadBinary(b)
+}
 `
 
 // generateNocopy returns the content of nocopy.go for Go package goPkg.

@@ -31,6 +31,9 @@ type genPkg struct {
 	// includes maps the name the package's code uses for an included
 	// IDL's package to that IDL.
 	includes map[string]*parser.Thrift
+	// borrowed lists the borrowed fields of each argument struct (see
+	// borrow.go).
+	borrowed map[string][]string
 }
 
 func (p *dispatchPlugin) GetName() string               { return "mitogen-dispatch" }
@@ -78,6 +81,9 @@ func generatePackage(cu *golang.CodeUtils, outPath string, ast *parser.Thrift) (
 	}
 	gp := genPkg{ast: ast, dir: cu.CombineOutputPath(outPath, ast), includes: map[string]*parser.Thrift{}}
 	goPkg := cu.GetPackageName(ast)
+	if gp.borrowed, err = borrowedArgs(scope); err != nil {
+		return genPkg{}, nil, err
+	}
 	content, err := generateDispatch(scope, goPkg)
 	if err != nil {
 		return genPkg{}, nil, err

@@ -4441,7 +4441,7 @@ func (p *AgentEchoArgs) FastRead(b []byte) (off int, err error) {
 		}
 		switch uint32(fid)<<8 | uint32(ftyp) {
 		case 0x10b: // p.Data ID:1 thrift.STRING
-			p.Data, l, err = x.ReadBinary(b[off:])
+			p.Data, l, err = readBinaryBorrowed(b[off:])
 			off += l
 			if err != nil {
 				goto ReadFieldError

@@ -2591,7 +2591,11 @@ var fieldIDToName_CallError = map[int16]string{
 type Agent interface {
 	/** Does nothing; for measuring round trips. */
 	Ping(ctx context.Context) (err error)
-	/** Returns its argument. */
+	/**
+	 * Returns its argument. (The annotation is for mitogen-gen and changes
+	 * nothing on the wire: the Go agent's handler reads a large argument
+	 * where it arrived instead of copying it, and replies from there.)
+	 */
 	Echo(ctx context.Context, data []byte) (r []byte, err error)
 	/**
 	 * Starts a child context of this one over the given transport, with the
