@@ -93,8 +93,10 @@ func SSHMain(args []string) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 1)
+	// Never stopped: the process exits when SSHMain returns, and
+	// signal.Stop waits for the runtime's signal goroutine to go idle,
+	// which took up to 0.3 ms of every `ssh host true`.
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, os.Interrupt)
-	defer signal.Stop(sigs)
 	caught := make(chan os.Signal, 1)
 	go func() {
 		select {
