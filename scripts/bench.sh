@@ -21,7 +21,12 @@ go build -o bin/kitex-example ./examples/kitex
 out=$(mktemp -d /tmp/mitogen-bench-out.XXXXXX)
 busy=()
 stop_busy() {
-  [ ${#busy[@]} -gt 0 ] && kill "${busy[@]}" 2>/dev/null && wait "${busy[@]}" 2>/dev/null
+  if [ ${#busy[@]} -gt 0 ]; then
+    kill "${busy[@]}" 2>/dev/null || true
+    # wait reports the loops' SIGTERM (status 143), which under set -e
+    # would end this script before it printed the table
+    wait "${busy[@]}" 2>/dev/null || true
+  fi
   busy=()
 }
 # The rows are kept when the run does not finish (a long run on a busy
