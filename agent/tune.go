@@ -44,26 +44,27 @@ func TuneRuntime() {
 
 // EnvReadSpin is the environment variable that overrides
 // core.Config.ReadSpin in the processes that call ApplyEnv (agents, the
-// mitogen CLI and mitogen-bench): a Go duration ("20us"), or "off" (or
-// "0") for no polling. Agents inherit it from their master's environment
-// where the method passes the environment on (local, sudo).
+// mitogen CLI and its persistent master, fakessh's ssh, mitogen-bench): a
+// Go duration up to core.MaxReadSpin ("20us"), or "off" (or any zero
+// duration) for no polling. Agents inherit it from their master's
+// environment where the method passes the environment on (local, sudo).
 const EnvReadSpin = "MITOGEN_READ_SPIN"
 
 // ApplyEnv sets the fields of cfg that the environment overrides
-// (EnvReadSpin); a value that does not parse is ignored with a warning on
-// stderr.
+// (EnvReadSpin); a value that does not parse, or is out of range, is
+// ignored with a warning on stderr.
 func ApplyEnv(cfg *core.Config) {
 	v := os.Getenv(EnvReadSpin)
-	switch v {
-	case "":
-	case "off", "0":
+	if v == "" {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case v == "off" || v == "0" || err == nil && d == 0:
 		cfg.ReadSpin = -1
+	case err != nil || d < 0 || d > core.MaxReadSpin:
+		fmt.Fprintf(os.Stderr, "mitogen: ignoring %s=%q (want a duration up to %v, such as 50us, or off)\n", EnvReadSpin, v, core.MaxReadSpin)
 	default:
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			fmt.Fprintf(os.Stderr, "mitogen: ignoring %s=%q (want a duration such as 50us, or off)\n", EnvReadSpin, v)
-			return
-		}
 		cfg.ReadSpin = d
 	}
 }

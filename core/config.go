@@ -63,8 +63,11 @@ type Config struct {
 	// it is taken without a sleep and a wake-up, which on an idle or a
 	// virtual CPU cost more than the exchange itself. The reader yields
 	// between polls, so it delays no other goroutine; it costs up to
-	// ReadSpin of CPU after the last of a burst of small messages. Zero
-	// means DefaultReadSpin; a negative value never polls.
+	// ReadSpin of CPU after the last of a burst of small messages (and a
+	// peer sending small messages less than ReadSpin apart keeps it
+	// polling, as it would otherwise keep it waking). Zero means
+	// DefaultReadSpin; a negative value never polls; at most MaxReadSpin
+	// (a poll delays closing the stream by up to ReadSpin).
 	ReadSpin time.Duration
 	// Logger receives the router's logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -89,6 +92,9 @@ const MinStreamWindow = mitogen.MIN_STREAM_WINDOW
 // beside it, 11 µs with 50 µs of polling in both; 1 MiB echo and a byte
 // stream through cat unchanged (their reads are long, so they do not poll).
 const DefaultReadSpin = 50 * time.Microsecond
+
+// MaxReadSpin is the longest Config.ReadSpin.
+const MaxReadSpin = time.Millisecond
 
 // DefaultConfig returns the defaults: 128 MiB frames (MAX_FRAME_SIZE), 16
 // MiB per stream queue cut after 30 s without progress, 4096 messages or 32 MiB per receiver, 256
@@ -135,6 +141,8 @@ func (c Config) Validate() error {
 		return bad("StreamStallTimeout", c.StreamStallTimeout, "negative")
 	case c.ShutdownGrace < 0:
 		return bad("ShutdownGrace", c.ShutdownGrace, "negative")
+	case c.ReadSpin > MaxReadSpin:
+		return bad("ReadSpin", c.ReadSpin, fmt.Sprintf("above MaxReadSpin (%v)", MaxReadSpin))
 	case d.MaxFrameSize > mitogen.MAX_FRAME_SIZE:
 		return bad("MaxFrameSize", d.MaxFrameSize, fmt.Sprintf("above the protocol's MAX_FRAME_SIZE (%d)", mitogen.MAX_FRAME_SIZE))
 	case d.MaxFrameSize < MinFrameSize:

@@ -11,7 +11,7 @@ import (
 
 // Zero values mean the defaults; nonsense is refused with the field named.
 func TestConfigValidate(t *testing.T) {
-	for _, ok := range []core.Config{{}, core.DefaultConfig(), {StreamWindow: core.MinStreamWindow}, {MaxFrameSize: 1 << 20, MaxChunk: 64 << 10}} {
+	for _, ok := range []core.Config{{}, core.DefaultConfig(), {StreamWindow: core.MinStreamWindow}, {MaxFrameSize: 1 << 20, MaxChunk: 64 << 10}, {ReadSpin: -1}, {ReadSpin: core.MaxReadSpin}} {
 		if err := ok.Validate(); err != nil {
 			t.Errorf("%+v: %v", ok, err)
 		}
@@ -30,6 +30,7 @@ func TestConfigValidate(t *testing.T) {
 		"MaxConcurrentCalls": {MaxConcurrentCalls: -2},
 		"ShutdownGrace":      {ShutdownGrace: -time.Second},
 		"StreamStallTimeout": {StreamStallTimeout: -time.Second},
+		"ReadSpin":           {ReadSpin: core.MaxReadSpin + 1},
 	} {
 		err := c.Validate()
 		if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(field)) {
@@ -51,7 +52,7 @@ func TestConfigValidate(t *testing.T) {
 	defer r.Close()
 	got := r.Config()
 	want := core.DefaultConfig()
-	if got.MaxConcurrentCalls != 3 || got.StreamWindow != want.StreamWindow || got.ShutdownGrace != core.ChildShutdownGrace || got.MaxFrameSize != want.MaxFrameSize {
+	if got.MaxConcurrentCalls != 3 || got.StreamWindow != want.StreamWindow || got.ShutdownGrace != core.ChildShutdownGrace || got.MaxFrameSize != want.MaxFrameSize || got.ReadSpin != core.DefaultReadSpin {
 		t.Fatalf("effective config %+v: zero fields should be the defaults", got)
 	}
 }

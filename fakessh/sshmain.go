@@ -20,6 +20,7 @@ import (
 	"github.com/cloudwego/gopkg/protocol/thrift"
 	"golang.org/x/sys/unix"
 
+	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/fakessh/sshargs"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
@@ -79,6 +80,7 @@ func SSHMain(args []string) int {
 		return 255
 	}
 	cfg := core.DefaultConfig()
+	agent.ApplyEnv(&cfg)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	r, err := core.Boot(conn, cfg, nil)
 	if err != nil {

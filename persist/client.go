@@ -17,6 +17,7 @@ import (
 	"github.com/cloudwego/gopkg/protocol/thrift"
 	"golang.org/x/sys/unix"
 
+	"github.com/seed-a176d0ab/mitogen-go/agent"
 	"github.com/seed-a176d0ab/mitogen-go/core"
 	"github.com/seed-a176d0ab/mitogen-go/gen/mitogen"
 )
@@ -94,6 +95,7 @@ func Dial(dir string, logger *slog.Logger) (*Client, error) {
 			return nil, err
 		}
 		cfg := core.DefaultConfig()
+		agent.ApplyEnv(&cfg)
 		cfg.Logger = logger
 		if cfg.Logger == nil {
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

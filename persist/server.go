@@ -152,6 +152,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (err error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	cfg := core.DefaultConfig()
+	agent.ApplyEnv(&cfg)
 	cfg.Logger = log
 	st := &server{Server: s, r: core.NewMaster(cfg), members: map[int32]bool{}, chains: map[string]*held{},
 		runs: map[int32]*fakessh.Session{}, stopped: make(chan struct{})}
