@@ -112,9 +112,10 @@ func run(anchorScript string, calls, streamMiB int) error {
 	ctx := context.Background()
 	var rows []row
 
-	// Python mitogen, measured in this run (up to 3 times; medians).
+	// Python mitogen's start, measured in this run (up to 3 times;
+	// medians). Its round trip and echo are measured beside ours, below.
 	var py map[string]float64
-	if want("start") || want("rtt") || want("echo") {
+	if want("start") {
 		var err error
 		if py, err = pythonAnchor(anchorScript, min(reps, 3), fmt.Sprint(calls)); err != nil {
 			return err
@@ -153,50 +154,71 @@ func run(anchorScript string, calls, streamMiB int) error {
 	}
 	c := chain[0]
 
-	// No-op round trip, each repetition beside the raw pipe's.
-	if want("rtt") {
+	// No-op round trip and 1 MiB echo: each repetition runs Python
+	// mitogen's (its round trip over calls/reps calls, and its echo), then
+	// ours, then, for the round trip, the raw pipe's; a ratio is the median
+	// of the repetitions' ratios.
+	if want("rtt") || want("echo") {
 		for i := 0; i < 200; i++ {
 			c.Agent().Ping(ctx)
 		}
-		per := max(calls/reps, 200)
-		var ours, raw, ratios []float64
-		for i := 0; i < reps; i++ {
-			rtts, err := pingTimes(ctx, c, per)
-			if err != nil {
-				return err
-			}
-			rawRtt, err := rawPipeRTT(per)
-			if err != nil {
-				return err
-			}
-			o := us(median(rtts))
-			ours, raw, ratios = append(ours, o), append(raw, rawRtt), append(ratios, o/rawRtt)
-		}
-		rows = append(rows,
-			row{name: "no-op call round trip", unit: "µs", ours: medianF(ours), anchor: py["rtt_us"], anchorName: "mitogen", goal: "≤ 1/10", reps: reps},
-			row{name: "no-op call round trip", unit: "µs", ours: medianF(ours), anchor: medianF(raw), ratio: medianF(ratios),
-				anchorName: "raw pipe round trip, 64 B via a cat process (limit)", goal: "≤ 2×", reps: reps})
-	}
-
-	// 1 MiB echo.
-	if want("echo") {
 		payload := bytes.Repeat([]byte("x"), 1<<20)
 		if _, err := c.Agent().Echo(ctx, payload); err != nil {
 			return err
 		}
-		var rates []float64
+		per := max(calls/reps, 200)
+		var rtt, raw, rawRatios, pyRTT, pyRTTRatios, echo, pyEcho, pyEchoRatios []float64
+		pyOK := true
 		for i := 0; i < reps; i++ {
-			k := 20
-			t := time.Now()
-			for j := 0; j < k; j++ {
-				if _, err := c.Agent().Echo(ctx, payload); err != nil {
+			var pyi map[string]float64
+			if pyOK {
+				var err error
+				if pyi, err = pythonAnchor(anchorScript, 1, fmt.Sprint(per)); err != nil {
 					return err
 				}
+				pyOK = len(pyi) > 0 // a failure is reported once
 			}
-			rates = append(rates, float64(k*len(payload))/time.Since(t).Seconds()/1e6)
+			if want("rtt") {
+				rtts, err := pingTimes(ctx, c, per)
+				if err != nil {
+					return err
+				}
+				rawRtt, err := rawPipeRTT(per)
+				if err != nil {
+					return err
+				}
+				o := us(median(rtts))
+				rtt, raw, rawRatios = append(rtt, o), append(raw, rawRtt), append(rawRatios, o/rawRtt)
+				if a := pyi["rtt_us"]; a > 0 {
+					pyRTT, pyRTTRatios = append(pyRTT, a), append(pyRTTRatios, o/a)
+				}
+			}
+			if want("echo") {
+				k := 20
+				t := time.Now()
+				for j := 0; j < k; j++ {
+					if _, err := c.Agent().Echo(ctx, payload); err != nil {
+						return err
+					}
+				}
+				o := float64(k*len(payload)) / time.Since(t).Seconds() / 1e6
+				echo = append(echo, o)
+				if a := pyi["echo_mbps"]; a > 0 {
+					pyEcho, pyEchoRatios = append(pyEcho, a), append(pyEchoRatios, o/a)
+				}
+			}
 		}
-		rows = append(rows, row{name: "1 MiB echo call", unit: "MB/s", ours: medianF(rates), anchor: py["echo_mbps"], anchorName: "mitogen",
-			goal: "≥ 10×", higherBetter: true, reps: reps})
+		if want("rtt") {
+			rows = append(rows,
+				row{name: "no-op call round trip", unit: "µs", ours: medianF(rtt), anchor: medianF(pyRTT), ratio: medianF(pyRTTRatios),
+					anchorName: "mitogen", goal: "≤ 1/10", reps: reps},
+				row{name: "no-op call round trip", unit: "µs", ours: medianF(rtt), anchor: medianF(raw), ratio: medianF(rawRatios),
+					anchorName: "raw pipe round trip, 64 B via a cat process (limit)", goal: "≤ 2×", reps: reps})
+		}
+		if want("echo") {
+			rows = append(rows, row{name: "1 MiB echo call", unit: "MB/s", ours: medianF(echo), anchor: medianF(pyEcho), ratio: medianF(pyEchoRatios),
+				anchorName: "mitogen", goal: "≥ 10×", higherBetter: true, reps: reps})
+		}
 	}
 
 	// A byte stream through a context: cat in the context, relayed both
