@@ -35,6 +35,17 @@ const borrowAnnotation = "mitogen.borrow"
 // borrowedArgs returns, per argument struct (Go name), the Go names of its
 // borrowed fields.
 func borrowedArgs(scope *golang.Scope) (map[string][]string, error) {
+	// Anywhere else the annotation would do nothing: refuse it.
+	ast := scope.AST()
+	for _, group := range [][]*parser.StructLike{ast.Structs, ast.Unions, ast.Exceptions} {
+		for _, st := range group {
+			for _, fl := range st.Fields {
+				if len(fl.Annotations.Get(borrowAnnotation)) > 0 {
+					return nil, fmt.Errorf("%s.%s: %s marks only arguments of service methods", st.Name, fl.Name, borrowAnnotation)
+				}
+			}
+		}
+	}
 	out := map[string][]string{}
 	for _, svc := range scope.Services() {
 		for _, f := range svc.Functions() {
@@ -69,6 +80,11 @@ func writeBorrow(dir string, borrowed map[string][]string) error {
 	if err != nil {
 		return err
 	}
+	names := make([]string, 0, len(borrowed))
+	for n := range borrowed {
+		names = append(names, n)
+	}
+	sort.Strings(names)
 	done := map[string]int{}
 	for _, path := range files {
 		src, err := os.ReadFile(path)
@@ -77,11 +93,6 @@ func writeBorrow(dir string, borrowed map[string][]string) error {
 		}
 		text := string(src)
 		changed := false
-		names := make([]string, 0, len(borrowed))
-		for n := range borrowed {
-			names = append(names, n)
-		}
-		sort.Strings(names)
 		for _, st := range names {
 			head := fmt.Sprintf("func (p *%s) FastRead(b []byte) (off int, err error) {", st)
 			i := strings.Index(text, head)

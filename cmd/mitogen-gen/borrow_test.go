@@ -51,6 +51,8 @@ func TestBorrowAnnotation(t *testing.T) {
 		"string": "service S { void put(1: string s (mitogen.borrow = \"true\")) }\n",
 		"false":  "service S { void put(1: binary s (mitogen.borrow = \"false\")) }\n",
 		"list":   "service S { void put(1: list<binary> s (mitogen.borrow = \"true\")) }\n",
+		"struct": "struct T { 1: binary b (mitogen.borrow = \"true\") }\n",
+		"result": "exception E { 1: binary b (mitogen.borrow = \"true\") }\nservice S { void put() throws (1: E e) }\n",
 	} {
 		if _, err := gen(body); err == nil {
 			t.Errorf("%s: no error", name)
